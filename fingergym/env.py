@@ -1,0 +1,190 @@
+"""The environment: a thin subclass of ``pydrake.gym.DrakeGymEnv`` shared by sim and hardware.
+
+Sim and hardware differ only in the station behind the ports (``actions`` in;
+``observations``, ``reward``, ``success`` out). :func:`make_env` picks the station.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from pydrake.common import RandomGenerator
+from pydrake.geometry import Meshcat, StartMeshcat
+from pydrake.gym import DrakeGymEnv
+from pydrake.systems.analysis import Simulator
+
+from fingergym.scenario import Scenario, as_scenario
+from fingergym.task import (
+    ACTION_DIM,
+    OBS_BOUND,
+    ActionScaling,
+    angle_from_vertical,
+    check_action,
+    is_success,
+)
+
+RENDER_MODES = ("human", "rgb_array", "ansi")
+
+
+def action_space() -> gym.spaces.Box:
+    # Upstream rough edge: a Box built from float64 bounds with dtype float32 warns about lost
+    # precision in every SubprocVecEnv worker; build the bounds as float32 up front.
+    one = np.ones(ACTION_DIM, dtype=np.float32)
+    return gym.spaces.Box(low=-one, high=one, dtype=np.float32)
+
+
+def observation_space() -> gym.spaces.Box:
+    bound = OBS_BOUND.astype(np.float32)
+    return gym.spaces.Box(low=-bound, high=bound, dtype=np.float32)
+
+
+class FingerGymEnv(DrakeGymEnv):
+    """DrakeGymEnv with the upstream rough edges fixed (each marked where it is fixed).
+
+    ``info`` carries ``sim_time``, ``success`` / ``is_success`` (the box stands now; read it at
+    the end of an episode), ``angle_from_vertical``, ``box_omega`` and ``target``.
+    """
+
+    def __init__(self, simulator: Simulator | Callable[[RandomGenerator], Simulator], *,
+                 scenario: Scenario, station_of: Callable[[Simulator], Any],
+                 render_mode: str | None = None, hardware: bool = False,
+                 reset_handler: Callable | None = None):
+        # Upstream rough edge: DrakeGymEnv.__init__ writes into `self.metadata`, which is the
+        # class attribute shared by every gymnasium.Env; give this instance its own dict first.
+        self.metadata = {"render_modes": list(RENDER_MODES), "render_fps": 0}
+        self.scenario = scenario
+        self.scaling = ActionScaling.from_scenario(scenario)
+        self._station_of = station_of
+        super().__init__(
+            simulator=simulator,
+            time_step=scenario.episode.step,
+            action_space=action_space(),
+            observation_space=observation_space(),
+            reward="reward",
+            action_port_id="actions",
+            observation_port_id="observations",
+            render_rgb_port_id="rgb" if render_mode == "rgb_array" else None,
+            render_mode=render_mode or "human",
+            reset_handler=reset_handler,
+            info_handler=self._info,
+            hardware=hardware,
+        )
+        self.metadata = {"render_modes": list(RENDER_MODES),
+                         "render_fps": int(round(1.0 / scenario.episode.step))}
+        # Upstream bug: DrakeGymEnv tests `if info_handler is callable(info_handler)`, which is
+        # never true for a function, so the handler is silently dropped. Install it here.
+        self.info_handler = self._info
+        self.render_mode = render_mode
+        self._last_end_reason = ""
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, _ = super().reset(seed=seed, options=options)
+        context = self.simulator.get_mutable_context()
+        station = self._station_of(self.simulator)
+        # Upstream rough edge: the `actions` input keeps the previous episode's fixed value
+        # after reset(). Fix it to "hold the finger where it is" and fill the set-point line.
+        state = station.diagram.GetOutputPort("state").Eval(context)
+        hold = self.scaling.clamp_target(state[3:5])
+        station.hold_setpoint(context, hold)
+        self.action_port.FixValue(context, self.scaling.to_action(hold))
+        self.simulator.Initialize()
+        obs = self.observation_port.Eval(context)
+        return np.asarray(obs, dtype=np.float32), self._info(self.simulator)
+
+    def step(self, action):
+        # Bad input: a wrong-shaped, NaN or infinite action raises ValueError before anything is
+        # applied, so the env stays usable.
+        a = check_action(action)
+        obs, reward, terminated, truncated, info = super().step(a)
+        if not info:  # the simulator faulted; upstream returns an empty info
+            info = self._info(self.simulator)
+            info["end_reason"] = "simulator_error"
+        time = self.simulator.get_context().get_time()
+        # Upstream rough edge: the reference reports the time limit as `terminated`; the
+        # observation holds no time, so it is a truncation.
+        if time >= self.scenario.episode.time_limit - 1e-9:
+            truncated = True
+            info.setdefault("end_reason", "time_limit")
+        return np.asarray(obs, dtype=np.float32), float(reward), terminated, truncated, info
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return np.ascontiguousarray(super().render())
+        return super().render()
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def station(self):
+        """The station behind the ports of the current episode."""
+        return self._station_of(self.simulator)
+
+    def true_state(self) -> np.ndarray:
+        """The noise-free state (10,) in the observation layout."""
+        return self.station.diagram.GetOutputPort("state").Eval(self.simulator.get_context())
+
+    def _info(self, simulator: Simulator) -> dict[str, Any]:
+        context = simulator.get_context()
+        diagram = self._station_of(simulator).diagram
+        state = diagram.GetOutputPort("state").Eval(context)
+        success = is_success(state, self.scenario)
+        info: dict[str, Any] = {
+            "sim_time": float(context.get_time()),
+            "success": success,
+            "is_success": success,  # the key stable-baselines3's callbacks read
+            "angle_from_vertical": float(angle_from_vertical(state[2])),
+            "box_omega": float(state[7]),
+        }
+        if diagram.GetInputPort("actions").HasValue(context):  # not yet inside upstream reset()
+            info["target"] = np.array(diagram.GetOutputPort("target").Eval(context))
+        return info
+
+
+def make_env(scenario: Scenario | str | Path | None = None, mode: str = "sim", *,
+             randomize: bool = True, render_mode: str | None = None,
+             meshcat: Meshcat | bool | None = None, **options: Any) -> FingerGymEnv:
+    """Create the box flip-up env.
+
+    Args:
+        scenario: a :class:`Scenario`, a path to a scenario YAML, or ``None`` for the default.
+        mode: ``"sim"`` (Drake simulation, domain randomized) or ``"hardware"`` (ROS 2).
+        randomize: sim only; ``False`` uses the nominal parameters every episode.
+        render_mode: ``"rgb_array"`` for frames, ``"human"`` to draw in Meshcat.
+        meshcat: a Meshcat instance, or ``True`` to start one (implied by ``"human"``).
+        options: passed to the hardware station (see :mod:`fingergym.hardware`).
+    """
+    scenario = as_scenario(scenario)
+    if render_mode is not None and render_mode not in RENDER_MODES:
+        raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
+    if mode == "sim":
+        from fingergym.sim.params import draw_params, nominal_params
+        from fingergym.sim.station import build_sim_station
+
+        if options:
+            raise TypeError(f"unknown sim option(s): {sorted(options)}")
+        if meshcat is True or (meshcat is None and render_mode == "human"):
+            meshcat = StartMeshcat()
+        stations: dict[int, Any] = {}
+
+        def make_simulator(generator: RandomGenerator) -> Simulator:
+            params = draw_params(scenario, generator) if randomize else nominal_params(scenario)
+            station = build_sim_station(scenario, params, meshcat=meshcat or None,
+                                        render=render_mode == "rgb_array")
+            simulator = Simulator(station.diagram)
+            stations.clear()
+            stations[id(simulator)] = station
+            return simulator
+
+        env = FingerGymEnv(make_simulator, scenario=scenario,
+                           station_of=lambda sim: stations[id(sim)], render_mode=render_mode)
+        env.meshcat = meshcat or None
+        return env
+    if mode == "hardware":
+        from fingergym.hardware.env import make_hardware_env
+
+        return make_hardware_env(scenario, render_mode=render_mode, **options)
+    raise ValueError(f"mode must be 'sim' or 'hardware', got {mode!r}")

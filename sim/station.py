@@ -1,0 +1,177 @@
+"""The simulated box flip-up station: a Drake Diagram with the task's named ports.
+
+Exported ports (the same names as the hardware station):
+
+- input ``actions`` (2): the agent's action in ``[-1, 1]^2``;
+- output ``observations`` (10): the state in the :mod:`fingergym.task` layout, plus noise;
+- output ``reward`` (1), ``success`` (1): from :class:`fingergym.task.RewardSystem`;
+- output ``state`` (10): the true state; ``target`` (2): the commanded finger target [m];
+- output ``rgb`` (image) when built with ``render=True``.
+
+The set-point reaches the controller through a hold of period ``controller.period``, delayed
+by ``params.action_delay_periods`` periods (the command latency of a real robot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from fingergym.sim.params import EpisodeParams
+from fingergym.sim.plant import add_box_flipup_plant, add_finger_controller
+from pydrake.common import RandomDistribution
+from pydrake.geometry import (
+    ClippingRange,
+    ColorRenderCamera,
+    DepthRange,
+    DepthRenderCamera,
+    MakeRenderEngineVtk,
+    Meshcat,
+    MeshcatVisualizer,
+    MeshcatVisualizerParams,
+    RenderCameraCore,
+    RenderEngineVtkParams,
+    Role,
+)
+from pydrake.math import RigidTransform, RollPitchYaw
+from pydrake.multibody.meshcat import ContactVisualizer, ContactVisualizerParams
+from pydrake.systems.analysis import Simulator
+from pydrake.systems.framework import Context, Diagram, DiagramBuilder
+from pydrake.systems.primitives import (
+    Adder,
+    AffineSystem,
+    ConstantVectorSource,
+    DiscreteTimeDelay,
+    Gain,
+    MatrixGain,
+    Multiplexer,
+    RandomSource,
+    Saturation,
+    ZeroOrderHold,
+)
+from pydrake.systems.sensors import CameraInfo, RgbdSensor
+
+from fingergym.scenario import Scenario
+from fingergym.task import ACTION_DIM, OBS_DIM, ActionScaling, RewardSystem
+
+RENDER_SIZE = (480, 320)  # width, height of rgb_array frames
+
+
+@dataclass
+class SimStation:
+    """A built station: the diagram plus the handles the env needs at reset."""
+
+    diagram: Diagram
+    scenario: Scenario
+    params: EpisodeParams
+    scaling: ActionScaling
+    setpoint_hold: object  # ZeroOrderHold or DiscreteTimeDelay
+
+    def hold_setpoint(self, root_context: Context, target: np.ndarray) -> None:
+        """Fill the set-point hold/delay line with ``target`` [m] (no stale command at reset)."""
+        ctx = self.setpoint_hold.GetMyMutableContextFromRoot(root_context)
+        n = ctx.get_discrete_state_vector().size()
+        ctx.SetDiscreteState(np.tile(np.asarray(target, dtype=float), n // ACTION_DIM))
+
+
+def _add_camera(builder: DiagramBuilder, scene_graph, scenario: Scenario):
+    scene_graph.AddRenderer("vtk", MakeRenderEngineVtk(RenderEngineVtkParams()))
+    w, h = RENDER_SIZE
+    b = scenario.bin
+    x_mid = 0.5 * (b.wall_x[0] + b.wall_x[1])
+    core = RenderCameraCore("vtk", CameraInfo(w, h, np.deg2rad(14)), ClippingRange(0.5, 5.0),
+                            RigidTransform())
+    # Camera on -y looking along +y at the bin; image x right, image y down (world -z).
+    X_WC = RigidTransform(RollPitchYaw(-np.pi / 2, 0, 0),
+                          [x_mid, -2.6, b.floor_z + 0.5 * b.wall_height])
+    sensor = builder.AddSystem(RgbdSensor(
+        scene_graph.world_frame_id(), X_WC, ColorRenderCamera(core, False),
+        DepthRenderCamera(core, DepthRange(0.51, 4.9))))
+    builder.Connect(scene_graph.get_query_output_port(), sensor.query_object_input_port())
+    builder.ExportOutput(sensor.color_image_output_port(), "rgb")
+
+
+def build_sim_station(scenario: Scenario, params: EpisodeParams, *,
+                      meshcat: Meshcat | None = None, render: bool = False) -> SimStation:
+    """Build the simulated station Diagram for one episode's parameters."""
+    builder = DiagramBuilder()
+    handles = add_box_flipup_plant(builder, scenario, params)
+    plant = handles.plant
+    controller = add_finger_controller(builder, scenario, params, handles)
+    scaling = ActionScaling.from_scenario(scenario)
+
+    # actions [-1, 1]^2 -> saturate -> affine map onto the workspace -> held/delayed set-point.
+    saturation = builder.AddSystem(Saturation(-np.ones(ACTION_DIM), np.ones(ACTION_DIM)))
+    to_target = builder.AddSystem(AffineSystem(
+        A=np.zeros((0, 0)), B=np.zeros((0, ACTION_DIM)), f0=np.zeros(0),
+        C=np.zeros((ACTION_DIM, 0)), D=np.diag(scaling.half_range), y0=scaling.center))
+    to_target.set_name("action_to_target")
+    builder.Connect(saturation.get_output_port(), to_target.get_input_port())
+    period = scenario.controller.period
+    if params.action_delay_periods > 0:
+        hold = builder.AddSystem(DiscreteTimeDelay(period, params.action_delay_periods,
+                                                   ACTION_DIM))
+    else:
+        hold = builder.AddSystem(ZeroOrderHold(period, ACTION_DIM))
+    hold.set_name("setpoint_hold")
+    builder.Connect(to_target.get_output_port(), hold.get_input_port())
+    desired = builder.AddSystem(Multiplexer([ACTION_DIM, ACTION_DIM]))
+    zero_velocity = builder.AddSystem(ConstantVectorSource(np.zeros(ACTION_DIM)))
+    builder.Connect(hold.get_output_port(), desired.get_input_port(0))
+    builder.Connect(zero_velocity.get_output_port(), desired.get_input_port(1))
+    builder.Connect(desired.get_output_port(), controller.get_input_port_desired_state())
+    builder.ExportInput(saturation.get_input_port(), "actions")
+
+    # True state in the observation layout; observations add Gaussian noise when configured.
+    state = builder.AddSystem(MatrixGain(handles.state_permutation))
+    state.set_name("state_selector")
+    builder.Connect(plant.get_state_output_port(), state.get_input_port())
+    std = np.r_[[params.obs_noise_position] * 5, [params.obs_noise_velocity] * 5]
+    if np.any(std > 0):
+        noise = builder.AddSystem(RandomSource(RandomDistribution.kGaussian, OBS_DIM,
+                                               scenario.episode.step))
+        scale = builder.AddSystem(Gain(std))
+        noisy = builder.AddSystem(Adder(2, OBS_DIM))
+        builder.Connect(noise.get_output_port(), scale.get_input_port())
+        builder.Connect(state.get_output_port(), noisy.get_input_port(0))
+        builder.Connect(scale.get_output_port(), noisy.get_input_port(1))
+        builder.ExportOutput(noisy.get_output_port(), "observations")
+    else:
+        builder.ExportOutput(state.get_output_port(), "observations")
+
+    reward = builder.AddSystem(RewardSystem(scenario))
+    builder.Connect(state.get_output_port(), reward.GetInputPort("state"))
+    builder.Connect(to_target.get_output_port(), reward.GetInputPort("target"))
+    builder.ExportOutput(reward.GetOutputPort("reward"), "reward")
+    builder.ExportOutput(reward.GetOutputPort("success"), "success")
+    builder.ExportOutput(state.get_output_port(), "state")
+    builder.ExportOutput(to_target.get_output_port(), "target")
+
+    if meshcat is not None:
+        add_meshcat(builder, handles.scene_graph, plant, meshcat, scenario)
+    if render:
+        _add_camera(builder, handles.scene_graph, scenario)
+    diagram = builder.Build()
+    diagram.set_name("box_flipup_sim_station")
+    return SimStation(diagram, scenario, params, scaling, hold)
+
+
+def add_meshcat(builder: DiagramBuilder, scene_graph, plant, meshcat: Meshcat,
+                scenario: Scenario) -> None:
+    """Meshcat visuals in a 2D view of the bin, with contact forces drawn."""
+    MeshcatVisualizer.AddToBuilder(builder, scene_graph, meshcat,
+                                   MeshcatVisualizerParams(role=Role.kIllustration))
+    b = scenario.bin
+    meshcat.Set2dRenderMode(xmin=b.wall_x[0] - 0.1, xmax=b.wall_x[1] + 0.1,
+                            ymin=b.floor_z - 0.1, ymax=b.floor_z + b.wall_height + 0.1)
+    ContactVisualizer.AddToBuilder(builder, plant, meshcat,
+                                   ContactVisualizerParams(radius=0.005, newtons_per_meter=40.0))
+
+
+def make_sim_simulator(scenario: Scenario, params: EpisodeParams, **kwargs) -> Simulator:
+    """A Simulator for the station (no real-time pacing; the env advances it)."""
+    station = build_sim_station(scenario, params, **kwargs)
+    simulator = Simulator(station.diagram)
+    simulator.set_target_realtime_rate(0.0)
+    simulator.station = station  # the env needs hold_setpoint() at reset
+    return simulator
