@@ -103,8 +103,9 @@ class BenchConfig:
 # AoBG settings per problem (documented in docs/gradients.md)
 
 
-def ball_spread(p: BallParams = BallParams()) -> float:
+def ball_spread(p: BallParams | None = None) -> float:
     """Range of the ball objective ``max f - min f = (v0^2 / g)^2``."""
+    p = BallParams() if p is None else p
     return (p.v0**2 / p.g) ** 2
 
 

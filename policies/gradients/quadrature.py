@@ -16,6 +16,7 @@ roughly machine precision - no sampling involved.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -57,7 +58,7 @@ def _nodes(center: float, sigma: float, breakpoints: tuple[float, ...]) -> tuple
     lo, hi = center - _HALF_WIDTH * sigma, center + _HALF_WIDTH * sigma
     cuts = [lo] + [b for b in breakpoints if lo < b < hi] + [hi]
     xs, ws = [], []
-    for a, b in zip(cuts[:-1], cuts[1:]):
+    for a, b in itertools.pairwise(cuts):
         pieces = max(1, int(np.ceil((b - a) / sigma)))
         edges = np.linspace(a, b, pieces + 1)
         half = 0.5 * np.diff(edges)
