@@ -185,7 +185,8 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ScenarioError(f"{source}: {prefix or 'top level'}: expected a mapping, got {data!r}")
+        where = prefix.rstrip(".") or "top level"
+        raise ScenarioError(f"{source}: {where}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     unknown = sorted(set(data) - set(fields))
