@@ -50,8 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_missing", None):
         print(f"fingergym {args.command}: unavailable ({args._missing})", file=sys.stderr)
         return 2
+    from fingergym.scenario import ScenarioError
+
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
+    except ScenarioError as e:  # config errors already name the file and the key
+        print(f"fingergym {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
