@@ -1,0 +1,281 @@
+"""EpisodeRecorder: one episode -> one rosbag2 bag in MCAP storage, written off the control loop.
+
+>>> with EpisodeRecorder(Path("logs/ep0"), metadata={"mode": "hardware"}, scenario=s) as rec:
+...     rec.record_step(sim_time=t, wall_time_ns=time.time_ns(), observation=obs,
+...                     action=applied, target=target_m, reward=r)
+...     rec.record_raw("/joint_states", "sensor_msgs/msg/JointState", cdr, stamp_ns)
+...     rec.close(end_reason="time_limit", success=True, episode_return=812.0)
+
+Step convention (one row per gym step, as LeRobot frames): ``observation`` is what the policy saw
+when it chose ``action``; ``action``/``target`` are what was actually sent (after clipping and the
+safety layer); ``reward`` is what that step returned; ``sim_time`` is the time of
+``observation``. Pass ``final_observation`` to :meth:`close` to keep the state after the last step.
+
+``record_*`` only put a tuple on a queue: a background thread serializes (rosbags typestore) and
+writes. It closes the MCAP chunk and flushes the file at least every ``flush_period`` seconds, so a
+crash or SIGKILL loses at most that much; :mod:`fingergym.replay.reader` reads such a bag (no
+footer, no metadata.yaml) by streaming its records.
+
+Log times: ``wall_time_ns`` on the robot; in sim (``metadata["mode"] == "sim"``) the bag's clock
+is ``start + sim_time`` so a sim bag plays back in real time like a robot bag; the wall time is
+kept in ``/fingergym/time`` either way.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from fingergym.scenario import Scenario, to_dict
+from fingergym.task import ACTION_DIM, OBS_DIM, OBS_NAMES
+
+from . import topics as T
+
+log = logging.getLogger(__name__)
+FLUSH_PERIOD = 0.5  # [s] the most a crash can lose
+
+
+class RecorderError(RuntimeError):
+    """The bag could not be written (raised by the constructor and by close())."""
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file (the policy hash stored in the metadata)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def to_json(obj: Any) -> str:
+    """JSON that accepts numpy scalars/arrays, Paths and dataclasses' dicts."""
+
+    def default(o: Any) -> Any:
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, Path):
+            return str(o)
+        if hasattr(o, "as_dict"):
+            return o.as_dict()
+        raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+    return json.dumps(obj, default=default, sort_keys=True)
+
+
+def _vector(name: str, value: Any, n: int) -> np.ndarray:
+    a = np.array(value, dtype=np.float64).ravel()  # a copy: the caller may reuse its buffer
+    if a.shape != (n,):
+        raise ValueError(f"{name} must have {n} elements, got shape {np.shape(value)}")
+    return a
+
+
+class EpisodeRecorder:
+    """Record one episode as a rosbag2 MCAP bag directory (created; must not exist)."""
+
+    def __init__(self, bag_dir: Path | str, *, metadata: dict, scenario: Scenario,
+                 flush_period: float = FLUSH_PERIOD):
+        self.path = Path(bag_dir)
+        self.scenario = scenario
+        self.flush_period = float(flush_period)
+        self.clock = "sim" if metadata.get("mode") == "sim" else "wall"
+        self.start_ns = time.time_ns()
+        self.metadata: dict[str, Any] = {
+            "format": T.FORMAT,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "obs_names": list(OBS_NAMES),
+            "action_dim": ACTION_DIM,
+            "step": scenario.episode.step,
+            "clock": self.clock,
+            "scenario_source": scenario.source,
+            **metadata,
+            "scenario": to_dict(scenario),
+        }
+        try:
+            from fingergym import __version__
+
+            self.metadata.setdefault("fingergym_version", __version__)
+            self._start_json = to_json({"event": "start", **self.metadata})
+        except TypeError as e:
+            raise RecorderError(f"{self.path}: metadata is not JSON-serializable: {e}") from e
+        self.steps = 0
+        self.episode_return = 0.0
+        self._last_stamp = self.start_ns
+        self._closed = False
+        self._error: BaseException | None = None
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
+        try:
+            self._writer.open()
+        except Exception as e:
+            raise RecorderError(f"{self.path}: cannot create bag: {e}") from e
+        self._connections: dict[str, Any] = {}
+        self._queue.put(("msg", T.EPISODE, T.STRING, T.string_msg(self._start_json),
+                         self.start_ns, True))
+        self._thread = threading.Thread(target=self._run, name=f"recorder:{self.path.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ control-loop side
+    def stamp(self, sim_time: float, wall_time_ns: int) -> int:
+        """The bag log time of a step (see the module docstring)."""
+        if self.clock == "sim":
+            return self.start_ns + int(round(sim_time * 1e9))
+        return int(wall_time_ns)
+
+    def record_step(self, *, sim_time: float, wall_time_ns: int, observation: np.ndarray,
+                    action: np.ndarray, target: np.ndarray, reward: float,
+                    state: np.ndarray | None = None) -> None:
+        """Queue one gym step (never blocks). ``state``: the noise-free state (sim only)."""
+        self._check_open()
+        obs = _vector("observation", observation, OBS_DIM)
+        act = _vector("action", action, ACTION_DIM)
+        tgt = _vector("target", target, ACTION_DIM)
+        st = None if state is None else _vector("state", state, OBS_DIM)
+        stamp = self.stamp(sim_time, wall_time_ns)
+        self._last_stamp = max(self._last_stamp, stamp)
+        self.steps += 1
+        self.episode_return += float(reward)
+        self._queue.put(("step", stamp, float(sim_time), int(wall_time_ns), obs, act, tgt,
+                         float(reward), st))
+
+    def record_raw(self, topic: str, msgtype: str, cdr: bytes, stamp_ns: int) -> None:
+        """Queue a raw CDR-serialized ROS message (e.g. ``rclpy.serialization``'s output)."""
+        self._check_open()
+        if msgtype not in T.TYPESTORE.types:
+            raise ValueError(f"unknown message type {msgtype!r} (not in the rosbags typestore)")
+        self._last_stamp = max(self._last_stamp, int(stamp_ns))
+        self._queue.put(("raw", topic, msgtype, bytes(cdr), int(stamp_ns)))
+
+    def close(self, *, end_reason: str, success: bool, episode_return: float,
+              final_observation: np.ndarray | None = None) -> None:
+        """Write the outcome, finish the bag (footer, metadata.yaml). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        end = {"event": "end", "end_reason": str(end_reason), "success": bool(success),
+               "episode_return": float(episode_return), "steps": self.steps,
+               "duration": (self._last_stamp - self.start_ns) * 1e-9}
+        if final_observation is not None:
+            end["final_observation"] = _vector("final_observation", final_observation, OBS_DIM)
+        stamp = self._last_stamp if self.clock == "sim" else max(time.time_ns(),
+                                                                 self._last_stamp)
+        end_json = to_json(end)
+        self._queue.put(("msg", T.EPISODE, T.STRING, T.string_msg(end_json), stamp, True))
+        self._queue.put(None)
+        self._thread.join()
+        try:
+            summary = {**json.loads(self._start_json), **json.loads(end_json)}
+            summary.pop("event")
+            self._writer.set_custom_data("fingergym", to_json(summary))
+            self._writer.close()
+        except Exception as e:  # noqa: BLE001
+            self._error = self._error or e
+        if self._error is not None:
+            raise RecorderError(f"{self.path}: recording failed: {self._error}") from self._error
+
+    def __enter__(self) -> EpisodeRecorder:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            try:
+                self.close(end_reason="error", success=False, episode_return=self.episode_return)
+            except RecorderError:
+                log.exception("closing the bag after an error failed")
+        else:
+            self.close(end_reason="closed", success=False, episode_return=self.episode_return)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RecorderError(f"{self.path}: recorder is closed")
+
+    # ------------------------------------------------------------------ writer thread
+    def _connection(self, topic: str, msgtype: str):
+        conn = self._connections.get(topic)
+        if conn is None:
+            conn = self._writer.add_connection(topic, msgtype, typestore=T.TYPESTORE)
+            self._connections[topic] = conn
+        elif conn.msgtype != msgtype:
+            raise ValueError(f"{topic}: recorded as {conn.msgtype}, now given {msgtype}")
+        return conn
+
+    def _write(self, topic: str, msgtype: str, data: bytes, stamp: int) -> None:
+        self._writer.write(self._connection(topic, msgtype), stamp, data)
+
+    def _handle(self, item: tuple) -> bool:
+        """Write one queued item; returns whether to flush right away."""
+        kind = item[0]
+        if kind == "step":
+            _, stamp, sim_time, wall_ns, obs, act, tgt, reward, state = item
+            self._write(T.OBSERVATION, T.ARRAY,
+                        T.serialize(T.array_msg(obs, T.LABELS[T.OBSERVATION])), stamp)
+            self._write(T.ACTION, T.ARRAY, T.serialize(T.array_msg(act, T.LABELS[T.ACTION])),
+                        stamp)
+            self._write(T.TARGET, T.ARRAY, T.serialize(T.array_msg(tgt, T.LABELS[T.TARGET])),
+                        stamp)
+            self._write(T.REWARD, T.FLOAT, T.serialize(T.float_msg(reward)), stamp)
+            self._write(T.TIME, T.ARRAY,
+                        T.serialize(T.array_msg([sim_time, wall_ns * 1e-9], T.LABELS[T.TIME])),
+                        stamp)
+            if state is not None:
+                self._write(T.STATE, T.ARRAY,
+                            T.serialize(T.array_msg(state, T.LABELS[T.STATE])), stamp)
+            return False
+        if kind == "raw":
+            _, topic, msgtype, data, stamp = item
+            self._write(topic, msgtype, data, stamp)
+            return False
+        _, topic, msgtype, msg, stamp, flush_now = item
+        self._write(topic, msgtype, T.serialize(msg), stamp)
+        return flush_now
+
+    def _flush(self) -> None:
+        """Close the pending MCAP chunk and push it to the OS: readable after a SIGKILL."""
+        storage = self._writer.storage
+        chunk = getattr(storage, "chunk", None)
+        if chunk is not None and chunk.bio.tell():
+            storage.close_chunk()
+        bio = getattr(storage, "bio", None)
+        if bio is not None:
+            bio.flush()
+
+    def _run(self) -> None:
+        last_flush = time.monotonic()
+        pending = False
+        while True:
+            timeout = max(0.0, self.flush_period - (time.monotonic() - last_flush))
+            try:
+                item = self._queue.get(timeout=timeout) if pending else self._queue.get()
+            except queue.Empty:
+                item = ()
+            if item is None:
+                return
+            if self._error is None and item:
+                try:
+                    flush_now = self._handle(item)
+                    pending = True
+                    if flush_now:
+                        self._flush()
+                        pending, last_flush = False, time.monotonic()
+                except Exception as e:  # noqa: BLE001 - reported by close()
+                    self._error = e
+                    log.error("%s: recording stopped: %s", self.path, e)
+            if pending and time.monotonic() - last_flush >= self.flush_period:
+                try:
+                    self._flush()
+                except Exception as e:  # noqa: BLE001
+                    self._error = self._error or e
+                pending, last_flush = False, time.monotonic()
