@@ -1,0 +1,188 @@
+"""The training config: PPO hyper-parameters, env options, warm start, evaluation, in one YAML.
+
+Loaded and validated like the scenario (:mod:`fingergym.scenario`): an unknown key, a wrong type
+or an out-of-range value raises :class:`fingergym.scenario.ScenarioError` naming the file and
+the dotted key. The shipped default is ``configs/train.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fingergym.scenario import Scenario, ScenarioError, _build, _f, as_scenario
+
+DEFAULT_TRAIN_CONFIG = "train.yaml"
+
+
+@dataclass
+class EnvConfig:
+    scenario: str = _f("", doc="scenario YAML path; empty: the shipped configs/scenario.yaml")
+    n_envs: int = _f(0, 0, 64, doc="parallel envs (SubprocVecEnv); 0: one per CPU core")
+    randomize: bool = True
+    # Extra dotted-key overrides of the scenario for TRAINING only, e.g.
+    # {"randomization.box_x": [-0.05, 0.05]} (evaluation always uses the unmodified scenario).
+    overrides: dict = field(default_factory=dict)
+
+
+@dataclass
+class PPOConfig:
+    learning_rate: float = _f(3e-4, 0.0, 1.0, lo_open=True)
+    n_steps: int = _f(1024, 8, 1_000_000, doc="rollout steps per env per update")
+    batch_size: int = _f(256, 2, 1_000_000)
+    n_epochs: int = _f(10, 1, 1000)
+    gamma: float = _f(0.99, 0.0, 1.0)
+    gae_lambda: float = _f(0.95, 0.0, 1.0)
+    clip_range: float = _f(0.2, 0.0, 10.0, lo_open=True)
+    ent_coef: float = _f(0.0, 0.0, 1.0)
+    vf_coef: float = _f(0.5, 0.0, 10.0)
+    max_grad_norm: float = _f(0.5, 0.0, 1000.0, lo_open=True)
+    target_kl: float = _f(0.0, 0.0, 10.0, doc="0: off")
+    log_std_init: float = _f(0.0, -10.0, 5.0, doc="initial log std of the Gaussian policy")
+
+
+@dataclass
+class PolicyConfig:
+    pi: list[int] = _f([64, 64], point=True, doc="actor hidden sizes (two layers)")
+    vf: list[int] = _f([64, 64], point=True, doc="critic hidden sizes (two layers)")
+    activation: str = _f("tanh", choices=("tanh", "relu"))
+
+
+@dataclass
+class NormalizeConfig:
+    obs: bool = True
+    reward: bool = True
+    clip_obs: float = _f(10.0, 0.0, 1e6, lo_open=True)
+    clip_reward: float = _f(10.0, 0.0, 1e6, lo_open=True)
+
+
+@dataclass
+class WarmStartConfig:
+    """Behaviour cloning from the scripted expert before PPO (0 episodes: off)."""
+
+    episodes: int = _f(0, 0, 100_000, doc="expert episodes per round (0: no warm start)")
+    dagger_rounds: int = _f(2, 0, 100, doc="extra rounds rolled out by the student, expert-labelled")
+    epochs: int = _f(30, 1, 10_000)
+    batch_size: int = _f(256, 2, 1_000_000)
+    learning_rate: float = _f(1e-3, 0.0, 1.0, lo_open=True)
+    log_std: float = _f(-1.5, -10.0, 5.0, doc="policy log std after cloning")
+    seed: int = _f(1_000_000, 0, 2**31 - 1, doc="first episode seed of the expert data")
+
+
+@dataclass
+class EvalConfig:
+    freq: int = _f(50_000, 0, 10**9, doc="env steps between evaluations (0: only at the end)")
+    episodes: int = _f(20, 1, 100_000)
+    seed: int = _f(10_000, 0, 2**31 - 1, doc="first held-out episode seed")
+
+
+@dataclass
+class TrainConfig:
+    seed: int = _f(0, 0, 2**31 - 1)
+    total_timesteps: int = _f(1_000_000, 1, 10**10)
+    checkpoint_freq: int = _f(100_000, 0, 10**10, doc="env steps between checkpoints (0: off)")
+    torch_threads: int = _f(1, 1, 64)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("source", None)
+        return data
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of this config (hex)."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with dotted-key overrides, e.g. ``replace(**{"ppo.n_steps": 64})``."""
+        data = self.to_dict()
+        for key, value in changes.items():
+            node = data
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        return config_from_dict(data, source=f"{self.source} (overridden)")
+
+    def train_scenario(self) -> Scenario:
+        """The scenario for training: the env's scenario with ``env.overrides`` applied."""
+        scenario = as_scenario(self.env.scenario or None)
+        try:
+            return scenario.replace(**self.env.overrides) if self.env.overrides else scenario
+        except (KeyError, TypeError) as e:
+            raise ScenarioError(f"{self.source}: env.overrides: unknown scenario key {e}") from e
+
+    def eval_scenario(self) -> Scenario:
+        """The scenario for evaluation: never overridden (full default randomization)."""
+        return as_scenario(self.env.scenario or None)
+
+
+def _check(cfg: TrainConfig, source: str) -> None:
+    for name in ("pi", "vf"):
+        sizes = getattr(cfg.policy, name)
+        if any(s < 1 for s in sizes):
+            raise ScenarioError(f"{source}: policy.{name}: layer sizes must be >= 1")
+    if not isinstance(cfg.env.overrides, dict):
+        raise ScenarioError(f"{source}: env.overrides: expected a mapping")
+    if cfg.ppo.batch_size > cfg.ppo.n_steps * max(cfg.env.n_envs, 1) * 64:
+        raise ScenarioError(f"{source}: ppo.batch_size: larger than a rollout")
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
+    """Validate a nested dict into a :class:`TrainConfig` (errors name ``source`` and key)."""
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: top level: expected a mapping, got {data!r}")
+    data = json.loads(json.dumps(data))  # deep copy, plain types
+    # The scenario validator knows numbers, strings and lists; check bool/dict leaves here.
+    for section, key in (("env", "randomize"), ("normalize", "obs"), ("normalize", "reward")):
+        value = (data.get(section) or {}).get(key) if isinstance(data.get(section), dict) else None
+        if value is not None and not isinstance(value, bool):
+            raise ScenarioError(f"{source}: {section}.{key}: expected true/false, got {value!r}")
+    env = data.get("env")
+    overrides = env.get("overrides") if isinstance(env, dict) else None
+    if overrides is None and isinstance(env, dict) and "overrides" in env:
+        env["overrides"] = {}
+    elif overrides is not None and not isinstance(overrides, dict):
+        raise ScenarioError(f"{source}: env.overrides: expected a mapping, got {overrides!r}")
+    cfg = _build(TrainConfig, data, source, "")
+    cfg.source = source
+    _check(cfg, source)
+    if cfg.env.overrides:
+        try:
+            cfg.train_scenario()
+        except ScenarioError as e:
+            raise ScenarioError(f"{source}: env.overrides: {e}") from e
+    return cfg
+
+
+def default_config_path() -> Path:
+    """The training config shipped with the package (``configs/train.yaml``)."""
+    return Path(str(resources.files("fingergym.configs").joinpath(DEFAULT_TRAIN_CONFIG)))
+
+
+def load_train_config(path: str | Path | None = None) -> TrainConfig:
+    """Load and validate a training config YAML (``None``: the shipped default)."""
+    path = Path(path) if path is not None else default_config_path()
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ScenarioError(f"{path}: cannot read training config: {e.strerror or e}") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ScenarioError(f"{path}: not valid YAML: {e}") from e
+    return config_from_dict(data or {}, source=str(path))

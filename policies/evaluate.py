@@ -1,0 +1,142 @@
+"""``fingergym eval``: run a policy deterministically on randomized episodes.
+
+The episode loop is :func:`run_episode` (one function, per-step arrays out), shared by the
+CLI, the training-time evaluation callback and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fingergym.env import FingerGymEnv, make_env
+
+PolicyFn = Callable[[np.ndarray], np.ndarray]  # obs (10,) float32 -> action (2,) float32
+
+DEFAULT_EVAL_SEED = 100_000  # held out: training uses seeds < 10_000 and >= 1_000_000
+
+
+@dataclass
+class Episode:
+    """One episode's per-step arrays. T steps: obs (T+1, 10), actions (T, 2), rewards (T,),
+    angle (T,) [rad from vertical], omega (T,) [rad/s], success (T,) (the last one counts)."""
+
+    seed: int
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    angle: np.ndarray
+    omega: np.ndarray
+    success_steps: np.ndarray
+    frames: list[np.ndarray] | None = None
+
+    @property
+    def ret(self) -> float:
+        return float(self.rewards.sum())
+
+    @property
+    def success(self) -> bool:
+        return bool(self.success_steps[-1])
+
+    def summary(self) -> dict:
+        return {"seed": self.seed, "return": round(self.ret, 3), "success": self.success,
+                "steps": len(self.rewards), "final_angle": round(float(self.angle[-1]), 4),
+                "final_omega": round(float(self.omega[-1]), 4)}
+
+
+def run_episode(env: FingerGymEnv, policy: PolicyFn, seed: int, *,
+                render: bool = False) -> Episode:
+    """Run one episode from ``env.reset(seed=seed)`` until terminated or truncated."""
+    obs, info = env.reset(seed=seed)
+    obs_l, act_l, rew_l, ang_l, om_l, suc_l = [obs], [], [], [], [], []
+    frames = [env.render()] if render else None
+    done = False
+    while not done:
+        action = np.asarray(policy(obs), dtype=np.float32)
+        obs, reward, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+        obs_l.append(obs)
+        act_l.append(action)
+        rew_l.append(reward)
+        ang_l.append(info["angle_from_vertical"])
+        om_l.append(info["box_omega"])
+        suc_l.append(info["success"])
+        if render:
+            frames.append(env.render())
+    return Episode(seed, np.asarray(obs_l), np.asarray(act_l), np.asarray(rew_l),
+                   np.asarray(ang_l), np.asarray(om_l), np.asarray(suc_l, dtype=bool), frames)
+
+
+def evaluate(env: FingerGymEnv, policy: PolicyFn, seeds: Iterable[int],
+             on_episode: Callable[[Episode], None] | None = None) -> dict:
+    """Episodes on ``seeds``; returns ``{episodes, success_rate, mean_return, min_return,
+    per_episode}``."""
+    rows = []
+    for seed in seeds:
+        ep = run_episode(env, policy, int(seed))
+        rows.append(ep.summary())
+        if on_episode is not None:
+            on_episode(ep)
+    returns = np.array([r["return"] for r in rows])
+    return {"episodes": len(rows),
+            "success_rate": float(np.mean([r["success"] for r in rows])),
+            "mean_return": float(returns.mean()), "min_return": float(returns.min()),
+            "per_episode": rows}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", type=Path, default=None,
+                        help="exported policy file (default: the shipped policy)")
+    parser.add_argument("--episodes", type=int, default=50, help="number of episodes (50)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED,
+                        help=f"first episode seed; episodes use seed, seed+1, ... "
+                             f"(default {DEFAULT_EVAL_SEED}, never used in training)")
+    parser.add_argument("--scenario", type=Path, default=None,
+                        help="scenario YAML (default: the shipped configs/scenario.yaml)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--video", type=Path, default=None,
+                        help="also save the first episode as a GIF/MP4")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fingergym.policies.runner import Policy, PolicyFormatError, load_shipped_policy
+
+    if args.episodes < 1:
+        print("fingergym eval: --episodes must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        policy = Policy.load(args.policy) if args.policy else load_shipped_policy()
+    except (PolicyFormatError, FileNotFoundError) as e:
+        print(f"fingergym eval: {e}", file=sys.stderr)
+        return 2
+    env = make_env(args.scenario)
+    seeds = range(args.seed, args.seed + args.episodes)
+    result = evaluate(env, policy, seeds)
+    result = {"policy": str(policy.path), "sha256": policy.sha256, "seed": args.seed, **result}
+    if args.video:
+        video_env = make_env(args.scenario, render_mode="rgb_array")
+        ep = run_episode(video_env, policy, args.seed, render=True)
+        import imageio.v2 as imageio
+
+        imageio.mimsave(args.video, [np.asarray(f) for f in ep.frames],
+                        duration=video_env.scenario.episode.step, loop=0)
+        result["video"] = str(args.video)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"policy {policy.path} (sha256 {policy.sha256[:12]})")
+    print(f"{'seed':>8} {'return':>9} {'success':>8} {'angle':>8} {'omega':>8}")
+    for r in result["per_episode"]:
+        print(f"{r['seed']:>8} {r['return']:>9.1f} {str(r['success']):>8} "
+              f"{r['final_angle']:>+8.3f} {r['final_omega']:>+8.3f}")
+    print(f"episodes {result['episodes']}: success rate {result['success_rate']:.1%}, "
+          f"mean return {result['mean_return']:.1f}, min return {result['min_return']:.1f}")
+    if args.video:
+        print(f"wrote {args.video}")
+    return 0

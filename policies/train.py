@@ -1,0 +1,291 @@
+"""``fingergym train``: PPO (stable-baselines3) on the randomized box flip-up.
+
+A run directory holds everything a run produced::
+
+    config.yaml  meta.json  train.log?  tb/  checkpoints/step_<n>.zip (+ normalization)
+    best.zip  final.zip (+ *_vecnormalize.pkl, *_normalize.json)  eval.csv  eval.json
+    learning_curve.png  summary.json
+
+Resume with ``fingergym train --resume RUN_DIR`` (or a checkpoint ``.zip``); Ctrl-C saves an
+``interrupted`` snapshot and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fingergym.policies.config import TrainConfig, load_train_config
+from fingergym.scenario import Scenario, ScenarioError
+
+RUNS_DIR = Path("runs")
+
+
+# ---------------------------------------------------------------------------- environments
+def _make_worker_env(scenario: Scenario, randomize: bool):
+    """Env factory run inside each SubprocVecEnv worker: one torch thread, Ctrl-C ignored (the
+    main process handles it and closes the workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    torch.set_num_threads(1)
+    from fingergym.env import make_env
+
+    return make_env(scenario, randomize=randomize)
+
+
+def make_vec_env(cfg: TrainConfig, n_envs: int, *, subprocess_envs: bool = True):
+    """The training VecEnv: ``n_envs`` workers (VecMonitor), seeded with ``cfg.seed``."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
+
+    fn = functools.partial(_make_worker_env, cfg.train_scenario(), cfg.env.randomize)
+    if subprocess_envs and n_envs > 1:
+        venv = SubprocVecEnv([fn] * n_envs)
+    else:
+        from fingergym.env import make_env
+
+        venv = DummyVecEnv([functools.partial(make_env, cfg.train_scenario(),
+                                              randomize=cfg.env.randomize)] * n_envs)
+    venv = VecMonitor(venv, info_keywords=("is_success",))
+    venv.seed(cfg.seed)
+    return venv
+
+
+# ---------------------------------------------------------------------------- run metadata
+def git_commit() -> str:
+    """``<sha>[-dirty]`` of the source tree this package runs from, or ``unknown``."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=10).stdout
+        return (sha + ("-dirty" if dirty.strip() else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_run_files(run_dir: Path, cfg: TrainConfig, argv: list[str]) -> dict:
+    """Copy the resolved config into the run dir with version/commit metadata."""
+    import stable_baselines3
+    import torch
+
+    from fingergym import __version__
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(
+        f"# resolved training config (from {cfg.source})\n"
+        + yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    meta = {"fingergym_version": __version__, "git_commit": git_commit(),
+            "config_sha256": cfg.digest(), "config_source": cfg.source,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "argv": argv, "python": platform.python_version(),
+            "torch": torch.__version__, "stable_baselines3": stable_baselines3.__version__,
+            "host_cpus": os.cpu_count()}
+    meta_path = run_dir / "meta.json"
+    history = json.loads(meta_path.read_text()).get("history", []) if meta_path.exists() else []
+    meta["history"] = history + [{"started": meta["started"], "argv": argv,
+                                  "git_commit": meta["git_commit"]}]
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def latest_snapshot(path: Path) -> Path:
+    """A checkpoint ``.zip`` as given, or the newest snapshot of a run directory."""
+    path = Path(path)
+    if path.suffix == ".zip":
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such checkpoint")
+        return path
+    candidates = [p for p in [*path.glob("checkpoints/step_*.zip"), path / "interrupted.zip",
+                              path / "final.zip"] if p.exists()]
+    if not candidates:
+        raise FileNotFoundError(f"{path}: no checkpoint to resume from")
+    return max(candidates, key=lambda p: p.stat().st_mtime)
+
+
+def run_dir_of(snapshot: Path) -> Path:
+    return snapshot.parent.parent if snapshot.parent.name == "checkpoints" else snapshot.parent
+
+
+# ---------------------------------------------------------------------------- training
+def build_model(cfg: TrainConfig, venv, run_dir: Path):
+    """A fresh PPO model on ``venv`` from the config."""
+    import torch
+    from stable_baselines3 import PPO
+
+    act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[cfg.policy.activation]
+    p = cfg.ppo
+    return PPO("MlpPolicy", venv, learning_rate=p.learning_rate, n_steps=p.n_steps,
+               batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma,
+               gae_lambda=p.gae_lambda, clip_range=p.clip_range, ent_coef=p.ent_coef,
+               vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
+               target_kl=p.target_kl or None, seed=cfg.seed, device="cpu", verbose=0,
+               tensorboard_log=str(run_dir / "tb"),
+               policy_kwargs={"net_arch": {"pi": list(cfg.policy.pi), "vf": list(cfg.policy.vf)},
+                              "activation_fn": act, "log_std_init": p.log_std_init})
+
+
+def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
+          progress_bar: bool = True, argv: list[str] | None = None,
+          subprocess_envs: bool = True, log=print) -> dict:
+    """Train (or resume) a run; returns the summary also written to ``summary.json``."""
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import CallbackList
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from fingergym.policies.callbacks import (
+        HeldOutEvalCallback,
+        SnapshotCallback,
+        plot_learning_curve,
+        save_snapshot,
+    )
+    from fingergym.policies.warmstart import warm_start
+
+    torch.set_num_threads(cfg.torch_threads)
+    n_envs = cfg.env.n_envs or os.cpu_count() or 1
+    meta = write_run_files(run_dir, cfg, argv or [])
+    t_start = time.perf_counter()
+    eval_json = run_dir / "eval.json"
+    if resume is not None and eval_json.exists():
+        rows = json.loads(eval_json.read_text())
+        t_start -= rows[-1]["wall_s"] if rows else 0.0
+
+    venv = make_vec_env(cfg, n_envs, subprocess_envs=subprocess_envs)
+    n = cfg.normalize
+    warm = None
+    try:
+        if resume is not None:
+            pkl = Path(str(resume.with_suffix("")) + "_vecnormalize.pkl")
+            vecnorm = VecNormalize.load(str(pkl), venv) if pkl.exists() else None
+            model = PPO.load(resume, env=vecnorm or venv, device="cpu",
+                             tensorboard_log=str(run_dir / "tb"))
+            log(f"resumed from {resume} at {model.num_timesteps} steps")
+        else:
+            vecnorm = (VecNormalize(venv, norm_obs=n.obs, norm_reward=n.reward,
+                                    clip_obs=n.clip_obs, clip_reward=n.clip_reward,
+                                    gamma=cfg.ppo.gamma)
+                       if (n.obs or n.reward) else None)
+            model = build_model(cfg, vecnorm or venv, run_dir)
+            w = cfg.warm_start
+            if w.episodes > 0:
+                warm = warm_start(model, vecnorm, cfg.train_scenario(), episodes=w.episodes,
+                                  dagger_rounds=w.dagger_rounds, epochs=w.epochs,
+                                  batch_size=w.batch_size, lr=w.learning_rate,
+                                  log_std=w.log_std, seed=w.seed, log=log)
+                (run_dir / "warm_start.json").write_text(json.dumps(warm, indent=1))
+        e = cfg.eval
+        evaluator = HeldOutEvalCallback(run_dir, cfg.eval_scenario(), vecnorm, freq=e.freq,
+                                        episodes=e.episodes, seed=e.seed, t_start=t_start)
+        evaluator.verbose = 1
+        callbacks = [evaluator]
+        if cfg.checkpoint_freq:
+            callbacks.append(SnapshotCallback(run_dir, cfg.checkpoint_freq, vecnorm))
+        if resume is None and warm is not None:
+            # Measure the clone before PPO touches it (step 0 of the learning curve).
+            evaluator.init_callback(model)
+            evaluator.run_eval()
+        remaining = cfg.total_timesteps - model.num_timesteps
+        interrupted = False
+        try:
+            if remaining > 0:
+                model.learn(remaining, callback=CallbackList(callbacks), tb_log_name="ppo",
+                            reset_num_timesteps=False, progress_bar=progress_bar)
+        except KeyboardInterrupt:
+            interrupted = True
+            path = save_snapshot(model, vecnorm, run_dir / "interrupted")
+            log(f"\ninterrupted at {model.num_timesteps} steps; saved {path} "
+                f"(resume: fingergym train --resume {run_dir})")
+        if not interrupted:
+            save_snapshot(model, vecnorm, run_dir / "final")
+            if not evaluator.rows or evaluator.rows[-1]["timesteps"] != model.num_timesteps:
+                evaluator.init_callback(model)
+                evaluator.run_eval()
+    finally:
+        venv.close()
+    rows = evaluator.rows
+    plot_learning_curve(rows, run_dir / "learning_curve.png",
+                        title=f"PPO box flip-up (seed {cfg.seed})")
+    best = max(rows, key=lambda r: (r["success_rate"], r["mean_return"])) if rows else None
+    summary = {"run_dir": str(run_dir), "timesteps": int(model.num_timesteps),
+               "wall_s": round(time.perf_counter() - t_start, 1), "interrupted": interrupted,
+               "final_eval": rows[-1] if rows else None, "best_eval": best,
+               "warm_start": warm, "git_commit": meta["git_commit"]}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+# ---------------------------------------------------------------------------- CLI
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ScenarioError(f"--set {item!r}: expected KEY=VALUE (e.g. ppo.n_steps=512)")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None,
+                        help="training config YAML (default: the shipped configs/train.yaml)")
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="output directory (default: runs/<UTC time>)")
+    parser.add_argument("--resume", type=Path, default=None,
+                        help="resume a run directory (its newest snapshot) or a checkpoint .zip")
+    parser.add_argument("--total-timesteps", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--n-envs", type=int, default=None, help="parallel envs (0: one per core)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key, e.g. --set ppo.learning_rate=1e-4")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        resume = latest_snapshot(args.resume) if args.resume else None
+        if args.config is None and resume is not None:
+            config_path = run_dir_of(resume) / "config.yaml"
+        else:
+            config_path = args.config
+        cfg = load_train_config(config_path)
+        changes = _parse_set(args.set)
+        for key, attr in (("total_timesteps", "total_timesteps"), ("seed", "seed"),
+                          ("env.n_envs", "n_envs")):
+            if getattr(args, attr) is not None:
+                changes[key] = getattr(args, attr)
+        if changes:
+            try:
+                cfg = cfg.replace(**changes)
+            except KeyError as e:
+                raise ScenarioError(f"--set: unknown config key {e}") from e
+    except (ScenarioError, FileNotFoundError) as e:
+        print(f"fingergym train: {e}", file=sys.stderr)
+        return 2
+    if resume is not None:
+        run_dir = args.run_dir or run_dir_of(resume)
+    else:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        run_dir = args.run_dir or RUNS_DIR / stamp
+    print(f"run directory: {run_dir}")
+    summary = train(cfg, run_dir, resume=resume, progress_bar=not args.no_progress,
+                    argv=sys.argv[1:])
+    print(json.dumps({k: summary[k] for k in ("timesteps", "wall_s", "final_eval",
+                                              "best_eval")}, indent=1))
+    if summary["interrupted"]:
+        return 130
+    print(f"export: fingergym export {run_dir} -o policy.safetensors")
+    return 0

@@ -1,0 +1,175 @@
+"""Warm start for PPO: behaviour cloning (with DAgger rounds) of a scripted expert.
+
+The expert acts on the TRUE state (``env.true_state()``); the student learns from the noisy
+observations it will see in deployment, so the result is an ordinary observation-feedback
+policy. The critic is fitted to the discounted returns of the same rollouts, so the first PPO
+updates start from a sensible baseline instead of undoing the clone.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from fingergym.scenario import Scenario
+from fingergym.sim.scripted import ScriptedFlip
+
+
+class StandingExpert(ScriptedFlip):
+    """:class:`ScriptedFlip`, plus: once the box stands at the wall, hold a FIXED point against
+    its right face instead of a box-relative one.
+
+    The box-relative push of ``ScriptedFlip`` chases the box as it rocks and, with the command
+    delay, sustains a limit cycle (|omega| > 0.5 rad/s at the end: a failure). A fixed press
+    damps it: 80% vs 58% success on 40 randomized episodes.
+    """
+
+    def __init__(self, scenario: Scenario, stand_angle: float = 0.12, press: float = 0.005,
+                 height: float = 0.5):
+        super().__init__(scenario)
+        self.stand_angle = stand_angle  # [rad] |angle from vertical| that counts as standing
+        self.press = press              # [m] target inside the box face
+        self.height = height            # press height as a fraction of the box length
+
+    def target(self, state: np.ndarray) -> np.ndarray:
+        s = self.s
+        a = (state[2] % np.pi) - np.pi / 2
+        if abs(a) < self.stand_angle and state[0] - s.bin.wall_x[0] < 0.1:
+            return np.array([s.bin.wall_x[0] + s.box.thickness + s.finger.radius - self.press,
+                             s.bin.floor_z + self.height * s.box.length])
+        return super().target(state)
+
+
+@dataclass
+class Rollouts:
+    """Expert-labelled rollouts. obs (N, 10) raw, expert (N, 2), rewards (T, E), success (n,)."""
+
+    obs: np.ndarray
+    expert: np.ndarray
+    rewards: list[np.ndarray]
+    success: list[bool]
+
+
+def collect(venv: VecEnv, expert: StandingExpert, episodes: int, seed: int,
+            actor=None) -> Rollouts:
+    """Run ``episodes`` episodes (rounded up to whole batches of ``venv.num_envs``).
+
+    ``actor(obs (E, 10)) -> (E, 2)`` chooses the executed actions (``None``: the expert);
+    every visited observation is labelled with the expert's action on the true state.
+    """
+    n = venv.num_envs
+    obs_l, exp_l, rew_l, succ = [], [], [], []
+    for b in range(int(np.ceil(episodes / n))):
+        venv.seed(seed + b * n)
+        obs = venv.reset()
+        rewards, done = [], False
+        while not done:
+            states = venv.env_method("true_state")
+            labels = np.stack([expert(s) for s in states]).astype(np.float32)
+            act = labels if actor is None else np.clip(actor(obs), -1, 1)
+            obs_l.append(obs.copy())
+            exp_l.append(labels)
+            obs, rew, dones, infos = venv.step(act)
+            rewards.append(rew)
+            done = bool(dones.all())
+        rew_l.append(np.asarray(rewards))
+        succ += [bool(i.get("is_success", False)) for i in infos]
+    return Rollouts(np.concatenate(obs_l), np.concatenate(exp_l), rew_l, succ)
+
+
+def _value_targets(rewards: list[np.ndarray], vecnorm: VecNormalize | None,
+                   gamma: float) -> np.ndarray:
+    """Discounted return-to-go of each step, in VecNormalize's reward scale; the tail beyond the
+    time limit is bootstrapped as if the last reward continued (PPO bootstraps truncations)."""
+    out = []
+    for r in rewards:  # (T, E)
+        if vecnorm is not None and vecnorm.norm_reward:
+            ret = np.zeros(r.shape[1])
+            for t in range(len(r)):  # the same running statistics VecNormalize keeps
+                ret = ret * gamma + r[t]
+                vecnorm.ret_rms.update(ret)
+            r = np.clip(r / np.sqrt(vecnorm.ret_rms.var + vecnorm.epsilon),
+                        -vecnorm.clip_reward, vecnorm.clip_reward)
+        g = r[-1] / (1.0 - gamma)
+        rtg = np.zeros_like(r)
+        for t in range(len(r) - 1, -1, -1):
+            g = r[t] + gamma * g
+            rtg[t] = g
+        out.append(rtg.reshape(-1))  # step-major, env inner: the order of Rollouts.obs
+    return np.concatenate(out).astype(np.float32)
+
+
+def fit(model: PPO, obs: np.ndarray, actions: np.ndarray, values: np.ndarray | None, *,
+        epochs: int, batch_size: int, lr: float, seed: int) -> float:
+    """Regress the actor mean onto ``actions`` (and the critic onto ``values``); returns MSE."""
+    policy = model.policy
+    opt = th.optim.Adam(policy.parameters(), lr=lr)
+    x = th.as_tensor(obs, dtype=th.float32)
+    y = th.as_tensor(actions, dtype=th.float32)
+    v = None if values is None else th.as_tensor(values, dtype=th.float32)
+    gen = th.Generator().manual_seed(seed)
+    loss_a = th.tensor(0.0)
+    for _ in range(epochs):
+        perm = th.randperm(len(x), generator=gen)
+        for i in range(0, len(x), batch_size):
+            idx = perm[i:i + batch_size]
+            features = policy.extract_features(x[idx], policy.pi_features_extractor)
+            latent_pi, latent_vf = policy.mlp_extractor(features)
+            loss_a = th.mean((policy.action_net(latent_pi) - y[idx]) ** 2)
+            loss = loss_a
+            if v is not None:
+                loss = loss + 0.5 * th.mean((policy.value_net(latent_vf).squeeze(-1) - v[idx]) ** 2)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return float(loss_a.detach())
+
+
+def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, episodes: int,
+               dagger_rounds: int, epochs: int, batch_size: int, lr: float, log_std: float,
+               seed: int, log=print) -> dict:
+    """Clone the expert into ``model`` (BC round, then DAgger rounds); returns a summary."""
+    venv = vecnorm.venv if vecnorm is not None else model.get_env()
+    expert = StandingExpert(scenario)
+    gamma = model.gamma
+    t0 = time.perf_counter()
+
+    def norm(o: np.ndarray) -> np.ndarray:
+        return vecnorm.normalize_obs(o) if vecnorm is not None else o
+
+    def student(o: np.ndarray) -> np.ndarray:
+        with th.no_grad():
+            return model.policy.predict(norm(o), deterministic=True)[0]
+
+    data = collect(venv, expert, episodes, seed)
+    summary = {"expert_success": float(np.mean(data.success)), "rounds": []}
+    log(f"warm start: expert success {summary['expert_success']:.0%} on {len(data.success)} "
+        f"episodes ({time.perf_counter() - t0:.0f} s)")
+    obs, labels = data.obs, data.expert
+    if vecnorm is not None and vecnorm.norm_obs:
+        vecnorm.obs_rms.update(obs)
+    values = _value_targets(data.rewards, vecnorm, gamma)
+    for k in range(dagger_rounds + 1):
+        mse = fit(model, norm(obs), labels, values, epochs=epochs, batch_size=batch_size,
+                  lr=lr, seed=seed + k)
+        if k == dagger_rounds:
+            summary["final_mse"] = mse
+            break
+        more = collect(venv, expert, episodes, seed + (k + 1) * 100_000, actor=student)
+        summary["rounds"].append(float(np.mean(more.success)))
+        log(f"warm start: round {k}: action mse {mse:.4f}, student success "
+            f"{np.mean(more.success):.0%} ({time.perf_counter() - t0:.0f} s)")
+        obs = np.concatenate([obs, more.obs])
+        labels = np.concatenate([labels, more.expert])
+        values = np.concatenate([values, _value_targets(more.rewards, vecnorm, gamma)])
+    with th.no_grad():
+        model.policy.log_std.fill_(log_std)
+    summary["seconds"] = time.perf_counter() - t0
+    log(f"warm start: done, action mse {summary['final_mse']:.4f} "
+        f"({summary['seconds']:.0f} s)")
+    return summary
