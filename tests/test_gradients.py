@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-
 from fingergym.policies.gradients import (
     AlphaOrder,
     FirstOrder,
@@ -17,6 +16,7 @@ from fingergym.policies.gradients import (
     aobg,
     ball_wall_edge,
     ball_with_wall,
+    bench,
     bernstein_eps,
     choose_alpha,
     fobg,
@@ -27,7 +27,6 @@ from fingergym.policies.gradients import (
     stiff_ramp,
     zobg,
 )
-from fingergym.policies.gradients import bench
 from fingergym.policies.gradients.bench import ball_aobg
 
 BALL_THETAS = (0.1, 0.5, 0.6932, 0.7854)
@@ -296,3 +295,23 @@ def test_bench_help_and_bad_arguments(capsys) -> None:
     with pytest.raises(SystemExit) as e:
         bench.main(["--reps", "1", "--no-plot"])
     assert e.value.code == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# box flip-up (Drake, AutoDiffXd through contact)
+
+
+def test_boxflip_autodiff_through_contact_matches_finite_differences() -> None:
+    pytest.importorskip("pydrake")
+    from fingergym.policies.gradients.boxflip import format_report, run_boxflip_study
+
+    res = run_boxflip_study(reps=4, sigmas=(0.005,), progress=False)
+    nom = res["nominal"]
+    assert nom["box_final"]["theta"] == pytest.approx(-math.pi / 2, abs=0.05)  # it stands up
+    ad, fd = np.array(nom["grad_autodiff"]), np.array(nom["grad_central_fd"])
+    assert ad.shape == (res["dim"],) and np.all(np.isfinite(ad))
+    np.testing.assert_allclose(ad, fd, rtol=0.02, atol=1e-4)
+    assert nom["cost_autodiff"] == pytest.approx(nom["cost"], abs=1e-9)
+    (row,) = res["sigmas"]
+    assert row["var_zero"] > 0 and row["var_first"] >= 0
+    assert "Box flip-up" in format_report(res)
