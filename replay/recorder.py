@@ -160,8 +160,12 @@ class EpisodeRecorder:
         self._queue.put(("raw", topic, msgtype, bytes(cdr), int(stamp_ns)))
 
     def close(self, *, end_reason: str, success: bool, episode_return: float,
-              final_observation: np.ndarray | None = None) -> None:
-        """Write the outcome, finish the bag (footer, metadata.yaml). Idempotent."""
+              final_observation: np.ndarray | None = None,
+              final_state: np.ndarray | None = None) -> None:
+        """Write the outcome, finish the bag (footer, metadata.yaml). Idempotent.
+
+        ``final_observation``/``final_state`` (optional): after the last step (state: sim only).
+        """
         if self._closed:
             return
         self._closed = True
@@ -170,6 +174,8 @@ class EpisodeRecorder:
                "duration": (self._last_stamp - self.start_ns) * 1e-9}
         if final_observation is not None:
             end["final_observation"] = _vector("final_observation", final_observation, OBS_DIM)
+        if final_state is not None:
+            end["final_state"] = _vector("final_state", final_state, OBS_DIM)
         stamp = self._last_stamp if self.clock == "sim" else max(time.time_ns(),
                                                                  self._last_stamp)
         end_json = to_json(end)

@@ -73,6 +73,15 @@ class SimStation:
         n = ctx.get_discrete_state_vector().size()
         ctx.SetDiscreteState(np.tile(np.asarray(target, dtype=float), n // ACTION_DIM))
 
+    def set_state(self, root_context: Context, state: np.ndarray) -> None:
+        """Set the plant's positions and velocities from a (10,) state in the observation layout
+        (open-loop replay from a logged state). The set-point line is left to the caller."""
+        plant = self.diagram.GetSubsystemByName("plant")
+        P = self.diagram.GetSubsystemByName("state_selector").D()  # (10, nx): plant -> layout
+        x = np.array(plant.GetPositionsAndVelocities(plant.GetMyContextFromRoot(root_context)))
+        x[np.argmax(P, axis=1)] = np.asarray(state, dtype=float)
+        plant.SetPositionsAndVelocities(plant.GetMyMutableContextFromRoot(root_context), x)
+
 
 def _add_camera(builder: DiagramBuilder, scene_graph, scenario: Scenario):
     scene_graph.AddRenderer("vtk", MakeRenderEngineVtk(RenderEngineVtkParams()))
