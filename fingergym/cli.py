@@ -17,6 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("fingergym.policies.evaluate", "evaluate a policy on randomized sim episodes"),
     "export": ("fingergym.policies.export", "export a trained run to a safe deploy artifact"),
     "bench": ("fingergym.bench_cli", "benchmarks: `fingergym bench gradients ...`"),
+    "replay": ("fingergym.replay.cli_replay",
+               "replay a logged episode: in sim (sim-to-real gap), on the robot, plot, Meshcat"),
+    "episodes": ("fingergym.replay.episodes", "table of the logged episodes in a directory"),
 }
 
 

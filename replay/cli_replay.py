@@ -1,0 +1,115 @@
+"""``fingergym replay BAG``: replay a logged episode in sim, on the robot, as a plot, in Meshcat.
+
+With no mode option it prints what the bag holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fingergym.scenario import ScenarioError, load_scenario
+
+from .reader import BagError, Episode, read_episode
+
+
+def _param(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return key.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{key}: not a number: {value!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bag", type=Path, help="a bag directory (or its .mcap file)")
+    parser.add_argument("--in", dest="in_", choices=["sim"], default=None,
+                        help="re-simulate the logged actions open-loop from the logged initial "
+                             "state and report the divergence (the sim-to-real gap)")
+    parser.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                        help="--in sim: override an episode physics parameter, e.g. "
+                             "friction=0.5, box_mass=1.2, kp=80 (repeatable)")
+    parser.add_argument("--scenario", type=Path, default=None,
+                        help="scenario YAML to replay with (default: the one logged in the bag); "
+                             "must match the logged workspace (finger, bin, step)")
+    parser.add_argument("--every", type=int, default=10,
+                        help="--in sim: print the divergence every N steps (default 10)")
+    parser.add_argument("--on-robot", action="store_true",
+                        help="send the logged actions to the robot through the deploy safety layer")
+    parser.add_argument("--virtual-robot", action="store_true",
+                        help="--on-robot: start and use the virtual robot instead of hardware")
+    parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png",
+                        help="plot states, actions and reward (logged vs replayed with --in sim)")
+    parser.add_argument("--meshcat", action="store_true", help="show the episode in Meshcat")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="--meshcat: playback speed, x real time (default 1)")
+
+
+def describe(ep: Episode) -> str:
+    m = ep.metadata
+    outcome = {True: "succeeded", False: "failed", None: "unknown"}[ep.success]
+    lines = [f"{ep.path}: {ep.mode} episode, {ep.steps} steps "
+             f"({ep.steps * float(m.get('step', 0.1)):.1f} s), return {ep.episode_return:.1f}, "
+             f"{outcome} ({ep.end_reason})",
+             f"  recorded {m.get('created', '?')}, seed {m.get('seed')}, "
+             f"policy {m.get('policy', '-')} sha256 {str(m.get('policy_sha256', '-'))[:12]}",
+             "  topics: " + ", ".join(f"{t} ({n})" for t, n in sorted(ep.topic_counts.items()))]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        ep = read_episode(args.bag)
+    except BagError as e:
+        print(f"fingergym replay: {e}", file=sys.stderr)
+        return 2
+    print(describe(ep))
+    for note in ep.notes:
+        print(f"  note: {note}", file=sys.stderr)
+    if ep.truncated:
+        print(f"  warning: truncated bag; replaying the {ep.steps} step(s) it holds",
+              file=sys.stderr)
+    scenario = None
+    if args.scenario is not None:
+        try:
+            scenario = load_scenario(args.scenario)
+        except ScenarioError as e:
+            print(f"fingergym replay: {e}", file=sys.stderr)
+            return 2
+    replay = None
+    try:
+        if args.in_ == "sim":
+            from .replay import format_sim_report, replay_in_sim
+
+            replay = replay_in_sim(ep, scenario=scenario, overrides=dict(args.param) or None)
+            print(format_sim_report(ep, replay, every=max(1, args.every)))
+        elif args.param:
+            print("fingergym replay: --param applies to --in sim", file=sys.stderr)
+            return 2
+        if args.on_robot:
+            from .robot import replay_on_robot
+
+            result = replay_on_robot(ep, scenario=scenario, virtual=args.virtual_robot)
+            print(result)
+        if args.plot:
+            from .plots import plot_episode
+
+            print(f"wrote {plot_episode(ep, args.plot, replay)}")
+        if args.meshcat:
+            from .meshcat_view import show_episode
+
+            meshcat = show_episode(ep, speed=args.speed)
+            print(f"shown in Meshcat at {meshcat.web_url()} (the animation stays scrubbable "
+                  f"there); press Enter to quit")
+            if sys.stdin.isatty():
+                input()
+    except (BagError, ValueError) as e:
+        print(f"fingergym replay: {e}", file=sys.stderr)
+        return 2
+    except NotImplementedError as e:
+        print(f"fingergym replay: {e}", file=sys.stderr)
+        return 3
+    return 0
