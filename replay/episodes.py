@@ -53,7 +53,8 @@ def format_table(rows: list[tuple[str, ...]]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", type=Path, help="directory of logged episodes (searched recursively)")
+    parser.add_argument("dir", type=Path,
+                        help="directory of logged episodes (searched recursively)")
 
 
 def run(args: argparse.Namespace) -> int:

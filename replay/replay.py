@@ -76,10 +76,10 @@ def episode_params_for(ep: Episode, scenario: Scenario, overrides: dict[str, flo
 
 def replay_env(scenario: Scenario, params):
     """A FingerGymEnv whose every reset builds the station from ``params`` (no randomization)."""
+    from fingergym.sim.station import build_sim_station
     from pydrake.systems.analysis import Simulator
 
     from fingergym.env import FingerGymEnv
-    from fingergym.sim.station import build_sim_station
 
     stations: dict[int, Any] = {}
 
@@ -147,10 +147,12 @@ def format_sim_report(ep: Episode, rep: SimReplay, every: int = 10) -> str:
     for k in range(n):
         if k % every == 0 or k == n - 1:
             lines.append(f"{k:>5} {k * step:>6.2f} {1e3 * d['box_pos'][k]:>13.3f} "
-                         f"{np.degrees(d['box_theta'][k]):>16.3f} {1e3 * d['finger_pos'][k]:>12.3f}")
+                         f"{np.degrees(d['box_theta'][k]):>16.3f} "
+                         f"{1e3 * d['finger_pos'][k]:>12.3f}")
     lines.append(f"final divergence: box {1e3 * d['box_pos'][-1]:.3f} mm, "
-                 f"{np.degrees(d['box_theta'][-1]):.3f} deg; finger {1e3 * d['finger_pos'][-1]:.3f}"
-                 f" mm (max over the episode: box {1e3 * d['box_pos'].max():.3f} mm, "
+                 f"{np.degrees(d['box_theta'][-1]):.3f} deg; "
+                 f"finger {1e3 * d['finger_pos'][-1]:.3f} mm "
+                 f"(max over the episode: box {1e3 * d['box_pos'].max():.3f} mm, "
                  f"{np.degrees(d['box_theta'].max()):.3f} deg)")
     logged = {True: "succeeded", False: "failed", None: "unknown (not closed)"}[ep.success]
     lines.append(f"logged episode {logged} ({ep.end_reason}); replayed episode "

@@ -17,9 +17,8 @@ recorded as received on the robot and synthesized from the sim state in sim.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+from fingergym.hardware.velocity import planar_quaternion  # the /box/pose convention
 from rosbags.typesys import Stores, get_typestore
 
 from fingergym.task import OBS_NAMES
@@ -78,16 +77,6 @@ def _header(stamp_ns: int, frame_id: str = ""):
     return _T["std_msgs/msg/Header"](stamp=_T["builtin_interfaces/msg/Time"](sec=sec,
                                                                              nanosec=nsec),
                                      frame_id=frame_id)
-
-
-def planar_quaternion(theta: float) -> tuple[float, float, float, float]:
-    """(w, x, y, z) of a rotation by ``theta`` in the x-z plane (x toward z): about world -y."""
-    return math.cos(theta / 2), 0.0, -math.sin(theta / 2), 0.0
-
-
-def planar_angle(w: float, x: float, y: float, z: float) -> float:
-    """Inverse of :func:`planar_quaternion` (the rotation about world -y)."""
-    return 2.0 * math.atan2(-y, w)
 
 
 def joint_state_msg(position: np.ndarray, velocity: np.ndarray, stamp_ns: int):

@@ -1,0 +1,207 @@
+"""Episode logging and replay: a sim episode logged as a rosbag2 MCAP bag, read back (with rosbags
+independently of our reader, then with ours), replayed in sim, and bad bags."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from fingergym.replay import topics as T
+from fingergym.replay.reader import BagError, read_episode
+from fingergym.replay.recorder import EpisodeRecorder
+from fingergym.replay.replay import format_sim_report, replay_in_sim
+from fingergym.replay.sim_log import RecordEpisodes
+from fingergym.sim.scripted import ScriptedFlip
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+from fingergym.env import make_env
+from fingergym.task import OBS_NAMES
+
+SEED = 4
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """One scripted sim episode logged with RecordEpisodes, and what the env returned."""
+    log_dir = tmp_path_factory.mktemp("logs")
+    env = RecordEpisodes(make_env(), log_dir, metadata={"policy": "scripted"})
+    script = ScriptedFlip(env.unwrapped.scenario)
+    obs, info = env.reset(seed=SEED)
+    seen = {"obs": [obs], "action": [], "reward": [], "state": [env.unwrapped.true_state()]}
+    done = False
+    while not done:
+        action = script(env.unwrapped.true_state())
+        obs, reward, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+        seen["obs"].append(obs)
+        seen["action"].append(action)
+        seen["reward"].append(reward)
+        seen["state"].append(env.unwrapped.true_state())
+    env.close()
+    return Path(info["bag"]), {k: np.array(v) for k, v in seen.items()}, info, env
+
+
+def test_sim_bag_read_with_rosbags(logged):
+    bag, seen, info, env = logged
+    n = len(seen["reward"])
+    ts = get_typestore(Stores.ROS2_KILTED)
+    with Reader(bag) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+        types = {c.topic: c.msgtype for c in reader.connections}
+        got: dict[str, list] = {}
+        for conn, _, raw in reader.messages():
+            got.setdefault(conn.topic, []).append(ts.deserialize_cdr(raw, conn.msgtype))
+    info_yaml = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info_yaml["storage_identifier"] == "mcap"
+    custom = json.loads(info_yaml["custom_data"]["fingergym"])
+    for topic in ("/fingergym/observation", "/fingergym/action", "/fingergym/target",
+                  "/fingergym/reward", "/fingergym/time", "/fingergym/state",
+                  "/joint_states", "/box/pose", "/finger_controller/commands"):
+        assert counts[topic] == n, topic
+    assert counts["/fingergym/episode"] == 2
+    assert types["/joint_states"] == "sensor_msgs/msg/JointState"
+    assert types["/box/pose"] == "geometry_msgs/msg/PoseStamped"
+    obs = np.array([m.data for m in got["/fingergym/observation"]])
+    np.testing.assert_array_equal(obs, seen["obs"][:-1])  # float32 obs, stored exactly
+    np.testing.assert_array_equal([m.data for m in got["/fingergym/action"]], seen["action"])
+    np.testing.assert_array_equal([m.data for m in got["/fingergym/reward"]], seen["reward"])
+    np.testing.assert_array_equal([m.data for m in got["/fingergym/state"]], seen["state"][:-1])
+    sim_time = np.array([m.data[0] for m in got["/fingergym/time"]])
+    np.testing.assert_allclose(sim_time, 0.1 * np.arange(n), atol=1e-9)
+    js = got["/joint_states"][5]
+    assert list(js.name) == ["finger_x", "finger_z"]
+    np.testing.assert_array_equal(js.position, seen["obs"][5][3:5])
+    pose = got["/box/pose"][5].pose
+    assert (pose.position.x, pose.position.z) == pytest.approx(tuple(seen["obs"][5][:2]))
+    start, end = (json.loads(m.data) for m in got["/fingergym/episode"])
+    assert start["event"] == "start" and end["event"] == "end"
+    assert end["end_reason"] == "time_limit" and end["success"] == bool(info["success"])
+    assert end["episode_return"] == pytest.approx(seen["reward"].sum())
+    assert custom["seed"] == SEED and custom["mode"] == "sim" and custom["policy"] == "scripted"
+    assert custom["obs_names"] == list(OBS_NAMES)
+    assert custom["scenario"]["box"]["length"] == env.unwrapped.scenario.box.length
+    assert set(custom["episode_params"]) >= {"friction", "box_mass", "action_delay_periods"}
+
+
+def test_read_episode_and_replay_in_sim_reproduces_it(logged):
+    bag, seen, info, _ = logged
+    ep = read_episode(bag)
+    assert not ep.truncated and not ep.notes
+    assert ep.steps == len(seen["reward"]) and ep.success == bool(info["success"])
+    np.testing.assert_array_equal(ep.observation, seen["obs"][:-1])
+    np.testing.assert_array_equal(ep.final_state, seen["state"][-1])
+    rep = replay_in_sim(ep)
+    assert rep.error.shape == (ep.steps + 1, len(OBS_NAMES))
+    assert np.abs(rep.error).max() == 0.0  # same physics, noise-free reference: exact
+    np.testing.assert_array_equal(rep.reward, ep.reward)
+    assert rep.success == ep.success
+
+
+def test_replay_with_changed_physics_reports_divergence(logged):
+    ep = read_episode(logged[0])
+    rep = replay_in_sim(ep, overrides={"friction": 0.2, "box_mass": 2.0})
+    d = rep.divergence()
+    assert d["box_pos"].max() > 1e-3
+    report = format_sim_report(ep, rep, every=20)
+    assert "final divergence" in report and "logged episode" in report
+    with pytest.raises(ValueError, match="unknown physics parameter"):
+        replay_in_sim(ep, overrides={"gravity": 1.0})
+
+
+def _rerecord(ep, path: Path, flush_period: float) -> None:
+    """Write ``ep`` again with a chunk per step (so a cut file keeps earlier steps)."""
+    meta = {k: ep.metadata[k] for k in ("mode", "seed", "episode_params")}
+    rec = EpisodeRecorder(path, metadata=meta, scenario=ep.scenario, flush_period=flush_period)
+    for k in range(ep.steps):
+        rec.record_step(sim_time=ep.sim_time[k], wall_time_ns=0, observation=ep.observation[k],
+                        action=ep.action[k], target=ep.target[k], reward=ep.reward[k],
+                        state=ep.state[k])
+    rec.close(end_reason="time_limit", success=True, episode_return=float(ep.reward.sum()))
+
+
+def test_truncated_bag_reads_and_replays_what_it_holds(logged, tmp_path):
+    ep = read_episode(logged[0])
+    full = tmp_path / "full"
+    _rerecord(ep, full, flush_period=0.0)
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    data = (full / "full.mcap").read_bytes()
+    (cut / "cut.mcap").write_bytes(data[: int(0.6 * len(data))])  # no footer, no metadata.yaml
+    part = read_episode(cut)
+    assert part.truncated and any("not closed" in n for n in part.notes)
+    assert 0 < part.steps < ep.steps
+    assert part.end_reason.startswith("unfinished") and part.success is None
+    np.testing.assert_array_equal(part.observation, ep.observation[: part.steps])
+    rep = replay_in_sim(part)
+    assert len(rep.error) == part.steps and np.abs(rep.error).max() == 0.0
+
+
+def test_bad_bags_give_clear_errors(logged, tmp_path):
+    with pytest.raises(BagError, match="no such bag"):
+        read_episode(tmp_path / "missing")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(BagError, match="no .mcap file"):
+        read_episode(tmp_path / "empty_dir")
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "junk.mcap").write_bytes(b"this is not an mcap file" * 10)
+    with pytest.raises(BagError, match="not a readable MCAP file"):
+        read_episode(junk)
+    (junk / "junk.mcap").write_bytes(b"")
+    with pytest.raises(BagError, match="empty"):
+        read_episode(junk)
+    # A rosbag2 bag that is not a fingergym episode.
+    other = tmp_path / "other"
+    ts = get_typestore(Stores.ROS2_KILTED)
+    with Writer(other, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        c = w.add_connection("/chatter", "std_msgs/msg/String", typestore=ts)
+        w.write(c, 1, ts.serialize_cdr(ts.types["std_msgs/msg/String"](data="hi"),
+                                       "std_msgs/msg/String"))
+    with pytest.raises(BagError, match="not a fingergym episode"):
+        read_episode(other)
+    # A bag from a robot with another observation layout.
+    ep = read_episode(logged[0])
+    foreign = tmp_path / "foreign"
+    with EpisodeRecorder(foreign, metadata={"mode": "hardware", "obs_names": ["a", "b"]},
+                         scenario=ep.scenario) as rec:
+        rec.close(end_reason="done", success=False, episode_return=0.0)
+    with pytest.raises(BagError, match="different observation"):
+        read_episode(foreign)
+    # Replaying with a scenario of a different workspace.
+    other_robot = ep.scenario.replace(**{"bin.wall_x": [-0.3, 0.3]})
+    with pytest.raises(BagError, match="bin.wall_x"):
+        replay_in_sim(ep, scenario=other_robot)
+    # Damaged bytes in the middle: what precedes the damage is kept.
+    dmg = tmp_path / "dmg"
+    _rerecord(ep, tmp_path / "src", flush_period=0.0)
+    shutil.copytree(tmp_path / "src", dmg)
+    (dmg / "src.mcap").rename(dmg / "dmg.mcap")
+    (dmg / "metadata.yaml").unlink()
+    raw = bytearray((dmg / "dmg.mcap").read_bytes())
+    mid = len(raw) // 2
+    raw[mid: mid + 64] = b"\xff" * 64
+    (dmg / "dmg.mcap").write_bytes(bytes(raw))
+    part = read_episode(dmg)
+    assert part.truncated and 0 < part.steps < ep.steps
+
+
+def test_recorder_context_manager_records_error(tmp_path, logged):
+    ep = read_episode(logged[0])
+    with pytest.raises(RuntimeError, match="boom"), \
+            EpisodeRecorder(tmp_path / "e", metadata={"mode": "hardware"},
+                            scenario=ep.scenario) as rec:
+        rec.record_step(sim_time=0.0, wall_time_ns=1, observation=ep.observation[0],
+                        action=[0, 0], target=[0, 0.1], reward=1.0)
+        raise RuntimeError("boom")
+    out = read_episode(tmp_path / "e")
+    assert out.end_reason == "error" and out.steps == 1 and not out.truncated
+    with pytest.raises(ValueError, match="10 elements"):
+        EpisodeRecorder(tmp_path / "f", metadata={}, scenario=ep.scenario).record_step(
+            sim_time=0, wall_time_ns=0, observation=np.zeros(3), action=[0, 0],
+            target=[0, 0], reward=0)
+    assert T.EPISODE == "/fingergym/episode"

@@ -1,0 +1,66 @@
+"""`fingergym replay` (in sim, plot, Meshcat) and `fingergym episodes` on logged sim episodes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fingergym.replay.reader import read_episode
+from fingergym.replay.sim_log import RecordEpisodes
+from fingergym.sim.scripted import ScriptedFlip
+
+from fingergym.cli import main
+from fingergym.env import make_env
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory):
+    """Two logged sim episodes: one scripted to the end, one abandoned after 5 steps."""
+    root = tmp_path_factory.mktemp("episodes")
+    env = RecordEpisodes(make_env(), root, metadata={"policy": "scripted"})
+    script = ScriptedFlip(env.unwrapped.scenario)
+    env.reset(seed=2)
+    done = False
+    while not done:
+        *_, terminated, truncated, _ = env.step(script(env.unwrapped.true_state()))
+        done = terminated or truncated
+    env.reset(seed=3)
+    for _ in range(5):
+        env.step(np.zeros(2, dtype=np.float32))
+    env.close()
+    return root, env.bags
+
+
+def test_replay_in_sim_with_plot(log_dir, tmp_path, capsys):
+    _, bags = log_dir
+    out = tmp_path / "replay.png"
+    assert main(["replay", str(bags[0]), "--in", "sim", "--param", "friction=0.4",
+                 "--plot", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "final divergence" in text and "replayed episode" in text
+    assert out.stat().st_size > 20_000 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_episodes_table(log_dir, capsys):
+    root, bags = log_dir
+    assert main(["episodes", str(root)]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["date", "(UTC)", "mode"]
+    assert bags[0].name in text and bags[1].name in text
+    assert "time_limit" in text and "closed" in text and "2 episode(s)" in text
+
+
+def test_replay_cli_errors(tmp_path, capsys):
+    assert main(["replay", str(tmp_path / "nope")]) == 2
+    assert "no such bag" in capsys.readouterr().err
+    assert main(["episodes", str(tmp_path)]) == 1
+
+
+def test_meshcat_playback(log_dir):
+    from fingergym.replay.meshcat_view import TARGET_PATH, show_episode
+    from pydrake.geometry import StartMeshcat
+
+    ep = read_episode(log_dir[1][0])
+    meshcat = show_episode(ep, speed=1000.0, meshcat=StartMeshcat())
+    assert meshcat.HasPath(TARGET_PATH)
+    assert meshcat.HasPath("visualizer/box")
