@@ -159,6 +159,13 @@ class EpisodeRecorder:
         self._last_stamp = max(self._last_stamp, int(stamp_ns))
         self._queue.put(("raw", topic, msgtype, bytes(cdr), int(stamp_ns)))
 
+    def record_sim_raw(self, observation: np.ndarray, target: np.ndarray, stamp_ns: int) -> None:
+        """Queue the robot's raw topics, synthesized from a sim observation in the writer thread
+        (:func:`fingergym.replay.topics.sim_raw_messages`), so a sim bag looks like a robot bag."""
+        self._check_open()
+        self._queue.put(("sim_raw", _vector("observation", observation, OBS_DIM),
+                         _vector("target", target, ACTION_DIM), int(stamp_ns)))
+
     def close(self, *, end_reason: str, success: bool, episode_return: float,
               final_observation: np.ndarray | None = None,
               final_state: np.ndarray | None = None) -> None:
@@ -239,6 +246,11 @@ class EpisodeRecorder:
             if state is not None:
                 self._write(T.STATE, T.ARRAY,
                             T.serialize(T.array_msg(state, T.LABELS[T.STATE])), stamp)
+            return False
+        if kind == "sim_raw":
+            _, obs, tgt, stamp = item
+            for topic, msgtype, data in T.sim_raw_messages(obs, tgt, stamp):
+                self._write(topic, msgtype, data, stamp)
             return False
         if kind == "raw":
             _, topic, msgtype, data, stamp = item

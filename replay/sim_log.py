@@ -22,7 +22,6 @@ import numpy as np
 
 from fingergym.task import check_action
 
-from . import topics as T
 from .recorder import EpisodeRecorder
 
 
@@ -74,9 +73,7 @@ class RecordEpisodes(gym.Wrapper):
         target = np.asarray(info.get("target", base.scaling.to_target(applied)), dtype=float)
         rec.record_step(sim_time=sim_time, wall_time_ns=wall_ns, observation=self._obs,
                         action=applied, target=target, reward=reward, state=state)
-        stamp = rec.stamp(sim_time, wall_ns)
-        for topic, msgtype, cdr in T.sim_raw_messages(self._obs, target, stamp):
-            rec.record_raw(topic, msgtype, cdr, stamp)
+        rec.record_sim_raw(self._obs, target, rec.stamp(sim_time, wall_ns))
         self._obs = np.asarray(obs, dtype=float)
         if terminated or truncated:
             reason = info.get("end_reason", "terminated" if terminated else "time_limit")
