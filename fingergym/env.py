@@ -110,12 +110,23 @@ class FingerGymEnv(DrakeGymEnv):
         if time >= self.scenario.episode.time_limit - 1e-9:
             truncated = True
             info.setdefault("end_reason", "time_limit")
+        # A station may stop the episode early (hardware: the watchdog); that is a truncation.
+        reason = getattr(self.station, "end_reason", lambda: "")()
+        if reason:
+            terminated, truncated = False, True
+            info["end_reason"] = reason
         return np.asarray(obs, dtype=np.float32), float(reward), terminated, truncated, info
 
     def render(self):
         if self.render_mode == "rgb_array":
             return np.ascontiguousarray(super().render())
         return super().render()
+
+    def close(self):
+        # The hardware station owns a ROS node; the sim station nothing to release.
+        if self.simulator is not None and hasattr(self.station, "close"):
+            self.station.close()
+        super().close()
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -141,6 +152,9 @@ class FingerGymEnv(DrakeGymEnv):
         }
         if diagram.GetInputPort("actions").HasValue(context):  # not yet inside upstream reset()
             info["target"] = np.array(diagram.GetOutputPort("target").Eval(context))
+            extra = getattr(self._station_of(simulator), "extra_info", None)  # hardware
+            if extra is not None:
+                info.update(extra(context))
         return info
 
 

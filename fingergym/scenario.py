@@ -113,6 +113,18 @@ class RandomizationParams:
 
 
 @dataclass
+class ObservationParams:
+    """How the observation is produced (the layout itself is fixed in fingergym.task)."""
+
+    box_velocity: str = _f("exact", choices=("exact", "estimated"),
+                           doc="sim: exact plant velocity, or estimated from poses sampled at "
+                               "pose_rate as on hardware (fingergym.hardware.velocity)")
+    pose_rate: float = _f(60.0, 1.0, 1000.0, doc="box pose (tracker) rate for the estimate [Hz]")
+    velocity_window: float = _f(0.06, 0.0, 1.0, lo_open=True,
+                                doc="poses of the last window seconds are fitted [s]")
+
+
+@dataclass
 class Scenario:
     box: BoxParams = field(default_factory=BoxParams)
     finger: FingerParams = field(default_factory=FingerParams)
@@ -122,6 +134,7 @@ class Scenario:
     controller: ControllerParams = field(default_factory=ControllerParams)
     episode: EpisodeParams = field(default_factory=EpisodeParams)
     randomization: RandomizationParams = field(default_factory=RandomizationParams)
+    observation: ObservationParams = field(default_factory=ObservationParams)
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
     def replace(self, **changes: Any) -> Scenario:

@@ -135,6 +135,14 @@ def build_sim_station(scenario: Scenario, params: EpisodeParams, *,
     state = builder.AddSystem(MatrixGain(handles.state_permutation))
     state.set_name("state_selector")
     builder.Connect(plant.get_state_output_port(), state.get_input_port())
+    observed = state.get_output_port()
+    if scenario.observation.box_velocity == "estimated":  # as on hardware; default: exact
+        from fingergym.hardware.velocity import EstimatedBoxVelocity
+
+        estimator = builder.AddSystem(EstimatedBoxVelocity(scenario.observation.pose_rate,
+                                                           scenario.observation.velocity_window))
+        builder.Connect(observed, estimator.get_input_port())
+        observed = estimator.get_output_port()
     std = np.r_[[params.obs_noise_position] * 5, [params.obs_noise_velocity] * 5]
     if np.any(std > 0):
         noise = builder.AddSystem(RandomSource(RandomDistribution.kGaussian, OBS_DIM,
@@ -142,11 +150,11 @@ def build_sim_station(scenario: Scenario, params: EpisodeParams, *,
         scale = builder.AddSystem(Gain(std))
         noisy = builder.AddSystem(Adder(2, OBS_DIM))
         builder.Connect(noise.get_output_port(), scale.get_input_port())
-        builder.Connect(state.get_output_port(), noisy.get_input_port(0))
+        builder.Connect(observed, noisy.get_input_port(0))
         builder.Connect(scale.get_output_port(), noisy.get_input_port(1))
         builder.ExportOutput(noisy.get_output_port(), "observations")
     else:
-        builder.ExportOutput(state.get_output_port(), "observations")
+        builder.ExportOutput(observed, "observations")
 
     reward = builder.AddSystem(RewardSystem(scenario))
     builder.Connect(state.get_output_port(), reward.GetInputPort("state"))

@@ -1,0 +1,130 @@
+"""The hardware config (``configs/hardware.yaml``): ROS 2 names, rates, QoS, safety, homing.
+
+Validated like the scenario (same rules, same :class:`~fingergym.scenario.ScenarioError`
+naming the file and the dotted key). Physical parameters stay in the scenario file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fingergym.scenario import ScenarioError, _build, _f
+
+DEFAULT_HARDWARE_CONFIG = "hardware.yaml"
+
+
+@dataclass
+class RosParams:
+    node_name: str = _f("fingergym_hardware")
+    commands_topic: str = _f("/finger_controller/commands")
+    joint_states_topic: str = _f("/joint_states")
+    box_pose_topic: str = _f("/box/pose")
+    estop_topic: str = _f("/finger/estop")
+    reset_box_service: str = _f("/virtual_robot/reset_box")
+    joint_names: list[str] = _f(["finger_x", "finger_z"], point=True)
+    discovery_timeout: float = _f(10.0, 0.0, 600.0, lo_open=True)
+
+
+@dataclass
+class QosSpec:
+    reliability: str = _f("reliable", choices=("reliable", "best_effort"))
+    durability: str = _f("volatile", choices=("volatile", "transient_local"))
+    depth: int = _f(1, 1, 1000)
+
+
+def _qos(reliability: str, depth: int) -> Any:
+    return field(default_factory=lambda: QosSpec(reliability, "volatile", depth))
+
+
+@dataclass
+class QosParams:
+    commands: QosSpec = _qos("reliable", 1)
+    joint_states: QosSpec = _qos("best_effort", 5)
+    box_pose: QosSpec = _qos("best_effort", 5)
+    estop: QosSpec = _qos("reliable", 10)
+
+
+@dataclass
+class CommandParams:
+    rate: float = _f(100.0, 1.0, 2000.0, doc="command publication rate [Hz]")
+
+
+@dataclass
+class SafetyParams:
+    max_step: float = _f(0.03, 0.0, 1.0, lo_open=True, doc="max target change per command [m]")
+    watchdog_age: float = _f(0.1, 0.0, 10.0, lo_open=True, doc="max state message age [s]")
+
+
+@dataclass
+class HomeParams:
+    tolerance: float = _f(0.005, 0.0, 0.1, lo_open=True)
+    timeout: float = _f(10.0, 0.0, 600.0, lo_open=True)
+    settle: float = _f(0.1, 0.0, 10.0)
+
+
+@dataclass
+class VirtualRobotParams:
+    joint_state_rate: float = _f(200.0, 1.0, 2000.0)
+    box_pose_rate: float = _f(60.0, 1.0, 1000.0)
+    command_latency: float = _f(0.005, 0.0, 1.0)
+    joint_state_latency: float = _f(0.002, 0.0, 1.0)
+    box_pose_latency: float = _f(0.010, 0.0, 1.0)
+    jitter: float = _f(0.001, 0.0, 1.0)
+    pose_noise_position: float = _f(0.001, 0.0, 0.1)
+    pose_noise_angle: float = _f(0.005, 0.0, 1.0)
+    drop_rate: float = _f(0.01, 0.0, 1.0, doc="probability each state message is lost")
+    seed: int = _f(0, 0, 2**31 - 1)
+    box_mass_scale: float = _f(1.0, 0.0, 10.0, lo_open=True)
+    friction_scale: float = _f(1.0, 0.0, 10.0, lo_open=True)
+    gain_scale: float = _f(1.0, 0.0, 10.0, lo_open=True)
+    box_size_scale: float = _f(1.0, 0.5, 2.0)
+
+
+@dataclass
+class HardwareConfig:
+    ros: RosParams = field(default_factory=RosParams)
+    qos: QosParams = field(default_factory=QosParams)
+    command: CommandParams = field(default_factory=CommandParams)
+    safety: SafetyParams = field(default_factory=SafetyParams)
+    home: HomeParams = field(default_factory=HomeParams)
+    virtual_robot: VirtualRobotParams = field(default_factory=VirtualRobotParams)
+    source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
+
+    @property
+    def command_period(self) -> float:
+        return 1.0 / self.command.rate
+
+
+def default_hardware_config_path() -> Path:
+    return Path(str(resources.files("fingergym.configs").joinpath(DEFAULT_HARDWARE_CONFIG)))
+
+
+def hardware_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> HardwareConfig:
+    config = _build(HardwareConfig, data, source, "")
+    config.source = source
+    if len(set(config.ros.joint_names)) != 2:
+        raise ScenarioError(f"{source}: ros.joint_names: need two distinct names")
+    return config
+
+
+def load_hardware_config(path: str | Path | None = None) -> HardwareConfig:
+    """Load and validate a hardware YAML file (``None``: the shipped ``configs/hardware.yaml``)."""
+    path = Path(path) if path is not None else default_hardware_config_path()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ScenarioError(f"{path}: cannot read hardware config: {e.strerror or e}") from e
+    except yaml.YAMLError as e:
+        raise ScenarioError(f"{path}: not valid YAML: {e}") from e
+    return hardware_config_from_dict(data or {}, source=str(path))
+
+
+def as_hardware_config(config: HardwareConfig | str | Path | None) -> HardwareConfig:
+    if isinstance(config, HardwareConfig):
+        return config
+    return load_hardware_config(config)

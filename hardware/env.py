@@ -1,0 +1,64 @@
+"""``make_env(mode="hardware")``: the same :class:`~fingergym.env.FingerGymEnv` on a ROS 2 robot.
+
+Same spaces, same ``actions``/``observations``/``reward`` ports, same reward code; the station
+behind the ports is :mod:`fingergym.hardware.station`. ``reset()`` homes the finger
+(``set_home``: no randomized reset); the box is reset by a person (or the virtual robot's reset
+service) before it. ``step()`` takes ``scenario.episode.step`` seconds of wall time.
+
+``info`` adds ``sent_target`` (what was last published after the safety layer),
+``joint_state_age``/``box_pose_age`` [s], ``box_pose_latency`` [s], ``estop`` and ``overruns``;
+a watchdog stop ends the episode as ``truncated`` with ``info["end_reason"]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydrake.systems.analysis import Simulator
+
+from fingergym.env import FingerGymEnv
+from fingergym.hardware.config import HardwareConfig, as_hardware_config
+from fingergym.hardware.ros_bridge import RosBridge
+from fingergym.hardware.station import HardwareStation, build_hardware_station
+from fingergym.scenario import Scenario, as_scenario
+
+
+def make_hardware_env(scenario: Scenario | str | Path | None = None, *,
+                      render_mode: str | None = None,
+                      config: HardwareConfig | str | Path | None = None,
+                      domain_id: int | None = None,
+                      node_name: str | None = None) -> FingerGymEnv:
+    """Create the hardware-mode env (starts a ROS 2 node; call ``env.close()`` to stop it).
+
+    Args:
+        scenario: the scenario (workspace, home pose, task constants; velocity estimator).
+        render_mode: ``None`` or ``"ansi"`` (a robot has no rendering camera here).
+        config: the hardware config (default: the shipped ``configs/hardware.yaml``).
+        domain_id: ROS domain (default: ``ROS_DOMAIN_ID``).
+        node_name: overrides ``ros.node_name``.
+    """
+    scenario = as_scenario(scenario)
+    config = as_hardware_config(config)
+    if render_mode not in (None, "ansi"):
+        raise ValueError(f"hardware mode renders only 'ansi' (got {render_mode!r}); watch the "
+                         f"robot, or replay the episode's log in sim to render it")
+    bridge = RosBridge(config, scenario.observation.velocity_window, domain_id=domain_id,
+                       node_name=node_name)
+    try:
+        station = build_hardware_station(scenario, config, bridge)
+        simulator = Simulator(station.diagram)
+        simulator.set_target_realtime_rate(0.0)  # the station paces itself (and reports overruns)
+        simulator.set_monitor(station.monitor)
+        env = FingerGymEnv(simulator, scenario=scenario, station_of=lambda _: station,
+                           render_mode=render_mode, hardware=True,
+                           reset_handler=station.set_home)
+    except BaseException:
+        bridge.close()
+        raise
+    env.hardware_config = config
+    return env
+
+
+def station_of(env) -> HardwareStation:
+    """The hardware station of a (possibly gymnasium-wrapped) hardware env."""
+    return env.unwrapped.station

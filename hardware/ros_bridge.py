@@ -1,0 +1,259 @@
+"""The rclpy side of the hardware station: one node, its executor thread, the latest state.
+
+:class:`RosBridge` owns an rclpy context (so it never disturbs the caller's), publishes finger
+targets (``std_msgs/Float64MultiArray`` on the forward position controller's ``commands``),
+subscribes to ``sensor_msgs/JointState``, the box ``geometry_msgs/PoseStamped`` and the e-stop
+``std_msgs/Bool``, and keeps the newest state with its arrival time (monotonic) and stamp.
+Callbacks run in a background executor thread; :meth:`snapshot` reads a consistent copy.
+
+``raw_hook(topic, msgtype, msg, stamp_ns)`` sees every incoming state message and every
+outgoing command (for the episode recorder). Only rclpy and standard messages are imported,
+so any ROS 2 distribution works.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray
+from std_srvs.srv import Trigger
+
+from fingergym.hardware.config import HardwareConfig, QosSpec
+from fingergym.hardware.velocity import PoseVelocityEstimator, planar_angle, window_velocity
+from fingergym.task import OBS_DIM
+
+RawHook = Callable[[str, str, object, int], None]
+
+
+class HardwareError(RuntimeError):
+    """The robot did not answer as expected (no messages, homing timed out, ...)."""
+
+
+def qos_profile(spec: QosSpec) -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=spec.depth,
+        reliability=(ReliabilityPolicy.RELIABLE if spec.reliability == "reliable"
+                     else ReliabilityPolicy.BEST_EFFORT),
+        durability=(DurabilityPolicy.TRANSIENT_LOCAL if spec.durability == "transient_local"
+                    else DurabilityPolicy.VOLATILE))
+
+
+def stamp_to_sec(stamp) -> float:
+    return stamp.sec + 1e-9 * stamp.nanosec
+
+
+def domain_hint() -> str:
+    return (f"ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0 (unset)')}, "
+            f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'unset')}")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The newest state, in the observation layout, and how old it is."""
+
+    obs: np.ndarray          # (10,) NaN where nothing arrived yet
+    joint_arrival: float     # monotonic s of the newest JointState (-inf: none)
+    pose_arrival: float      # monotonic s of the newest box pose (-inf: none)
+    joint_latency: float     # wall now - header stamp [s] (clock sync dependent)
+    pose_latency: float
+    estop: bool
+    taken: float             # monotonic s of this snapshot
+
+    @property
+    def joint_age(self) -> float:
+        return self.taken - self.joint_arrival
+
+    @property
+    def pose_age(self) -> float:
+        return self.taken - self.pose_arrival
+
+    @property
+    def finger(self) -> np.ndarray:
+        return self.obs[3:5]
+
+
+class RosBridge:
+    """The finger's ROS 2 interfaces, spun in a background thread."""
+
+    def __init__(self, config: HardwareConfig, velocity_window: float, *,
+                 domain_id: int | None = None, node_name: str | None = None):
+        self.config = config
+        self.raw_hook: RawHook | None = None
+        self._lock = threading.Lock()
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        ros, qos = config.ros, config.qos
+        self.node = Node(node_name or ros.node_name, context=self.context)
+        self._cmd_pub = self.node.create_publisher(Float64MultiArray, ros.commands_topic,
+                                                   qos_profile(qos.commands))
+        self._js_sub = self.node.create_subscription(JointState, ros.joint_states_topic,
+                                                     self._on_joint_state,
+                                                     qos_profile(qos.joint_states))
+        self._pose_sub = self.node.create_subscription(PoseStamped, ros.box_pose_topic,
+                                                       self._on_pose, qos_profile(qos.box_pose))
+        self._estop_sub = self.node.create_subscription(Bool, ros.estop_topic, self._on_estop,
+                                                        qos_profile(qos.estop))
+        self._reset_client = None
+        self._names = list(ros.joint_names)
+        self._finger_q = np.full(2, np.nan)
+        self._finger_v = np.full(2, np.nan)
+        self._finger_hist: list[tuple[float, float, float]] = []  # when JointState has no v
+        self._joint_arrival = -np.inf
+        self._joint_stamp = np.nan
+        self._box = PoseVelocityEstimator(velocity_window)
+        self._pose_arrival = -np.inf
+        self._pose_stamp = np.nan
+        self._estop = False
+        self.counts = {"joint_states": 0, "box_pose": 0, "commands": 0, "bad_joint_states": 0}
+        self._executor = SingleThreadedExecutor(context=self.context)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name="ros-bridge", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ executor thread
+    def _spin(self) -> None:
+        try:
+            while self.context.ok():
+                self._executor.spin_once(timeout_sec=0.05)
+        except (ExternalShutdownException, rclpy.executors.ShutdownException):
+            pass
+        except Exception:  # noqa: BLE001 - a dying bridge must not take the process down
+            if self.context.ok():
+                raise
+
+    def _raw(self, topic: str, msgtype: str, msg: object) -> None:
+        hook = self.raw_hook
+        if hook is not None:
+            hook(topic, msgtype, msg, time.time_ns())
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        now = time.monotonic()
+        try:
+            idx = [list(msg.name).index(n) for n in self._names]
+            q = np.array([msg.position[i] for i in idx], dtype=float)
+        except (ValueError, IndexError):
+            self.counts["bad_joint_states"] += 1
+            return
+        stamp = stamp_to_sec(msg.header.stamp)
+        with self._lock:
+            if len(msg.velocity) == len(msg.name):
+                v = np.array([msg.velocity[i] for i in idx], dtype=float)
+            else:  # no velocities: difference positions over the box's window
+                self._finger_hist = [h for h in self._finger_hist
+                                     if stamp - h[0] <= self._box.window][-8:]
+                self._finger_hist.append((stamp, q[0], q[1]))
+                h = np.array(self._finger_hist)
+                v = window_velocity(h[:, 0], h[:, 1:])
+            self._finger_q, self._finger_v = q, v
+            self._joint_arrival, self._joint_stamp = now, stamp
+            self.counts["joint_states"] += 1
+        self._raw(self.config.ros.joint_states_topic, "sensor_msgs/msg/JointState", msg)
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        now = time.monotonic()
+        p, o = msg.pose.position, msg.pose.orientation
+        stamp = stamp_to_sec(msg.header.stamp)
+        with self._lock:
+            self._box.add(stamp, p.x, p.z, planar_angle(o.w, o.x, o.y, o.z))
+            self._pose_arrival, self._pose_stamp = now, stamp
+            self.counts["box_pose"] += 1
+        self._raw(self.config.ros.box_pose_topic, "geometry_msgs/msg/PoseStamped", msg)
+
+    def _on_estop(self, msg: Bool) -> None:
+        with self._lock:
+            self._estop = bool(msg.data)
+        self._raw(self.config.ros.estop_topic, "std_msgs/msg/Bool", msg)
+
+    # ------------------------------------------------------------------ caller side
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            box_q, box_v = self._box.pose(), self._box.velocity()
+            obs = np.r_[box_q, self._finger_q, box_v, self._finger_v]
+            wall, now = time.time(), time.monotonic()
+            return Snapshot(obs, self._joint_arrival, self._pose_arrival,
+                            wall - self._joint_stamp, wall - self._pose_stamp, self._estop, now)
+
+    def reset_box_estimator(self) -> None:
+        """Forget past box poses (the scene was reset); the next pose re-anchors theta."""
+        with self._lock:
+            self._box.reset()
+
+    @property
+    def box_pose_count(self) -> int:
+        with self._lock:
+            return self._box.count
+
+    def publish_command(self, target: np.ndarray) -> None:
+        """Publish one finger target [m] (already through the safety layer)."""
+        msg = Float64MultiArray()
+        msg.data = [float(target[0]), float(target[1])]
+        self._cmd_pub.publish(msg)
+        self.counts["commands"] += 1
+        self._raw(self.config.ros.commands_topic, "std_msgs/msg/Float64MultiArray", msg)
+
+    def matched(self) -> dict[str, bool]:
+        return {
+            self.config.ros.commands_topic: self._cmd_pub.get_subscription_count() > 0,
+            self.config.ros.joint_states_topic: self._js_sub.get_publisher_count() > 0,
+            self.config.ros.box_pose_topic: self._pose_sub.get_publisher_count() > 0,
+        }
+
+    def wait_for_matching(self, timeout: float) -> None:
+        """Block until the command topic has a subscriber and the state topics publishers.
+
+        Fast DDS drops what is published before discovery matches the endpoints.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            matched = self.matched()
+            if all(matched.values()):
+                return
+            if time.monotonic() > deadline:
+                missing = [t for t, ok in matched.items() if not ok]
+                raise HardwareError(
+                    f"no ROS 2 peer on {', '.join(missing)} after {timeout:.1f} s: is the robot "
+                    f"driver (or `fingergym-virtual-robot`) running on the same domain? "
+                    f"({domain_hint()})")
+            time.sleep(0.02)
+
+    def call_reset_box(self, timeout: float = 5.0) -> str:
+        """Call the reset service (std_srvs/Trigger); returns its message or raises."""
+        if self._reset_client is None:
+            self._reset_client = self.node.create_client(Trigger,
+                                                         self.config.ros.reset_box_service)
+        if not self._reset_client.wait_for_service(timeout_sec=timeout):
+            raise HardwareError(f"service {self.config.ros.reset_box_service} not available "
+                                f"after {timeout:.1f} s ({domain_hint()})")
+        future = self._reset_client.call_async(Trigger.Request())
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise HardwareError(f"{self.config.ros.reset_box_service}: no answer in "
+                                    f"{timeout:.1f} s")
+            time.sleep(0.01)
+        response = future.result()
+        if not response.success:
+            raise HardwareError(f"{self.config.ros.reset_box_service} failed: {response.message}")
+        return response.message
+
+    def close(self) -> None:
+        if self.context.ok():
+            self.context.try_shutdown()
+        self._thread.join(timeout=2.0)
+        try:
+            self._executor.shutdown(timeout_sec=1.0)
+            self.node.destroy_node()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+

@@ -1,0 +1,321 @@
+"""The hardware station: the sim station's ports with a ROS 2 robot behind them.
+
+Exported ports (the names of :mod:`fingergym.sim.station`):
+
+- input ``actions`` (2): the agent's action in ``[-1, 1]^2`` (same saturation and affine map);
+- output ``observations`` (10) and ``state`` (10): the newest robot state in the
+  :mod:`fingergym.task` layout (box velocity estimated from poses), read once per sim time;
+- output ``reward``, ``success``: :class:`fingergym.task.RewardSystem`, as in sim;
+- output ``target`` (2): the policy's target [m]; ``sent_target`` (2): what was last published
+  after the safety layer; ``message_age`` (2): joint state and box pose age [s].
+
+Behind them, :class:`CommandSender` (a drake-ros-style publisher system) re-sends the latest
+target at ``command.rate`` through :class:`~fingergym.hardware.safety.SafetyFilter`, paced to
+the wall clock by :class:`~fingergym.hardware.pacing.Pacer`, and runs the watchdog; a Simulator
+monitor stops the episode when the watchdog fires.
+
+Timing per command period ``T`` (sim time = wall time since the episode's first command):
+the publish event at ``t_k`` sleeps until the wall deadline and checks message ages; the
+discrete update at ``t_k`` (next simulator step) publishes. At a gym step boundary the
+observation is read right after the paced publish event, and the command with the new action
+goes out as soon as the policy returns, not one period later.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydrake.systems.analysis import Simulator
+from pydrake.systems.framework import (
+    BasicVector,
+    Context,
+    Diagram,
+    DiagramBuilder,
+    DiscreteValues,
+    EventStatus,
+    LeafSystem,
+)
+from pydrake.systems.primitives import AffineSystem, Saturation
+
+from fingergym.hardware.config import HardwareConfig
+from fingergym.hardware.pacing import Pacer
+from fingergym.hardware.ros_bridge import HardwareError, RosBridge, Snapshot, domain_hint
+from fingergym.hardware.safety import SafetyFilter
+from fingergym.scenario import Scenario
+from fingergym.task import ACTION_DIM, OBS_DIM, ActionScaling, RewardSystem
+
+
+class RosStateSource(LeafSystem):
+    """Outputs the bridge's newest state; one :class:`Snapshot` per sim time (then cached)."""
+
+    def __init__(self, bridge: RosBridge):
+        super().__init__()
+        self.bridge = bridge
+        self._snap: Snapshot | None = None
+        self._snap_time = np.nan
+        deps = {self.time_ticket()}
+        self.DeclareVectorOutputPort("observations", OBS_DIM, self._calc_obs,
+                                     prerequisites_of_calc=deps)
+        self.DeclareVectorOutputPort("message_age", 2, self._calc_age,
+                                     prerequisites_of_calc=deps)
+
+    def snapshot(self, context: Context) -> Snapshot:
+        t = context.get_time()
+        if self._snap is None or self._snap_time != t:
+            self._snap, self._snap_time = self.bridge.snapshot(), t
+        return self._snap
+
+    def cached(self, t: float) -> Snapshot | None:
+        """The snapshot the observation at sim time ``t`` was read from, if it was read."""
+        return self._snap if self._snap_time == t else None
+
+    def invalidate(self) -> None:
+        self._snap, self._snap_time = None, np.nan
+
+    def _calc_obs(self, context: Context, output: BasicVector) -> None:
+        output.SetFromVector(self.snapshot(context).obs)
+
+    def _calc_age(self, context: Context, output: BasicVector) -> None:
+        s = self.snapshot(context)
+        output.SetFromVector([s.joint_age, s.pose_age])
+
+
+@dataclass
+class CommandTiming:
+    """Per-command timing records (monotonic s), for the HIL benchmark."""
+
+    sent: list[float] = field(default_factory=list)       # every command
+    late: list[float] = field(default_factory=list)       # pacing lateness of every tick
+    joint_to_cmd: list[float] = field(default_factory=list)  # arrival of the JointState an
+    pose_to_cmd: list[float] = field(default_factory=list)   # observation used -> its command
+
+
+class CommandSender(LeafSystem):
+    """Publishes the held target at a fixed rate through the safety layer; runs the watchdog.
+
+    Input ``target`` (2) [m]; output ``sent_target`` (2): the last target published.
+    """
+
+    def __init__(self, bridge: RosBridge, safety: SafetyFilter, state: RosStateSource,
+                 period: float, watchdog_age: float):
+        super().__init__()
+        self.bridge, self.safety, self.state = bridge, safety, state
+        self.period = period
+        self.watchdog_age = watchdog_age
+        self.pacer = Pacer(period)
+        self.timing = CommandTiming()
+        self.fault = ""
+        self.estop = False
+        self.reasons: dict[str, int] = {}
+        self._origin: float | None = None  # monotonic time of sim time 0 (armed)
+        self._target = self.DeclareVectorInputPort("target", ACTION_DIM)
+        self._sent = self.DeclareDiscreteState(ACTION_DIM)
+        self.DeclarePeriodicPublishEvent(period, 0.0, self._pace)
+        self.DeclarePeriodicDiscreteUpdateEvent(period, 0.0, self._send)
+        self.DeclareStateOutputPort("sent_target", self._sent)
+
+    def disarm(self) -> None:
+        self._origin = None
+        self.fault = ""
+        self.pacer.start()
+
+    def _pace(self, context: Context) -> EventStatus:
+        if self._origin is not None:
+            self.timing.late.append(self.pacer.wait_until(self._origin + context.get_time()))
+        if not self.fault:
+            snap = self.bridge.snapshot()
+            for name, age in (("joint states", snap.joint_age), ("box pose", snap.pose_age)):
+                if age > self.watchdog_age:
+                    self.fault = (f"watchdog: no {name} for {age:.3f} s "
+                                  f"(limit {self.watchdog_age:.3f} s)")
+                    break
+        return EventStatus.Succeeded()
+
+    def _send(self, context: Context, discrete: DiscreteValues) -> EventStatus:
+        t = context.get_time()
+        now = time.monotonic()
+        if self._origin is None:  # first command of the episode: start the wall clock
+            self._origin = now - t
+            self.pacer.start(now)
+        snap = self.bridge.snapshot()
+        if snap.estop != self.estop:
+            self.safety.set_estop(snap.estop, snap.finger)
+            self.estop = snap.estop
+        if self.fault:  # hold position: keep sending the last safe target
+            target = self.safety.last.copy()
+            reason = "watchdog"
+        else:
+            cmd = self.safety.filter(self._target.Eval(context))
+            target, reason = cmd.target, cmd.reason
+        self.bridge.publish_command(target)
+        sent_at = time.monotonic()
+        if reason:
+            self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        used = self.state.cached(t)  # the observation the policy just acted on
+        if used is not None:
+            self.timing.joint_to_cmd.append(sent_at - used.joint_arrival)
+            self.timing.pose_to_cmd.append(sent_at - used.pose_arrival)
+            self.state.invalidate()  # count each observation once
+        self.timing.sent.append(sent_at)
+        discrete.get_mutable_vector(self._sent).SetFromVector(target)
+        return EventStatus.Succeeded()
+
+
+@dataclass
+class HardwareStation:
+    """A built hardware station: the diagram plus what the env needs at reset."""
+
+    diagram: Diagram
+    scenario: Scenario
+    config: HardwareConfig
+    scaling: ActionScaling
+    bridge: RosBridge
+    safety: SafetyFilter
+    state_source: RosStateSource
+    sender: CommandSender
+    _matched: bool = False
+
+    # ------------------------------------------------------------------ env hooks
+    def hold_setpoint(self, root_context: Context, target: np.ndarray) -> None:
+        """Start the episode holding ``target`` [m]; the first command ramps from there."""
+        ctx = self.sender.GetMyMutableContextFromRoot(root_context)
+        ctx.SetDiscreteState(np.asarray(target, dtype=float))
+        self.safety.reset(target)
+        self.safety.estop = False
+        self.sender.estop = False
+        self.sender.disarm()
+        self.state_source.invalidate()
+
+    def end_reason(self) -> str:
+        """Non-empty when the station stopped the episode (the env reports a truncation)."""
+        return self.sender.fault
+
+    def extra_info(self, root_context: Context) -> dict:
+        snap = self.state_source.snapshot(
+            self.state_source.GetMyContextFromRoot(root_context))
+        ctx = self.sender.GetMyContextFromRoot(root_context)
+        return {"sent_target": np.array(ctx.get_discrete_state_vector().value()),
+                "joint_state_age": snap.joint_age, "box_pose_age": snap.pose_age,
+                "box_pose_latency": snap.pose_latency, "estop": bool(snap.estop),
+                "overruns": self.sender.pacer.overruns}
+
+    def monitor(self, root_context: Context) -> EventStatus:
+        if self.sender.fault:
+            return EventStatus.ReachedTermination(self.diagram, self.sender.fault)
+        return EventStatus.Succeeded()
+
+    def close(self) -> None:
+        self.bridge.close()
+
+    # ------------------------------------------------------------------ homing
+    def wait_for_robot(self) -> None:
+        """Wait for DDS matching (once) and a fresh joint state and box pose."""
+        if not self._matched:
+            self.bridge.wait_for_matching(self.config.ros.discovery_timeout)
+            self._matched = True
+        deadline = time.monotonic() + self.config.home.timeout
+        while True:
+            snap = self.bridge.snapshot()
+            age = self.config.safety.watchdog_age
+            if snap.joint_age < age and snap.pose_age < age:
+                return
+            if time.monotonic() > deadline:
+                missing = [n for n, a in ((self.config.ros.joint_states_topic, snap.joint_age),
+                                          (self.config.ros.box_pose_topic, snap.pose_age))
+                           if not a < age]
+                raise HardwareError(
+                    f"set_home: no fresh messages on {', '.join(missing)} within "
+                    f"{self.config.home.timeout:.1f} s: is the robot (or "
+                    f"`fingergym-virtual-robot`) running? ({domain_hint()})")
+            time.sleep(0.01)
+
+    def go_home(self) -> np.ndarray:
+        """Command the finger to ``scenario.finger.home`` and wait until it is within tolerance.
+
+        Raises :class:`HardwareError` after ``home.timeout`` (no robot, e-stop, blocked).
+        Returns the measured finger position [m].
+        """
+        self.wait_for_robot()
+        home = np.asarray(self.scenario.finger.home, dtype=float)
+        h = self.config.home
+        snap = self.bridge.snapshot()
+        self.safety.reset(snap.finger)
+        pacer = Pacer(self.config.command_period)
+        deadline = time.monotonic() + h.timeout
+        while True:
+            pacer.wait()
+            snap = self.bridge.snapshot()
+            if snap.estop != self.safety.estop:
+                self.safety.set_estop(snap.estop, snap.finger)
+            self.bridge.publish_command(self.safety.filter(home).target)
+            err = float(np.hypot(*(snap.finger - home)))
+            fresh = snap.joint_age < self.config.safety.watchdog_age
+            if fresh and err < h.tolerance and float(np.hypot(*snap.obs[8:10])) < 0.05:
+                return snap.finger
+            if time.monotonic() > deadline:
+                why = ("the e-stop is engaged" if snap.estop else
+                       f"last joint state {snap.joint_age:.2f} s ago" if not fresh else
+                       f"finger at {np.round(snap.finger, 4).tolist()}, "
+                       f"{err * 1000:.1f} mm away")
+                raise HardwareError(f"set_home: the finger did not reach home "
+                                    f"{home.tolist()} within {h.tolerance * 1000:.1f} mm in "
+                                    f"{h.timeout:.1f} s ({why})")
+
+    def settle(self) -> None:
+        """Forget old box poses and collect fresh ones for the velocity estimate."""
+        self.bridge.reset_box_estimator()
+        deadline = time.monotonic() + max(self.config.home.settle, 0.0)
+        limit = time.monotonic() + self.config.home.timeout
+        while time.monotonic() < deadline or self.bridge.box_pose_count < 2:
+            if time.monotonic() > limit:
+                raise HardwareError(f"set_home: fewer than 2 box poses on "
+                                    f"{self.config.ros.box_pose_topic} in "
+                                    f"{self.config.home.timeout:.1f} s ({domain_hint()})")
+            time.sleep(0.005)
+
+    def set_home(self, simulator: Simulator, context: Context, seed: int | None = None) -> None:
+        """The env's reset handler: home the finger (no randomized reset on hardware)."""
+        self.go_home()
+        self.settle()
+        self.sender.disarm()
+        self.state_source.invalidate()
+
+
+def build_hardware_station(scenario: Scenario, config: HardwareConfig,
+                           bridge: RosBridge) -> HardwareStation:
+    """The hardware station Diagram around a running :class:`RosBridge`."""
+    builder = DiagramBuilder()
+    scaling = ActionScaling.from_scenario(scenario)
+    safety = SafetyFilter(scaling, config.safety.max_step)
+
+    # actions [-1, 1]^2 -> saturate -> affine map onto the workspace: as in the sim station.
+    saturation = builder.AddSystem(Saturation(-np.ones(ACTION_DIM), np.ones(ACTION_DIM)))
+    to_target = builder.AddSystem(AffineSystem(
+        A=np.zeros((0, 0)), B=np.zeros((0, ACTION_DIM)), f0=np.zeros(0),
+        C=np.zeros((ACTION_DIM, 0)), D=np.diag(scaling.half_range), y0=scaling.center))
+    to_target.set_name("action_to_target")
+    builder.Connect(saturation.get_output_port(), to_target.get_input_port())
+    builder.ExportInput(saturation.get_input_port(), "actions")
+
+    source = builder.AddSystem(RosStateSource(bridge))
+    source.set_name("ros_state_source")
+    sender = builder.AddSystem(CommandSender(bridge, safety, source, config.command_period,
+                                             config.safety.watchdog_age))
+    sender.set_name("ros_command_sender")
+    builder.Connect(to_target.get_output_port(), sender.get_input_port())
+
+    reward = builder.AddSystem(RewardSystem(scenario))
+    builder.Connect(source.GetOutputPort("observations"), reward.GetInputPort("state"))
+    builder.Connect(to_target.get_output_port(), reward.GetInputPort("target"))
+    builder.ExportOutput(source.GetOutputPort("observations"), "observations")
+    builder.ExportOutput(reward.GetOutputPort("reward"), "reward")
+    builder.ExportOutput(reward.GetOutputPort("success"), "success")
+    builder.ExportOutput(source.GetOutputPort("observations"), "state")
+    builder.ExportOutput(to_target.get_output_port(), "target")
+    builder.ExportOutput(sender.GetOutputPort("sent_target"), "sent_target")
+    builder.ExportOutput(source.GetOutputPort("message_age"), "message_age")
+    diagram = builder.Build()
+    diagram.set_name("box_flipup_hardware_station")
+    return HardwareStation(diagram, scenario, config, scaling, bridge, safety, source, sender)
