@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+
+import yaml
 
 from .reader import BagError, read_episode
 
@@ -19,26 +22,45 @@ def find_bags(root: Path) -> list[Path]:
     return sorted({p.parent for p in root.rglob("*.mcap")})
 
 
+def _row(m: dict, steps: int, truncated: bool) -> tuple[str, ...]:
+    policy = str(m.get("policy") or "-")
+    policy = Path(policy).name if policy != "-" else policy
+    sha = m.get("policy_sha256")
+    if sha:
+        policy += f" ({sha[:8]})"
+    success = {True: "yes", False: "no", None: "?"}[m.get("success")]
+    reason = m.get("end_reason", "unfinished") + (" [truncated bag]" if truncated else "")
+    ret = m.get("episode_return")
+    return (str(m.get("created", "?")).replace("T", " ")[:19], str(m.get("mode", "?")), policy,
+            success, "?" if ret is None else f"{float(ret):.1f}", str(steps),
+            f"{steps * float(m.get('step', 0.1)):.1f} s", reason)
+
+
+def _closed_summary(bag: Path) -> tuple[str, ...] | None:
+    """The row from metadata.yaml's custom_data of a closed bag (no need to read messages)."""
+    try:
+        info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        m = json.loads(info["custom_data"]["fingergym"])
+        return _row(m, int(m["steps"]), False)
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return None
+
+
 def episode_rows(root: Path) -> list[tuple[str, ...]]:
     rows = []
     for bag in find_bags(root):
         name = str(bag.relative_to(root)) if bag != root else bag.name
+        quick = _closed_summary(bag)
+        if quick is not None:
+            rows.append((*quick, name))
+            continue
         try:
             ep = read_episode(bag)
         except BagError as e:
-            rows.append(("?", "?", "?", "?", "?", "?", "?", f"unreadable: {e}", name))
+            rows.append(("?", "?", "?", "?", "?", "?", "?", f"unreadable: {e}"[:80], name))
             continue
-        m = ep.metadata
-        policy = str(m.get("policy") or "-")
-        policy = Path(policy).name if policy != "-" else policy
-        sha = m.get("policy_sha256")
-        if sha:
-            policy += f" ({sha[:8]})"
-        success = {True: "yes", False: "no", None: "?"}[ep.success]
-        reason = ep.end_reason + (" [truncated bag]" if ep.truncated else "")
-        length = f"{ep.steps * float(m.get('step', 0.1)):.1f} s"
-        rows.append((str(m.get("created", "?")).replace("T", " ")[:19], ep.mode, policy, success,
-                     f"{ep.episode_return:.1f}", str(ep.steps), length, reason, name))
+        rows.append((*_row({**ep.metadata, "success": ep.success, "end_reason": ep.end_reason,
+                            "episode_return": ep.episode_return}, ep.steps, ep.truncated), name))
     return rows
 
 

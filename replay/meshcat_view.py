@@ -9,6 +9,7 @@ browser afterwards.
 
 from __future__ import annotations
 
+import gc
 import time
 
 import numpy as np
@@ -73,4 +74,9 @@ def show_episode(ep: Episode, *, speed: float = 1.0, meshcat: Meshcat | None = N
         diagram.ForcedPublish(context)
     vis.StopRecording()
     vis.PublishRecording()
+    # Drake's Meshcat must be destroyed on the thread that made it; free the diagram's
+    # reference cycles here so that no later garbage collection in another thread (e.g. a
+    # recorder's writer) is left holding the last reference.
+    del animation, vis, plant_context, context, diagram, handles, builder
+    gc.collect()
     return meshcat

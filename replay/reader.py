@@ -208,7 +208,12 @@ def read_episode(path: str | Path) -> Episode:
         notes.insert(0, "the bag was not closed (crash or kill during recording): "
                         "it holds the episode up to its last flushed second")
 
-    events = [json.loads(m.data) for _, m in msgs.get(T.EPISODE, [])]
+    events = []
+    for _, m in msgs.get(T.EPISODE, []):
+        try:
+            events.append(dict(json.loads(m.data)))
+        except (ValueError, TypeError):
+            notes.append(f"an unreadable {T.EPISODE} record was skipped")
     start = next((e for e in events if e.get("event") == "start"), None)
     if start is None and not custom:
         raise BagError(f"{path}: not a fingergym episode bag (no {T.EPISODE} start record; "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import shutil
+
 import numpy as np
 import pytest
 from fingergym.replay.reader import read_episode
@@ -40,14 +43,24 @@ def test_replay_in_sim_with_plot(log_dir, tmp_path, capsys):
     assert out.stat().st_size > 20_000 and out.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_episodes_table(log_dir, capsys):
+def test_episodes_table(log_dir, tmp_path, capsys):
     root, bags = log_dir
-    assert main(["episodes", str(root)]) == 0
+    table_dir = tmp_path / "table"
+    for bag in bags:
+        shutil.copytree(bag, table_dir / bag.name)
+    cut = table_dir / "cut"  # a bag whose recorder died: no metadata.yaml, no footer
+    cut.mkdir()
+    data = next(bags[0].glob("*.mcap")).read_bytes()
+    (cut / "cut.mcap").write_bytes(data[: len(data) - 100])
+    (table_dir / "junk").mkdir()
+    (table_dir / "junk" / "junk.mcap").write_bytes(b"junk")
+    assert main(["episodes", str(table_dir)]) == 0
     text = capsys.readouterr().out
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["date", "(UTC)", "mode"]
     assert bags[0].name in text and bags[1].name in text
-    assert "time_limit" in text and "closed" in text and "2 episode(s)" in text
+    assert "time_limit" in text and "closed" in text and "4 episode(s)" in text
+    assert "[truncated bag]" in text and "unreadable" in text
 
 
 def test_replay_cli_errors(tmp_path, capsys):
@@ -64,3 +77,5 @@ def test_meshcat_playback(log_dir):
     meshcat = show_episode(ep, speed=1000.0, meshcat=StartMeshcat())
     assert meshcat.HasPath(TARGET_PATH)
     assert meshcat.HasPath("visualizer/box")
+    del meshcat  # Meshcat must die on this thread (not in a later GC on another thread)
+    gc.collect()
