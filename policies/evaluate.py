@@ -102,6 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--video", type=Path, default=None,
                         help="also save the first episode as a GIF/MP4")
+    parser.add_argument("--log", type=Path, default=None, metavar="DIR",
+                        help="log every episode as a rosbag2 (MCAP) bag in DIR "
+                             "(see `fingergym replay`, `fingergym episodes`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"fingergym eval: {e}", file=sys.stderr)
         return 2
     env = make_env(args.scenario)
+    if args.log:
+        from fingergym.replay.sim_log import RecordEpisodes
+
+        env = RecordEpisodes(env, args.log, metadata={"policy": str(policy.path),
+                                                      "policy_sha256": policy.sha256})
     seeds = range(args.seed, args.seed + args.episodes)
     result = evaluate(env, policy, seeds)
     result = {"policy": str(policy.path), "sha256": policy.sha256, "seed": args.seed, **result}

@@ -79,3 +79,23 @@ def test_meshcat_playback(log_dir):
     assert meshcat.HasPath("visualizer/box")
     del meshcat  # Meshcat must die on this thread (not in a later GC on another thread)
     gc.collect()
+
+
+def test_eval_log_writes_one_bag_per_episode(tmp_path, monkeypatch, capsys):
+    runner = pytest.importorskip("fingergym.policies.runner")
+
+    class FakePolicy:
+        path = tmp_path / "fake.safetensors"
+        sha256 = "ab" * 32
+
+        def __call__(self, obs):
+            return np.array([0.5, -0.5], dtype=np.float32)
+
+    monkeypatch.setattr(runner, "load_shipped_policy", lambda: FakePolicy())
+    log = tmp_path / "log"
+    assert main(["eval", "--episodes", "2", "--seed", "7", "--json", "--log", str(log)]) == 0
+    bags = sorted(log.iterdir())
+    assert [b.name.split("_")[-1] for b in bags] == ["seed7", "seed8"]
+    ep = read_episode(bags[0])
+    assert ep.steps == 100 and ep.metadata["policy_sha256"] == FakePolicy.sha256
+    np.testing.assert_array_equal(ep.action[0], [0.5, -0.5])
