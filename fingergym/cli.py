@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("fingergym.policies.train", "train a PPO policy in randomized sim"),
     "eval": ("fingergym.policies.evaluate", "evaluate a policy on randomized sim episodes"),
     "export": ("fingergym.policies.export", "export a trained run to a safe deploy artifact"),
+    "deploy": ("fingergym.hardware.deploy", "run an exported policy on the robot over ROS 2"),
     "bench": ("fingergym.bench_cli", "benchmarks: `fingergym bench gradients ...`"),
     "replay": ("fingergym.replay.cli_replay",
                "replay a logged episode: in sim (sim-to-real gap), on the robot, plot, Meshcat"),
