@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="send the logged actions to the robot through the deploy safety layer")
     parser.add_argument("--virtual-robot", action="store_true",
                         help="--on-robot: start and use the virtual robot instead of hardware")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="--on-robot: hardware config YAML (default: the shipped one)")
+    parser.add_argument("--log-dir", type=Path, default=None,
+                        help="--on-robot: where the replay's own bag goes (default: beside BAG)")
     parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png",
                         help="plot states, actions and reward (logged vs replayed with --in sim)")
     parser.add_argument("--meshcat", action="store_true", help="show the episode in Meshcat")
@@ -90,10 +94,20 @@ def run(args: argparse.Namespace) -> int:
             print("fingergym replay: --param applies to --in sim", file=sys.stderr)
             return 2
         if args.on_robot:
-            from .robot import replay_on_robot
+            try:
+                from fingergym.hardware.ros_bridge import HardwareError
 
-            result = replay_on_robot(ep, scenario=scenario, virtual=args.virtual_robot)
-            print(result)
+                from .robot import replay_on_robot
+            except ImportError as e:
+                print(f"fingergym replay: --on-robot unavailable ({e})", file=sys.stderr)
+                return 2
+            try:
+                result = replay_on_robot(ep, scenario=scenario, virtual=args.virtual_robot,
+                                         config=args.config, log_dir=args.log_dir)
+            except HardwareError as e:
+                print(f"fingergym replay: {e}", file=sys.stderr)
+                return 3
+            print(result.report(ep))
         if args.plot:
             from .plots import plot_episode
 
@@ -106,10 +120,10 @@ def run(args: argparse.Namespace) -> int:
                   f"there); press Enter to quit")
             if sys.stdin.isatty():
                 input()
-    except (BagError, ValueError) as e:
+    except (BagError, ValueError, ScenarioError) as e:
         print(f"fingergym replay: {e}", file=sys.stderr)
         return 2
-    except NotImplementedError as e:
-        print(f"fingergym replay: {e}", file=sys.stderr)
-        return 3
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
