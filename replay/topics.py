@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 from fingergym.hardware.velocity import planar_quaternion  # the /box/pose convention
+from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_typestore
 
 from fingergym.task import OBS_NAMES
@@ -99,7 +100,17 @@ def serialize(msg) -> bytes:
 
 
 def deserialize(data: bytes, msgtype: str):
-    return TYPESTORE.deserialize_cdr(data, msgtype)
+    """CDR bytes -> message. Tolerates trailing bytes after the message, which rclpy's
+    ``serialize_message`` emits for some types (e.g. 4 after a JointState) and which rosbags'
+    strict ``deserialize_cdr`` rejects as a size mismatch."""
+    try:
+        return TYPESTORE.deserialize_cdr(data, msgtype)
+    except SerdeError as e:
+        if "size mismatch" not in str(e):
+            raise
+    msgdef = TYPESTORE.get_msgdef(msgtype)
+    func = msgdef.deserialize_cdr_le if data[1] else msgdef.deserialize_cdr_be
+    return func(memoryview(data)[4:], 0, msgdef.cls, TYPESTORE)[0]
 
 
 def sim_raw_messages(observation: np.ndarray, target: np.ndarray,

@@ -205,3 +205,24 @@ def test_recorder_context_manager_records_error(tmp_path, logged):
             sim_time=0, wall_time_ns=0, observation=np.zeros(3), action=[0, 0],
             target=[0, 0], reward=0)
     assert T.EPISODE == "/fingergym/episode"
+
+
+def test_raw_rclpy_messages_round_trip(tmp_path, logged):
+    """Deploy records rclpy's serialize_message bytes as they are; we read them back."""
+    pytest.importorskip("rclpy")
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import JointState
+
+    msg = JointState()
+    msg.name = ["finger_x", "finger_z"]
+    msg.position = [0.1, 0.2]
+    msg.velocity = [0.0, -0.3]
+    ep = read_episode(logged[0])
+    with EpisodeRecorder(tmp_path / "raw", metadata={"mode": "hardware"},
+                         scenario=ep.scenario) as rec:
+        rec.record_raw("/joint_states", "sensor_msgs/msg/JointState", serialize_message(msg), 5)
+        rec.close(end_reason="done", success=False, episode_return=0.0)
+    out = read_episode(tmp_path / "raw")
+    assert out.topic_counts["/joint_states"] == 1 and not out.notes
+    decoded = T.deserialize(serialize_message(msg), "sensor_msgs/msg/JointState")
+    np.testing.assert_array_equal(decoded.velocity, [0.0, -0.3])
