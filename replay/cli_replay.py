@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     if ep.truncated:
         print(f"  warning: truncated bag; replaying the {ep.steps} step(s) it holds",
               file=sys.stderr)
+    if args.virtual_robot and not args.on_robot:
+        print("fingergym replay: --virtual-robot applies to --on-robot", file=sys.stderr)
+        return 2
     scenario = None
     if args.scenario is not None:
         try:
