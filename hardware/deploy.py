@@ -107,9 +107,8 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
 
 def open_recorder(bag_dir: Path, metadata: dict, scenario: Scenario, bridge):
     """An EpisodeRecorder whose raw-message hook is the bridge's (incoming and outgoing)."""
-    from rclpy.serialization import serialize_message
-
     from fingergym.replay.recorder import EpisodeRecorder
+    from rclpy.serialization import serialize_message
 
     recorder = EpisodeRecorder(bag_dir, metadata=metadata, scenario=scenario)
     bridge.raw_hook = lambda topic, msgtype, msg, stamp: recorder.record_raw(

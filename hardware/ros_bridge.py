@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
+from fingergym.hardware.config import HardwareConfig, QosSpec
+from fingergym.hardware.velocity import PoseVelocityEstimator, planar_angle, window_velocity
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -28,10 +30,6 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
-
-from fingergym.hardware.config import HardwareConfig, QosSpec
-from fingergym.hardware.velocity import PoseVelocityEstimator, planar_angle, window_velocity
-from fingergym.task import OBS_DIM
 
 RawHook = Callable[[str, str, object, int], None]
 
@@ -53,9 +51,10 @@ def stamp_to_sec(stamp) -> float:
     return stamp.sec + 1e-9 * stamp.nanosec
 
 
-def domain_hint() -> str:
-    return (f"ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0 (unset)')}, "
-            f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'unset')}")
+def domain_hint(domain_id: int | None = None) -> str:
+    domain = os.environ.get("ROS_DOMAIN_ID", "0 (unset)") if domain_id is None else domain_id
+    scope = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "unset")
+    return f"ROS_DOMAIN_ID={domain}, ROS_AUTOMATIC_DISCOVERY_RANGE={scope}"
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,7 @@ class RosBridge:
     def __init__(self, config: HardwareConfig, velocity_window: float, *,
                  domain_id: int | None = None, node_name: str | None = None):
         self.config = config
+        self.domain_id = domain_id
         self.raw_hook: RawHook | None = None
         self._lock = threading.Lock()
         self.context = rclpy.context.Context()
@@ -222,9 +222,10 @@ class RosBridge:
             if time.monotonic() > deadline:
                 missing = [t for t, ok in matched.items() if not ok]
                 raise HardwareError(
-                    f"no ROS 2 peer on {', '.join(missing)} after {timeout:.1f} s: is the robot "
+                    f"set_home: no ROS 2 peer on {', '.join(missing)} after {timeout:.1f} s: "
+                    f"is the robot "
                     f"driver (or `fingergym-virtual-robot`) running on the same domain? "
-                    f"({domain_hint()})")
+                    f"({domain_hint(self.domain_id)})")
             time.sleep(0.02)
 
     def call_reset_box(self, timeout: float = 5.0) -> str:
@@ -234,7 +235,7 @@ class RosBridge:
                                                          self.config.ros.reset_box_service)
         if not self._reset_client.wait_for_service(timeout_sec=timeout):
             raise HardwareError(f"service {self.config.ros.reset_box_service} not available "
-                                f"after {timeout:.1f} s ({domain_hint()})")
+                                f"after {timeout:.1f} s ({domain_hint(self.domain_id)})")
         future = self._reset_client.call_async(Trigger.Request())
         deadline = time.monotonic() + timeout
         while not future.done():

@@ -3,7 +3,8 @@
 Every target goes through :meth:`SafetyFilter.filter`, which returns what may actually be sent:
 
 - non-finite targets are rejected: the last safe target is held;
-- targets are clamped to the reachable workspace (:meth:`fingergym.task.ActionScaling.clamp_target`);
+- targets are clamped to the reachable workspace
+  (:meth:`fingergym.task.ActionScaling.clamp_target`);
 - the change per command is limited to ``max_step`` (m, Euclidean), which also gives a soft
   start: :meth:`reset` starts the ramp from the measured finger position;
 - while the e-stop is engaged, the target is frozen where the finger was when it engaged.

@@ -27,6 +27,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from fingergym.hardware.config import HardwareConfig
+from fingergym.hardware.pacing import Pacer
+from fingergym.hardware.ros_bridge import HardwareError, RosBridge, Snapshot, domain_hint
+from fingergym.hardware.safety import SafetyFilter
 from pydrake.systems.analysis import Simulator
 from pydrake.systems.framework import (
     BasicVector,
@@ -39,10 +43,6 @@ from pydrake.systems.framework import (
 )
 from pydrake.systems.primitives import AffineSystem, Saturation
 
-from fingergym.hardware.config import HardwareConfig
-from fingergym.hardware.pacing import Pacer
-from fingergym.hardware.ros_bridge import HardwareError, RosBridge, Snapshot, domain_hint
-from fingergym.hardware.safety import SafetyFilter
 from fingergym.scenario import Scenario
 from fingergym.task import ACTION_DIM, OBS_DIM, ActionScaling, RewardSystem
 
@@ -228,7 +228,7 @@ class HardwareStation:
                 raise HardwareError(
                     f"set_home: no fresh messages on {', '.join(missing)} within "
                     f"{self.config.home.timeout:.1f} s: is the robot (or "
-                    f"`fingergym-virtual-robot`) running? ({domain_hint()})")
+                    f"`fingergym-virtual-robot`) running? ({domain_hint(self.bridge.domain_id)})")
             time.sleep(0.01)
 
     def go_home(self) -> np.ndarray:
@@ -272,7 +272,8 @@ class HardwareStation:
             if time.monotonic() > limit:
                 raise HardwareError(f"set_home: fewer than 2 box poses on "
                                     f"{self.config.ros.box_pose_topic} in "
-                                    f"{self.config.home.timeout:.1f} s ({domain_hint()})")
+                                    f"{self.config.home.timeout:.1f} s "
+                                    f"({domain_hint(self.bridge.domain_id)})")
             time.sleep(0.005)
 
     def set_home(self, simulator: Simulator, context: Context, seed: int | None = None) -> None:

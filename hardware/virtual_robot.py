@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from fingergym.hardware.config import HardwareConfig, VirtualRobotParams, as_hardware_config
 from fingergym.hardware.pacing import Pacer
 from fingergym.hardware.velocity import planar_quaternion
+
 from fingergym.scenario import Scenario, as_scenario
 
 
@@ -47,10 +47,9 @@ class Physics:
     """The Drake plant + controller; ``advance(t)`` to a sim time, ``set_target``, ``reset_box``."""
 
     def __init__(self, scenario: Scenario, vr: VirtualRobotParams, rng: np.random.Generator):
+        from fingergym.sim.plant import add_box_flipup_plant, add_finger_controller
         from pydrake.systems.analysis import Simulator
         from pydrake.systems.framework import DiagramBuilder
-
-        from fingergym.sim.plant import add_box_flipup_plant, add_finger_controller
 
         self.scenario, self.rng = scenario, rng
         self.params = robot_params(scenario, vr)
@@ -133,14 +132,13 @@ class VirtualRobot:
     def __init__(self, scenario: Scenario, config: HardwareConfig, *, mock: bool = False,
                  domain_id: int | None = None, verbose: bool = True):
         import rclpy
+        from fingergym.hardware.ros_bridge import qos_profile
         from geometry_msgs.msg import PoseStamped
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64MultiArray
         from std_srvs.srv import Trigger
-
-        from fingergym.hardware.ros_bridge import qos_profile
 
         self.scenario, self.config, self.vr = scenario, config, config.virtual_robot
         self.verbose = verbose
@@ -368,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
                      if getattr(args, name) is not None}
         if overrides:
             from fingergym.hardware.config import hardware_config_from_dict
+
             from fingergym.scenario import to_dict
 
             data = to_dict(config)

@@ -1,0 +1,162 @@
+"""The hardware env over real rclpy: a mock robot in a separate process, a unique domain each.
+
+Each test: its own ROS_DOMAIN_ID (loopback only), processes in their own groups, killed in a
+finally; the env's ROS node is closed at the end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from fingergym.hardware.config import load_hardware_config  # noqa: E402
+from fingergym.hardware.ros_bridge import HardwareError  # noqa: E402
+from fingergym.hardware.testing import Processes, unique_domain_id  # noqa: E402
+
+
+@pytest.fixture
+def domain(request) -> int:
+    return unique_domain_id(request.node.nodeid)
+
+
+@pytest.fixture
+def procs(domain):
+    with Processes(domain) as p:
+        yield p
+
+
+def make_hw_env(domain: int, **config_changes):
+    from fingergym.hardware.config import hardware_config_from_dict
+
+    from fingergym.env import make_env
+    from fingergym.scenario import to_dict
+
+    data = to_dict(load_hardware_config())
+    for key, value in config_changes.items():
+        section, leaf = key.split(".")
+        data[section][leaf] = value
+    return make_env(mode="hardware", config=hardware_config_from_dict(data, "test"),
+                    domain_id=domain)
+
+
+class Spy:
+    """Records every finger command on the topic, and publishes the e-stop."""
+
+    def __init__(self, domain: int):
+        from rclpy.executors import SingleThreadedExecutor
+        from std_msgs.msg import Bool, Float64MultiArray
+
+        c = load_hardware_config()
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node("spy", context=self.context)
+        self.commands: list[tuple[float, list[float]]] = []
+        self.node.create_subscription(Float64MultiArray, c.ros.commands_topic,
+                                      lambda m: self.commands.append((time.monotonic(),
+                                                                      list(m.data))), 100)
+        self.estop_pub = self.node.create_publisher(Bool, c.ros.estop_topic, 10)
+        self._Bool = Bool
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self):
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - shutdown
+                return
+
+    def estop(self, engaged: bool) -> None:
+        self.estop_pub.publish(self._Bool(data=engaged))
+
+    def since(self, t: float) -> np.ndarray:
+        return np.array([d for s, d in list(self.commands) if s >= t])
+
+    def close(self):
+        self.context.try_shutdown()
+        self.thread.join(2.0)
+
+
+def test_set_home_times_out_with_a_clear_error_when_no_robot_answers(domain):
+    env = make_hw_env(domain, **{"ros.discovery_timeout": 1.0})
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(HardwareError, match=r"set_home: .*/joint_states.*fingergym-virtual"
+                                                r"-robot.*ROS_DOMAIN_ID="):
+            env.reset()
+        assert time.monotonic() - t0 < 5.0
+    finally:
+        env.close()
+
+
+def test_estop_freezes_commands_and_nan_never_reaches_the_topic(domain, procs):
+    procs.python("fingergym.hardware.virtual_robot", "--mock", "--quiet")
+    spy = Spy(domain)
+    env = make_hw_env(domain, **{"ros.discovery_timeout": 30.0})
+    try:
+        obs, info = env.reset()
+        assert obs[3:5] == pytest.approx(env.scenario.finger.home, abs=0.005)
+        scaling = env.scaling
+        for _ in range(3):  # move right
+            obs, *_ = env.step(scaling.to_action([0.1, 0.15]))
+        assert obs[3] > 0.05
+        deadline = time.monotonic() + 5
+        while spy.estop_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        spy.estop(True)
+        time.sleep(0.05)
+        t_engaged = time.monotonic()
+        for _ in range(4):  # the policy keeps asking to move left: nothing moves
+            obs, _, _, _, info = env.step(scaling.to_action([-0.15, 0.1]))
+        assert info["estop"]
+        frozen = spy.since(t_engaged + 0.02)
+        assert len(frozen) > 20
+        assert np.ptp(frozen, axis=0) == pytest.approx([0.0, 0.0], abs=1e-12)
+        assert obs[3] > 0.05  # the finger stayed where it was
+        # a NaN action is refused before anything is sent ...
+        with pytest.raises(ValueError, match="finite"):
+            env.step(np.array([np.nan, 0.0], dtype=np.float32))
+        spy.estop(False)
+        time.sleep(0.05)
+        t_released = time.monotonic()
+        for _ in range(4):
+            obs, _, _, _, info = env.step(scaling.to_action([-0.15, 0.1]))
+        moving = spy.since(t_released + 0.02)
+        assert not info["estop"] and obs[3] < 0.0  # released: it moves again (soft start)
+        assert np.all(np.hypot(*np.diff(moving, axis=0).T) <= 0.03 + 1e-9)
+        # ... and never reached the topic, engaged or not
+        assert np.all(np.isfinite(np.array([d for _, d in spy.commands])))
+    finally:
+        env.close()
+        spy.close()
+
+
+def test_same_spaces_ports_and_reward_as_sim(domain, procs):
+    procs.python("fingergym.hardware.virtual_robot", "--mock", "--quiet")
+    from fingergym.env import make_env
+    from fingergym.task import reward
+
+    sim = make_env(randomize=False)
+    env = make_hw_env(domain, **{"ros.discovery_timeout": 30.0})
+    try:
+        assert env.hardware and env.action_space == sim.action_space
+        assert env.observation_space == sim.observation_space
+        for port in ("observations", "reward", "success", "state", "target"):
+            env.simulator.get_system().GetOutputPort(port)
+        env.simulator.get_system().GetInputPort("actions")
+        obs, info = env.reset()
+        t0 = time.monotonic()
+        obs, r, terminated, truncated, info = env.step(np.zeros(2, dtype=np.float32))
+        assert 0.09 < time.monotonic() - t0 < 0.2  # a step is 0.1 s of wall time
+        assert r == pytest.approx(reward(obs, info["target"]))
+        assert not (terminated or truncated)
+        assert 0 <= info["joint_state_age"] < 0.1 and 0 <= info["box_pose_age"] < 0.1
+    finally:
+        env.close()

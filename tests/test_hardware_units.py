@@ -1,0 +1,137 @@
+"""Hardware pieces without ROS: config validation, safety layer, pacing, velocity estimator."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+from fingergym.hardware.config import hardware_config_from_dict, load_hardware_config
+from fingergym.hardware.pacing import Pacer
+from fingergym.hardware.safety import SafetyFilter
+from fingergym.hardware.velocity import (
+    PoseVelocityEstimator,
+    planar_angle,
+    planar_quaternion,
+    window_velocity,
+)
+
+from fingergym.scenario import ScenarioError, load_scenario
+from fingergym.task import ActionScaling
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return load_scenario()
+
+
+def test_shipped_config_loads_with_documented_defaults():
+    c = load_hardware_config()
+    assert c.ros.commands_topic == "/finger_controller/commands"
+    assert c.ros.joint_states_topic == "/joint_states"
+    assert c.ros.box_pose_topic == "/box/pose"
+    assert c.ros.joint_names == ["finger_x", "finger_z"]
+    assert c.command.rate == 100.0 and c.safety.watchdog_age == 0.1
+    assert c.virtual_robot.joint_state_rate == 200.0 and c.virtual_robot.box_pose_rate == 60.0
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"safety": {"watchdog_age": -1.0}}, "safety.watchdog_age"),
+    ({"qos": {"commands": {"reliability": "sometimes"}}}, "qos.commands.reliability"),
+    ({"command": {"rates": 100}}, "command.rates"),
+    ({"ros": {"joint_names": ["a", "a"]}}, "ros.joint_names"),
+])
+def test_config_errors_name_file_and_key(data, key):
+    with pytest.raises(ScenarioError, match=rf"my\.yaml: {key}"):
+        hardware_config_from_dict(data, source="my.yaml")
+
+
+def test_safety_clamps_rate_limits_and_rejects_non_finite(scenario):
+    scaling = ActionScaling.from_scenario(scenario)
+    f = SafetyFilter(scaling, max_step=0.03)
+    with pytest.raises(RuntimeError):
+        f.filter(np.zeros(2))  # no soft start yet
+    f.reset([0.0, 0.15])
+    # a far target: rate limited toward it, never beyond the workspace
+    sent = [f.filter([5.0, 0.15]) for _ in range(40)]
+    steps = np.diff([[0.0, 0.15]] + [s.target for s in sent], axis=0)
+    assert np.all(np.hypot(*steps.T) <= 0.03 + 1e-12)
+    assert sent[0].reason == "workspace" and sent[-1].target[0] == pytest.approx(scaling.high[0])
+    last = sent[-1].target
+    for bad in ([np.nan, 0.1], [0.1, np.inf], [1.0]):
+        cmd = f.filter(bad)
+        assert cmd.reason == "non_finite" and np.array_equal(cmd.target, last)
+    assert f.rejected == 3
+
+
+def test_safety_soft_start_and_estop(scenario):
+    f = SafetyFilter(ActionScaling.from_scenario(scenario), max_step=0.01)
+    f.reset([0.1, 0.2])  # measured
+    first = f.filter([0.0, 0.2])
+    assert first.target == pytest.approx([0.09, 0.2])  # ramps from the measured position
+    f.set_estop(True, measured=[0.085, 0.2])
+    for target in ([0.2, 0.1], [np.nan, 0.0]):
+        cmd = f.filter(target)
+        assert cmd.reason == "estop" and cmd.target == pytest.approx([0.085, 0.2])
+    f.set_estop(False, measured=[0.08, 0.2])
+    assert f.filter([0.0, 0.2]).target == pytest.approx([0.07, 0.2])
+
+
+def test_pacer_keeps_period_and_reports_overruns():
+    p = Pacer(0.005)
+    ticks = []
+    for i in range(30):
+        p.wait()
+        ticks.append(time.monotonic())
+        if i == 10:
+            time.sleep(0.02)  # an overrun
+    period = np.diff(ticks)
+    assert np.median(period) == pytest.approx(0.005, abs=0.001)
+    s = p.stats()
+    assert s.overruns == 1 and s.ticks == 30  # reported, and re-anchored (no catch-up burst)
+    assert np.sum(period < 0.002) <= 1
+
+
+def test_velocity_estimator_tracks_a_ramp_and_unwraps():
+    est = PoseVelocityEstimator(window=0.06)
+    rate, v = 60.0, np.array([0.2, -0.1, 3.0])
+    start = np.array([0.0, 0.05, math.pi - 0.5])  # theta crosses pi: the tracker wraps it
+    for k in range(30):
+        t = k / rate
+        q = start + v * t
+        w, x, y, z = planar_quaternion(q[2])
+        est.add(1000.0 + t, q[0], q[1], planar_angle(w, x, y, z))
+    assert est.velocity() == pytest.approx(v, rel=1e-6)
+    assert est.pose()[2] == pytest.approx(start[2] + v[2] * 29 / rate)  # unwrapped past pi
+    est.reset()
+    est.add(0.0, 0.0, 0.0, -math.pi + 0.01)  # upside down: put in [-pi/2, 3pi/2)
+    assert est.pose()[2] == pytest.approx(math.pi + 0.01)
+    assert np.array_equal(est.velocity(), np.zeros(3))
+
+
+def test_window_velocity_is_least_squares_slope():
+    t = np.array([0.0, 0.01, 0.03])
+    y = np.c_[2 * t + 1, -t]
+    assert window_velocity(t, y) == pytest.approx([2.0, -1.0])
+    assert np.array_equal(window_velocity(t[:1], y[:1]), np.zeros(2))
+
+
+def test_sim_estimated_box_velocity_switch(scenario):
+    """observation.box_velocity: estimated gives the hardware pipeline in sim; exact is default."""
+    from fingergym.sim.scripted import ScriptedFlip
+
+    from fingergym.env import make_env
+
+    assert scenario.observation.box_velocity == "exact"
+    s = scenario.replace(**{"observation.box_velocity": "estimated"})
+    env = make_env(s, randomize=False)
+    script = ScriptedFlip(s)
+    obs, _ = env.reset(seed=0)
+    err = []
+    for _ in range(30):
+        obs, *_ = env.step(script(env.true_state()))
+        err.append(obs[5:8] - env.true_state()[5:8])
+    err = np.abs(err)
+    assert err.max() > 1e-4  # really estimated (sampled at 60 Hz, lagging) ...
+    assert np.median(err[:, :2]) < 0.05 and np.median(err[:, 2]) < 0.5  # ... and close
