@@ -14,7 +14,8 @@ safety layer); ``reward`` is what that step returned; ``sim_time`` is the time o
 ``record_*`` only put a tuple on a queue: a background thread serializes (rosbags typestore) and
 writes. It closes the MCAP chunk and flushes the file at least every ``flush_period`` seconds, so a
 crash or SIGKILL loses at most that much; :mod:`fingergym.replay.reader` reads such a bag (no
-footer, no metadata.yaml) by streaming its records.
+footer, no metadata.yaml) by streaming its records. A recorder still open at a normal
+interpreter exit is closed with ``end_reason="process_exit"``.
 
 Log times: ``wall_time_ns`` on the robot; in sim (``metadata["mode"] == "sim"``) the bag's clock
 is ``start + sim_time`` so a sim bag plays back in real time like a robot bag; the wall time is
@@ -23,6 +24,7 @@ kept in ``/fingergym/time`` either way.
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import hashlib
 import json
@@ -30,6 +32,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +85,20 @@ def _vector(name: str, value: Any, n: int) -> np.ndarray:
     return a
 
 
+_OPEN: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_recorders() -> None:
+    """At a normal interpreter exit, finish bags whose owner never closed them."""
+    for rec in list(_OPEN):
+        try:
+            rec.close(end_reason="process_exit", success=False,
+                      episode_return=rec.episode_return)
+        except Exception:  # noqa: BLE001
+            log.exception("closing %s at exit failed", rec.path)
+
+
 class EpisodeRecorder:
     """Record one episode as a rosbag2 MCAP bag directory (created; must not exist)."""
 
@@ -111,6 +128,8 @@ class EpisodeRecorder:
         except TypeError as e:
             raise RecorderError(f"{self.path}: metadata is not JSON-serializable: {e}") from e
         self.steps = 0
+        self.dropped_raw = 0
+        self._unknown_types: set[str] = set()
         self.episode_return = 0.0
         self._last_stamp = self.start_ns
         self._closed = False
@@ -127,6 +146,7 @@ class EpisodeRecorder:
         self._thread = threading.Thread(target=self._run, name=f"recorder:{self.path.name}",
                                         daemon=True)
         self._thread.start()
+        _OPEN.add(self)
 
     # ------------------------------------------------------------------ control-loop side
     def stamp(self, sim_time: float, wall_time_ns: int) -> int:
@@ -152,10 +172,18 @@ class EpisodeRecorder:
                          float(reward), st))
 
     def record_raw(self, topic: str, msgtype: str, cdr: bytes, stamp_ns: int) -> None:
-        """Queue a raw CDR-serialized ROS message (e.g. ``rclpy.serialization``'s output)."""
-        self._check_open()
-        if msgtype not in T.TYPESTORE.types:
-            raise ValueError(f"unknown message type {msgtype!r} (not in the rosbags typestore)")
+        """Queue a raw CDR-serialized ROS message (e.g. ``rclpy.serialization``'s output).
+
+        Never raises (it is called from ROS callback threads): a message arriving after
+        :meth:`close`, or of a type the typestore does not know, is dropped and counted in
+        ``dropped_raw`` (unknown types are logged once)."""
+        if self._closed or msgtype not in T.TYPESTORE.types:
+            self.dropped_raw += 1
+            if not self._closed and msgtype not in self._unknown_types:
+                self._unknown_types.add(msgtype)
+                log.warning("%s: %s: unknown message type %r, not recorded", self.path, topic,
+                            msgtype)
+            return
         self._last_stamp = max(self._last_stamp, int(stamp_ns))
         self._queue.put(("raw", topic, msgtype, bytes(cdr), int(stamp_ns)))
 
@@ -176,6 +204,7 @@ class EpisodeRecorder:
         if self._closed:
             return
         self._closed = True
+        _OPEN.discard(self)
         end = {"event": "end", "end_reason": str(end_reason), "success": bool(success),
                "episode_return": float(episode_return), "steps": self.steps,
                "duration": (self._last_stamp - self.start_ns) * 1e-9}

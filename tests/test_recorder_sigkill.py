@@ -59,3 +59,25 @@ def test_sigkill_during_recording_leaves_a_readable_bag(tmp_path):
     assert last - 100 <= ep.steps <= last + 1
     np.testing.assert_array_equal(ep.observation[:, 0], np.arange(ep.steps))
     assert ep.metadata["seed"] == 7 and ep.mode == "hardware"
+
+
+def test_recorder_left_open_is_closed_at_exit(tmp_path):
+    bag = tmp_path / "left_open"
+    code = textwrap.dedent("""
+        import sys
+        from pathlib import Path
+        from fingergym.scenario import load_scenario
+        from fingergym.replay.recorder import EpisodeRecorder
+
+        rec = EpisodeRecorder(Path(sys.argv[1]), metadata={"mode": "hardware"},
+                              scenario=load_scenario())
+        for k in range(3):
+            rec.record_step(sim_time=0.1 * k, wall_time_ns=k, observation=[0.0] * 10,
+                            action=[0, 0], target=[0, 0.1], reward=1.0)
+        # no close(): the interpreter exits normally
+    """)
+    subprocess.run([sys.executable, "-c", code, str(bag)], check=True, timeout=120)
+    ep = read_episode(bag)
+    assert (bag / "metadata.yaml").exists() and not ep.truncated
+    assert ep.end_reason == "process_exit" and ep.steps == 3
+    assert ep.episode_return == 3.0

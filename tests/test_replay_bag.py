@@ -200,6 +200,8 @@ def test_recorder_context_manager_records_error(tmp_path, logged):
         raise RuntimeError("boom")
     out = read_episode(tmp_path / "e")
     assert out.end_reason == "error" and out.steps == 1 and not out.truncated
+    rec.record_raw("/joint_states", "sensor_msgs/msg/JointState", b"late", 1)  # no raise
+    assert rec.dropped_raw == 1
     with pytest.raises(ValueError, match="10 elements"):
         EpisodeRecorder(tmp_path / "f", metadata={}, scenario=ep.scenario).record_step(
             sim_time=0, wall_time_ns=0, observation=np.zeros(3), action=[0, 0],
