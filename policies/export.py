@@ -1,0 +1,126 @@
+"""``fingergym export RUN_DIR -o policy.safetensors``: a run's actor as a safe deploy artifact.
+
+Reads a snapshot of the run (``best`` by default: the highest held-out success rate) without
+unpickling anything: the actor weights come from the ``policy.pth`` inside the SB3 zip via
+``torch.load(weights_only=True)``, the observation normalization from ``<stem>_normalize.json``.
+Writes the ``fingergym-policy`` safetensors file described in :mod:`fingergym.policies.runner`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from fingergym.policies.runner import FORMAT, METADATA_KEY, VERSION, Policy, PolicyFormatError
+from fingergym.scenario import as_scenario
+from fingergym.task import ACTION_DIM, OBS_DIM, OBS_NAMES, ActionScaling
+
+
+def snapshot_path(run_dir: Path, which: str = "best") -> Path:
+    """``best``/``final``/``interrupted``/``step_<n>`` of a run, or a ``.zip`` path as given."""
+    p = Path(which)
+    if p.suffix == ".zip":
+        return p
+    for candidate in (run_dir / f"{which}.zip", run_dir / "checkpoints" / f"{which}.zip"):
+        if candidate.exists():
+            return candidate
+    if which == "best" and (run_dir / "final.zip").exists():
+        return run_dir / "final.zip"
+    raise FileNotFoundError(f"{run_dir}: no snapshot {which!r} (train first, or pick one of "
+                            f"best, final, interrupted, step_<n>)")
+
+
+def actor_state(snapshot: Path) -> dict[str, np.ndarray]:
+    """The actor's tensors from an SB3 zip, read with ``torch.load(weights_only=True)``."""
+    import torch
+
+    with zipfile.ZipFile(snapshot) as z:
+        raw = z.read("policy.pth")
+    state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    return {k: v.detach().cpu().numpy() for k, v in state.items()}
+
+
+def actor_layers(state: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(W, b), ...] of ``mlp_extractor.policy_net`` (Linear layers) then ``action_net``."""
+    idx = sorted({int(k.split(".")[2]) for k in state
+                  if k.startswith("mlp_extractor.policy_net.") and k.endswith(".weight")})
+    layers = [(state[f"mlp_extractor.policy_net.{i}.weight"],
+               state[f"mlp_extractor.policy_net.{i}.bias"]) for i in idx]
+    return layers + [(state["action_net.weight"], state["action_net.bias"])]
+
+
+def export(run_dir: Path, out: Path, which: str = "best") -> Policy:
+    """Write ``out`` from a run's snapshot; returns it loaded back through the runner."""
+    from safetensors.numpy import save_file
+
+    run_dir = Path(run_dir)
+    snap = snapshot_path(run_dir, which)
+    stem = str(snap.with_suffix(""))
+    norm_path = Path(stem + "_normalize.json")
+    if not norm_path.exists():
+        raise FileNotFoundError(f"{norm_path}: missing (normalization statistics of {snap})")
+    norm = json.loads(norm_path.read_text())
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    meta = json.loads((run_dir / "meta.json").read_text())
+    activation = cfg["policy"]["activation"]
+    layers = actor_layers(actor_state(snap))
+    if layers[0][0].shape[1] != OBS_DIM or layers[-1][0].shape[0] != ACTION_DIM:
+        raise ValueError(f"{snap}: actor maps {layers[0][0].shape[1]} -> "
+                         f"{layers[-1][0].shape[0]}, expected {OBS_DIM} -> {ACTION_DIM}")
+    tensors, layer_spec = {}, []
+    for i, (w, b) in enumerate(layers):
+        tensors[f"actor.{i}.weight"] = np.ascontiguousarray(w, dtype=np.float32)
+        tensors[f"actor.{i}.bias"] = np.ascontiguousarray(b, dtype=np.float32)
+        layer_spec.append({"weight": f"actor.{i}.weight", "bias": f"actor.{i}.bias",
+                           "activation": activation if i < len(layers) - 1 else None})
+    scaling = ActionScaling.from_scenario(as_scenario(cfg["env"]["scenario"] or None))
+    evals = []
+    eval_json = run_dir / "eval.json"
+    if eval_json.exists():
+        evals = json.loads(eval_json.read_text())
+    spec = {
+        "format": FORMAT, "version": VERSION,
+        "obs_dim": OBS_DIM, "action_dim": ACTION_DIM, "obs_names": list(OBS_NAMES),
+        "layers": layer_spec, "activation": activation,
+        "output": "clip(last layer, -1, 1): the agent action in [-1, 1]^2",
+        "normalization": norm,
+        "action_scaling": {"note": "information only; the station maps actions to targets",
+                           "units": "m", "low": scaling.low.tolist(),
+                           "high": scaling.high.tolist()},
+        "training": {"snapshot": snap.name, "run_dir": str(run_dir),
+                     "config_sha256": meta.get("config_sha256"),
+                     "git_commit": meta.get("git_commit"),
+                     "fingergym_version": meta.get("fingergym_version"),
+                     "seed": cfg.get("seed"), "eval_history_tail": evals[-3:]},
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out), metadata={METADATA_KEY: json.dumps(spec)})
+    return Policy.load(out)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, help="a training run directory")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="output file (.safetensors)")
+    parser.add_argument("--snapshot", default="best",
+                        help="best (default), final, interrupted, step_<n>, or a .zip path")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        policy = export(args.run_dir, args.output, args.snapshot)
+    except (FileNotFoundError, KeyError, ValueError, PolicyFormatError) as e:
+        print(f"fingergym export: {e}", file=sys.stderr)
+        return 2
+    n = sum(w.size + b.size for w, b, _ in policy._layers)
+    print(f"wrote {policy.path} ({policy.path.stat().st_size} bytes, {n} parameters, "
+          f"sha256 {policy.sha256})")
+    return 0

@@ -1,0 +1,147 @@
+"""`fingergym train`: config validation, a tiny run (run dir, checkpoint, eval CSV, export),
+resume, the expert used for the warm start."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from fingergym.policies.config import config_from_dict, load_train_config
+from fingergym.scenario import ScenarioError
+
+TINY = ["--total-timesteps", "512", "--n-envs", "2", "--no-progress",
+        "--set", "ppo.n_steps=128", "--set", "ppo.batch_size=64", "--set", "ppo.n_epochs=2",
+        "--set", "warm_start.episodes=2", "--set", "warm_start.dagger_rounds=1",
+        "--set", "warm_start.epochs=2", "--set", "eval.freq=256", "--set", "eval.episodes=1",
+        "--set", "checkpoint_freq=256"]
+
+
+def test_default_config_loads():
+    cfg = load_train_config()
+    assert cfg.policy.pi == [64, 64] and cfg.policy.vf == [64, 64]
+    assert cfg.total_timesteps > 0 and len(cfg.digest()) == 64
+    # the evaluation scenario is always the full default randomization
+    from fingergym import load_scenario
+
+    assert cfg.eval_scenario() == load_scenario()
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"ppo": {"learning_rat": 1e-3}}, "ppo.learning_rat"),
+    ({"ppo": {"n_steps": "many"}}, "ppo.n_steps"),
+    ({"ppo": {"gamma": 1.5}}, "ppo.gamma"),
+    ({"policy": {"activation": "gelu"}}, "policy.activation"),
+    ({"normalize": {"obs": "yes"}}, "normalize.obs"),
+    ({"env": {"overrides": {"randomization.box_x": [0.5, 0.1]}}}, "randomization.box_x"),
+    ({"env": {"overrides": {"no.such": 1}}}, "env.overrides"),
+    ({"bogus": 1}, "bogus"),
+])
+def test_config_errors_name_file_and_key(tmp_path, data, key):
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ScenarioError) as e:
+        load_train_config(path)
+    assert str(path) in str(e.value) and key in str(e.value)
+
+
+def test_training_overrides_do_not_touch_eval_scenario():
+    cfg = config_from_dict({"env": {"overrides": {"randomization.box_x": [-0.02, 0.02]}}})
+    assert cfg.train_scenario().randomization.box_x == [-0.02, 0.02]
+    assert cfg.eval_scenario().randomization.box_x == [-0.1, 0.1]
+
+
+def test_cli_bad_config_is_a_clean_error(tmp_path, capsys):
+    from fingergym.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ppo:\n  n_epochs: 0\n")
+    assert main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "ppo.n_epochs" in capsys.readouterr().err
+    assert main(["train", "--set", "ppo.nope=1", "--run-dir", str(tmp_path / "r")]) == 2
+
+
+def test_standing_expert_beats_scripted_baseline():
+    """The warm-start expert (fixed press once standing) flips more boxes than ScriptedFlip."""
+    import fingergym
+    from fingergym.policies.evaluate import evaluate
+    from fingergym.policies.warmstart import StandingExpert
+    from fingergym.sim.scripted import ScriptedFlip
+
+    env = fingergym.make_env()
+    seeds = [1014, 1036, 1037, 1000]  # the first three: ScriptedFlip ends rocking (failure)
+    rates = {}
+    for name, ctrl in (("scripted", ScriptedFlip(env.scenario)),
+                       ("expert", StandingExpert(env.scenario))):
+        rates[name] = evaluate(env, lambda obs, c=ctrl: c(env.true_state()), seeds)
+    assert rates["expert"]["success_rate"] >= rates["scripted"]["success_rate"] + 0.5
+
+
+@pytest.mark.slow
+def test_tiny_run_resume_and_export(tmp_path, capsys):
+    from fingergym.cli import main
+    from fingergym.policies.runner import Policy
+
+    run_dir = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run_dir), *TINY]) == 0
+    for name in ("config.yaml", "meta.json", "final.zip", "final_normalize.json",
+                 "best.zip", "eval.csv", "eval.json", "learning_curve.png", "summary.json",
+                 "warm_start.json"):
+        assert (run_dir / name).exists(), name
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.zip")) == \
+        ["step_256.zip", "step_512.zip"]
+    assert list((run_dir / "tb").rglob("events.out.tfevents*"))
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["fingergym_version"] and meta["git_commit"] and len(meta["config_sha256"]) == 64
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["total_timesteps"] == 512 and saved["ppo"]["n_steps"] == 128
+    with (run_dir / "eval.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    # step 0 (the clone), then every 256 steps
+    assert [int(r["timesteps"]) for r in rows] == [0, 256, 512]
+    assert all(0.0 <= float(r["success_rate"]) <= 1.0 for r in rows)
+
+    # resume to more steps: continues the step count and the eval log
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--total-timesteps", "768",
+                 "--no-progress"]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["timesteps"] == 768
+    rows = json.loads((run_dir / "eval.json").read_text())
+    assert [r["timesteps"] for r in rows] == [0, 256, 512, 768]
+    assert (run_dir / "checkpoints" / "step_768.zip").exists()
+    assert len(json.loads((run_dir / "meta.json").read_text())["history"]) == 2
+
+    out = tmp_path / "p.safetensors"
+    assert main(["export", str(run_dir), "-o", str(out), "--snapshot", "final"]) == 0
+    policy = Policy.load(out)
+    a = policy(np.zeros(10, dtype=np.float32))
+    assert a.shape == (2,) and a.dtype == np.float32 and np.all(np.abs(a) <= 1)
+
+
+def test_keyboard_interrupt_saves_snapshot(tmp_path, monkeypatch):
+    """Ctrl-C during learn() leaves an `interrupted` snapshot that resume picks up."""
+    from stable_baselines3 import PPO
+
+    from fingergym.policies.train import latest_snapshot, train
+
+    def interrupted_learn(self, *args, **kwargs):
+        self.num_timesteps = 64
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PPO, "learn", interrupted_learn)
+    cfg = load_train_config().replace(**{
+        "total_timesteps": 128, "env.n_envs": 1, "ppo.n_steps": 64, "ppo.batch_size": 32,
+        "warm_start.episodes": 0, "eval.freq": 0, "eval.episodes": 1, "checkpoint_freq": 0})
+    summary = train(cfg, tmp_path, progress_bar=False, subprocess_envs=False,
+                    log=lambda *a: None)
+    assert summary["interrupted"] and summary["timesteps"] == 64
+    assert (tmp_path / "interrupted.zip").exists()
+    assert (tmp_path / "interrupted_normalize.json").exists()
+    assert latest_snapshot(tmp_path) == tmp_path / "interrupted.zip"
+    assert not (tmp_path / "final.zip").exists()
+    assert isinstance(Path(summary["run_dir"]), Path)
