@@ -16,6 +16,7 @@ from fingergym.replay.recorder import EpisodeRecorder
 from fingergym.replay.replay import format_sim_report, replay_in_sim
 from fingergym.replay.sim_log import RecordEpisodes
 from fingergym.sim.scripted import ScriptedFlip
+from mcap.reader import make_reader
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
@@ -124,10 +125,15 @@ def _rerecord(ep, path: Path, flush_period: float) -> None:
     rec.close(end_reason="time_limit", success=True, episode_return=float(ep.reward.sum()))
 
 
-def test_truncated_bag_reads_and_replays_what_it_holds(logged, tmp_path):
+def test_truncated_bag_reads_and_replays_what_it_holds(logged, tmp_path, capsys):
     ep = read_episode(logged[0])
     full = tmp_path / "full"
     _rerecord(ep, full, flush_period=0.0)
+    with open(full / "full.mcap", "rb") as f:  # the official MCAP reader, through the index
+        reader = make_reader(f)
+        summary = reader.get_summary()
+        assert len(summary.chunk_indexes) > 10  # flushed chunk by chunk
+        assert sum(1 for _ in reader.iter_messages(topics=["/fingergym/action"])) == ep.steps
     cut = tmp_path / "cut"
     cut.mkdir()
     data = (full / "full.mcap").read_bytes()
@@ -139,6 +145,11 @@ def test_truncated_bag_reads_and_replays_what_it_holds(logged, tmp_path):
     np.testing.assert_array_equal(part.observation, ep.observation[: part.steps])
     rep = replay_in_sim(part)
     assert len(rep.error) == part.steps and np.abs(rep.error).max() == 0.0
+    from fingergym.cli import main
+
+    assert main(["replay", str(cut), "--in", "sim"]) == 0
+    err = capsys.readouterr().err
+    assert f"truncated bag; replaying the {part.steps} step(s) it holds" in err
 
 
 def test_bad_bags_give_clear_errors(logged, tmp_path):
