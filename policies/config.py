@@ -67,8 +67,7 @@ class NormalizeConfig:
 class WarmStartConfig:
     """Behaviour cloning from the scripted expert before PPO (0 episodes: off)."""
 
-    episodes: int = _f(0, 0, 100_000, doc="expert episodes per round (0: no warm start)")
-    dagger_rounds: int = _f(2, 0, 100, doc="extra rounds rolled out by the student, expert-labelled")
+    episodes: int = _f(0, 0, 100_000, doc="expert episodes (0: no warm start)")
     epochs: int = _f(30, 1, 10_000)
     batch_size: int = _f(256, 2, 1_000_000)
     learning_rate: float = _f(1e-3, 0.0, 1.0, lo_open=True)

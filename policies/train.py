@@ -183,7 +183,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
             w = cfg.warm_start
             if w.episodes > 0:
                 warm = warm_start(model, vecnorm, cfg.train_scenario(), episodes=w.episodes,
-                                  dagger_rounds=w.dagger_rounds, epochs=w.epochs,
+                                  epochs=w.epochs,
                                   batch_size=w.batch_size, lr=w.learning_rate,
                                   log_std=w.log_std, seed=w.seed, log=log)
                 (run_dir / "warm_start.json").write_text(json.dumps(warm, indent=1))

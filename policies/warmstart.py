@@ -1,4 +1,4 @@
-"""Warm start for PPO: behaviour cloning (with DAgger rounds) of a scripted expert.
+"""Warm start for PPO: behaviour cloning of a scripted expert (actor and critic).
 
 The expert acts on the TRUE state (``env.true_state()``); the student learns from the noisy
 observations it will see in deployment, so the result is an ordinary observation-feedback
@@ -55,13 +55,9 @@ class Rollouts:
     success: list[bool]
 
 
-def collect(venv: VecEnv, expert: StandingExpert, episodes: int, seed: int,
-            actor=None) -> Rollouts:
-    """Run ``episodes`` episodes (rounded up to whole batches of ``venv.num_envs``).
-
-    ``actor(obs (E, 10)) -> (E, 2)`` chooses the executed actions (``None``: the expert);
-    every visited observation is labelled with the expert's action on the true state.
-    """
+def collect(venv: VecEnv, expert: StandingExpert, episodes: int, seed: int) -> Rollouts:
+    """Run the expert for ``episodes`` episodes (rounded up to whole batches of
+    ``venv.num_envs``, seeds ``seed, seed+1, ...``); label each observation with its action."""
     n = venv.num_envs
     obs_l, exp_l, rew_l, succ = [], [], [], []
     for b in range(int(np.ceil(episodes / n))):
@@ -71,10 +67,9 @@ def collect(venv: VecEnv, expert: StandingExpert, episodes: int, seed: int,
         while not done:
             states = venv.env_method("true_state")
             labels = np.stack([expert(s) for s in states]).astype(np.float32)
-            act = labels if actor is None else np.clip(actor(obs), -1, 1)
             obs_l.append(obs.copy())
             exp_l.append(labels)
-            obs, rew, dones, infos = venv.step(act)
+            obs, rew, dones, infos = venv.step(labels)
             rewards.append(rew)
             done = bool(dones.all())
         rew_l.append(np.asarray(rewards))
@@ -131,45 +126,29 @@ def fit(model: PPO, obs: np.ndarray, actions: np.ndarray, values: np.ndarray | N
 
 
 def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, episodes: int,
-               dagger_rounds: int, epochs: int, batch_size: int, lr: float, log_std: float,
-               seed: int, log=print) -> dict:
-    """Clone the expert into ``model`` (BC round, then DAgger rounds); returns a summary."""
+               epochs: int, batch_size: int, lr: float, log_std: float, seed: int,
+               log=print) -> dict:
+    """Clone the expert into ``model`` (actor and critic); returns a summary.
+
+    Also feeds the expert observations into ``vecnorm``'s statistics, so PPO starts with the
+    normalization the clone was fitted under.
+    """
     venv = vecnorm.venv if vecnorm is not None else model.get_env()
-    expert = StandingExpert(scenario)
-    gamma = model.gamma
     t0 = time.perf_counter()
-
-    def norm(o: np.ndarray) -> np.ndarray:
-        return vecnorm.normalize_obs(o) if vecnorm is not None else o
-
-    def student(o: np.ndarray) -> np.ndarray:
-        with th.no_grad():
-            return model.policy.predict(norm(o), deterministic=True)[0]
-
-    data = collect(venv, expert, episodes, seed)
-    summary = {"expert_success": float(np.mean(data.success)), "rounds": []}
+    data = collect(venv, StandingExpert(scenario), episodes, seed)
+    summary = {"episodes": len(data.success), "expert_success": float(np.mean(data.success))}
     log(f"warm start: expert success {summary['expert_success']:.0%} on {len(data.success)} "
         f"episodes ({time.perf_counter() - t0:.0f} s)")
-    obs, labels = data.obs, data.expert
+    obs = data.obs
     if vecnorm is not None and vecnorm.norm_obs:
         vecnorm.obs_rms.update(obs)
-    values = _value_targets(data.rewards, vecnorm, gamma)
-    for k in range(dagger_rounds + 1):
-        mse = fit(model, norm(obs), labels, values, epochs=epochs, batch_size=batch_size,
-                  lr=lr, seed=seed + k)
-        if k == dagger_rounds:
-            summary["final_mse"] = mse
-            break
-        more = collect(venv, expert, episodes, seed + (k + 1) * 100_000, actor=student)
-        summary["rounds"].append(float(np.mean(more.success)))
-        log(f"warm start: round {k}: action mse {mse:.4f}, student success "
-            f"{np.mean(more.success):.0%} ({time.perf_counter() - t0:.0f} s)")
-        obs = np.concatenate([obs, more.obs])
-        labels = np.concatenate([labels, more.expert])
-        values = np.concatenate([values, _value_targets(more.rewards, vecnorm, gamma)])
+        obs = vecnorm.normalize_obs(obs)
+    values = _value_targets(data.rewards, vecnorm, model.gamma)
+    summary["action_mse"] = fit(model, obs, data.expert, values, epochs=epochs,
+                                batch_size=batch_size, lr=lr, seed=seed)
     with th.no_grad():
         model.policy.log_std.fill_(log_std)
     summary["seconds"] = time.perf_counter() - t0
-    log(f"warm start: done, action mse {summary['final_mse']:.4f} "
+    log(f"warm start: cloned, action mse {summary['action_mse']:.4f} "
         f"({summary['seconds']:.0f} s)")
     return summary

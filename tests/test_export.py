@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     cfg = load_train_config().replace(**{
         "total_timesteps": 256, "env.n_envs": 1, "ppo.n_steps": 128, "ppo.batch_size": 64,
-        "ppo.n_epochs": 2, "warm_start.episodes": 1, "warm_start.dagger_rounds": 0,
+        "ppo.n_epochs": 2, "warm_start.episodes": 1,
         "warm_start.epochs": 2, "eval.freq": 0, "eval.episodes": 1, "checkpoint_freq": 0})
     train(cfg, run_dir, progress_bar=False, subprocess_envs=False, log=lambda *a: None)
     out = run_dir / "policy.safetensors"

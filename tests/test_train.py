@@ -16,7 +16,7 @@ from fingergym.scenario import ScenarioError
 
 TINY = ["--total-timesteps", "512", "--n-envs", "2", "--no-progress",
         "--set", "ppo.n_steps=128", "--set", "ppo.batch_size=64", "--set", "ppo.n_epochs=2",
-        "--set", "warm_start.episodes=2", "--set", "warm_start.dagger_rounds=1",
+        "--set", "warm_start.episodes=2",
         "--set", "warm_start.epochs=2", "--set", "eval.freq=256", "--set", "eval.episodes=1",
         "--set", "checkpoint_freq=256"]
 
