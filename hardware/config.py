@@ -52,6 +52,10 @@ class QosParams:
 @dataclass
 class CommandParams:
     rate: float = _f(100.0, 1.0, 2000.0, doc="command publication rate [Hz]")
+    realtime_priority: int = _f(20, 0, 99, doc="SCHED_FIFO priority of the control thread "
+                                               "(deploy, bench); 0 = off")
+    observation_lead: float = _f(0.003, 0.0, 1.0, doc="the observation is read this long "
+                                 "before the command that carries the policy's answer [s]")
 
 
 @dataclass
@@ -79,6 +83,7 @@ class VirtualRobotParams:
     pose_noise_angle: float = _f(0.005, 0.0, 1.0)
     drop_rate: float = _f(0.01, 0.0, 1.0, doc="probability each state message is lost")
     seed: int = _f(0, 0, 2**31 - 1)
+    realtime_priority: int = _f(20, 0, 99, doc="SCHED_FIFO priority of its loop; 0 = off")
     box_mass_scale: float = _f(1.0, 0.0, 10.0, lo_open=True)
     friction_scale: float = _f(1.0, 0.0, 10.0, lo_open=True)
     gain_scale: float = _f(1.0, 0.0, 10.0, lo_open=True)

@@ -107,8 +107,9 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
 
 def open_recorder(bag_dir: Path, metadata: dict, scenario: Scenario, bridge):
     """An EpisodeRecorder whose raw-message hook is the bridge's (incoming and outgoing)."""
-    from fingergym.replay.recorder import EpisodeRecorder
     from rclpy.serialization import serialize_message
+
+    from fingergym.replay.recorder import EpisodeRecorder
 
     recorder = EpisodeRecorder(bag_dir, metadata=metadata, scenario=scenario)
     bridge.raw_hook = lambda topic, msgtype, msg, stamp: recorder.record_raw(
@@ -162,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
             # Our own robot is still importing Drake: allow it time to appear.
             config.ros.discovery_timeout = max(config.ros.discovery_timeout, 60.0)
         from fingergym.env import make_env
+        from fingergym.hardware.pacing import use_realtime_priority
 
+        out.say(use_realtime_priority(config.command.realtime_priority))
         env = make_env(scenario, mode="hardware", config=config)
         station = env.station
         out.say(f"policy: {name} (sha256 {sha[:12]}); {args.episodes} episode(s), box reset: "

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fingergym.hardware.config import HardwareConfig, as_hardware_config
-from fingergym.hardware.ros_bridge import RosBridge
-from fingergym.hardware.station import HardwareStation, build_hardware_station
 from pydrake.systems.analysis import Simulator
 
 from fingergym.env import FingerGymEnv
+from fingergym.hardware.config import HardwareConfig, as_hardware_config
+from fingergym.hardware.ros_bridge import RosBridge
+from fingergym.hardware.station import HardwareStation, build_hardware_station
 from fingergym.scenario import Scenario, as_scenario
 
 

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
-from fingergym.hardware.config import HardwareConfig, QosSpec
-from fingergym.hardware.velocity import PoseVelocityEstimator, planar_angle, window_velocity
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -30,6 +28,9 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
+
+from fingergym.hardware.config import HardwareConfig, QosSpec
+from fingergym.hardware.velocity import PoseVelocityEstimator, planar_angle, window_velocity
 
 RawHook = Callable[[str, str, object, int], None]
 

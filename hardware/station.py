@@ -14,11 +14,9 @@ target at ``command.rate`` through :class:`~fingergym.hardware.safety.SafetyFilt
 the wall clock by :class:`~fingergym.hardware.pacing.Pacer`, and runs the watchdog; a Simulator
 monitor stops the episode when the watchdog fires.
 
-Timing per command period ``T`` (sim time = wall time since the episode's first command):
-the publish event at ``t_k`` sleeps until the wall deadline and checks message ages; the
-discrete update at ``t_k`` (next simulator step) publishes. At a gym step boundary the
-observation is read right after the paced publish event, and the command with the new action
-goes out as soon as the policy returns, not one period later.
+Timing (see :class:`CommandSender`): commands leave on a fixed wall-clock grid; at a gym step
+boundary the observation is read ``command.observation_lead`` s before the next command, the
+policy runs in that gap, and the command carrying the new action leaves on time.
 """
 
 from __future__ import annotations
@@ -27,10 +25,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from fingergym.hardware.config import HardwareConfig
-from fingergym.hardware.pacing import Pacer
-from fingergym.hardware.ros_bridge import HardwareError, RosBridge, Snapshot, domain_hint
-from fingergym.hardware.safety import SafetyFilter
 from pydrake.systems.analysis import Simulator
 from pydrake.systems.framework import (
     BasicVector,
@@ -43,6 +37,10 @@ from pydrake.systems.framework import (
 )
 from pydrake.systems.primitives import AffineSystem, Saturation
 
+from fingergym.hardware.config import HardwareConfig
+from fingergym.hardware.pacing import Pacer, sleep_until
+from fingergym.hardware.ros_bridge import HardwareError, RosBridge, Snapshot, domain_hint
+from fingergym.hardware.safety import SafetyFilter
 from fingergym.scenario import Scenario
 from fingergym.task import ACTION_DIM, OBS_DIM, ActionScaling, RewardSystem
 
@@ -88,6 +86,8 @@ class CommandTiming:
 
     sent: list[float] = field(default_factory=list)       # every command
     late: list[float] = field(default_factory=list)       # pacing lateness of every tick
+    slack: list[float] = field(default_factory=list)      # time left before a deadline
+    obs_to_cmd: list[float] = field(default_factory=list)  # observation read -> its command
     joint_to_cmd: list[float] = field(default_factory=list)  # arrival of the JointState an
     pose_to_cmd: list[float] = field(default_factory=list)   # observation used -> its command
 
@@ -96,13 +96,21 @@ class CommandSender(LeafSystem):
     """Publishes the held target at a fixed rate through the safety layer; runs the watchdog.
 
     Input ``target`` (2) [m]; output ``sent_target`` (2): the last target published.
+
+    Per command period, at sim time ``t_k`` (wall deadline ``origin + t_k``): a publish event
+    sleeps until ``lead`` s before the deadline and runs the watchdog (at a gym step boundary the
+    env reads the observation right after it, and the policy runs); the discrete update at
+    ``t_k`` sleeps until the deadline and publishes. So commands leave on a fixed grid, and a new
+    action goes out ``lead`` s after the observation it was computed from, as long as the policy
+    and the env take less than ``lead`` (else the command is late, and counted).
     """
 
     def __init__(self, bridge: RosBridge, safety: SafetyFilter, state: RosStateSource,
-                 period: float, watchdog_age: float):
+                 period: float, watchdog_age: float, lead: float):
         super().__init__()
         self.bridge, self.safety, self.state = bridge, safety, state
         self.period = period
+        self.lead = min(lead, 0.9 * period)
         self.watchdog_age = watchdog_age
         self.pacer = Pacer(period)
         self.timing = CommandTiming()
@@ -112,7 +120,7 @@ class CommandSender(LeafSystem):
         self._origin: float | None = None  # monotonic time of sim time 0 (armed)
         self._target = self.DeclareVectorInputPort("target", ACTION_DIM)
         self._sent = self.DeclareDiscreteState(ACTION_DIM)
-        self.DeclarePeriodicPublishEvent(period, 0.0, self._pace)
+        self.DeclarePeriodicPublishEvent(period, 0.0, self._before)
         self.DeclarePeriodicDiscreteUpdateEvent(period, 0.0, self._send)
         self.DeclareStateOutputPort("sent_target", self._sent)
 
@@ -121,9 +129,9 @@ class CommandSender(LeafSystem):
         self.fault = ""
         self.pacer.start()
 
-    def _pace(self, context: Context) -> EventStatus:
+    def _before(self, context: Context) -> EventStatus:
         if self._origin is not None:
-            self.timing.late.append(self.pacer.wait_until(self._origin + context.get_time()))
+            sleep_until(self._origin + context.get_time() - self.lead)
         if not self.fault:
             snap = self.bridge.snapshot()
             for name, age in (("joint states", snap.joint_age), ("box pose", snap.pose_age)):
@@ -135,10 +143,14 @@ class CommandSender(LeafSystem):
 
     def _send(self, context: Context, discrete: DiscreteValues) -> EventStatus:
         t = context.get_time()
-        now = time.monotonic()
         if self._origin is None:  # first command of the episode: start the wall clock
+            now = time.monotonic()
             self._origin = now - t
             self.pacer.start(now)
+        else:
+            deadline = self._origin + t
+            self.timing.slack.append(deadline - time.monotonic())
+            self.timing.late.append(self.pacer.wait_until(deadline))
         snap = self.bridge.snapshot()
         if snap.estop != self.estop:
             self.safety.set_estop(snap.estop, snap.finger)
@@ -157,6 +169,7 @@ class CommandSender(LeafSystem):
         if used is not None:
             self.timing.joint_to_cmd.append(sent_at - used.joint_arrival)
             self.timing.pose_to_cmd.append(sent_at - used.pose_arrival)
+            self.timing.obs_to_cmd.append(sent_at - used.taken)
             self.state.invalidate()  # count each observation once
         self.timing.sent.append(sent_at)
         discrete.get_mutable_vector(self._sent).SetFromVector(target)
@@ -264,17 +277,21 @@ class HardwareStation:
                                     f"{h.timeout:.1f} s ({why})")
 
     def settle(self) -> None:
-        """Forget old box poses and collect fresh ones for the velocity estimate."""
+        """Let in-flight box poses land, then restart the velocity estimate from fresh ones.
+
+        Poses published before a box reset can arrive after it (tracker latency); waiting
+        ``home.settle`` s first keeps them out of the new episode (theta unwrapping included).
+        """
+        time.sleep(self.config.home.settle)
         self.bridge.reset_box_estimator()
-        deadline = time.monotonic() + max(self.config.home.settle, 0.0)
         limit = time.monotonic() + self.config.home.timeout
-        while time.monotonic() < deadline or self.bridge.box_pose_count < 2:
+        while self.bridge.box_pose_count < 3:
             if time.monotonic() > limit:
-                raise HardwareError(f"set_home: fewer than 2 box poses on "
+                raise HardwareError(f"set_home: fewer than 3 box poses on "
                                     f"{self.config.ros.box_pose_topic} in "
                                     f"{self.config.home.timeout:.1f} s "
                                     f"({domain_hint(self.bridge.domain_id)})")
-            time.sleep(0.005)
+            time.sleep(0.002)
 
     def set_home(self, simulator: Simulator, context: Context, seed: int | None = None) -> None:
         """The env's reset handler: home the finger (no randomized reset on hardware)."""
@@ -303,7 +320,8 @@ def build_hardware_station(scenario: Scenario, config: HardwareConfig,
     source = builder.AddSystem(RosStateSource(bridge))
     source.set_name("ros_state_source")
     sender = builder.AddSystem(CommandSender(bridge, safety, source, config.command_period,
-                                             config.safety.watchdog_age))
+                                             config.safety.watchdog_age,
+                                             config.command.observation_lead))
     sender.set_name("ros_command_sender")
     builder.Connect(to_target.get_output_port(), sender.get_input_port())
 

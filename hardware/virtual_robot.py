@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fingergym.hardware.config import HardwareConfig, VirtualRobotParams, as_hardware_config
-from fingergym.hardware.pacing import Pacer
-from fingergym.hardware.velocity import planar_quaternion
 
+from fingergym.hardware.config import HardwareConfig, VirtualRobotParams, as_hardware_config
+from fingergym.hardware.pacing import Pacer, use_realtime_priority
+from fingergym.hardware.velocity import planar_quaternion
 from fingergym.scenario import Scenario, as_scenario
 
 
@@ -47,9 +47,10 @@ class Physics:
     """The Drake plant + controller; ``advance(t)`` to a sim time, ``set_target``, ``reset_box``."""
 
     def __init__(self, scenario: Scenario, vr: VirtualRobotParams, rng: np.random.Generator):
-        from fingergym.sim.plant import add_box_flipup_plant, add_finger_controller
         from pydrake.systems.analysis import Simulator
         from pydrake.systems.framework import DiagramBuilder
+
+        from fingergym.sim.plant import add_box_flipup_plant, add_finger_controller
 
         self.scenario, self.rng = scenario, rng
         self.params = robot_params(scenario, vr)
@@ -132,13 +133,14 @@ class VirtualRobot:
     def __init__(self, scenario: Scenario, config: HardwareConfig, *, mock: bool = False,
                  domain_id: int | None = None, verbose: bool = True):
         import rclpy
-        from fingergym.hardware.ros_bridge import qos_profile
         from geometry_msgs.msg import PoseStamped
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64MultiArray
         from std_srvs.srv import Trigger
+
+        from fingergym.hardware.ros_bridge import qos_profile
 
         self.scenario, self.config, self.vr = scenario, config, config.virtual_robot
         self.verbose = verbose
@@ -241,6 +243,7 @@ class VirtualRobot:
         """Run at real time until :meth:`stop` (or ``duration`` s); returns an exit code."""
         self._spin_thread.start()
         vr = self.vr
+        self.log(use_realtime_priority(vr.realtime_priority))
         t0, wall0 = time.monotonic(), time.time()
         js_pacer, pose_pacer = Pacer(1.0 / vr.joint_state_rate), Pacer(1.0 / vr.box_pose_rate)
         next_js, next_pose = t0, t0
@@ -322,6 +325,7 @@ _FLAGS = [  # (flag, VirtualRobotParams field, help)
     ("--pose-noise-angle", "pose_noise_angle", "box angle noise std [rad]"),
     ("--drop-rate", "drop_rate", "probability each state message is lost"),
     ("--seed", "seed", "seed of noise, drops and box reset poses"),
+    ("--realtime-priority", "realtime_priority", "SCHED_FIFO priority of the loop (0: off)"),
     ("--box-mass-scale", "box_mass_scale", "box mass relative to the scenario"),
     ("--friction-scale", "friction_scale", "friction relative to the scenario"),
     ("--gain-scale", "gain_scale", "controller kp relative to the scenario (kd: sqrt)"),
@@ -350,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no status lines")
     g = p.add_argument_group("sim-to-real gap (default: the config's virtual_robot: values)")
     for flag, name, text in _FLAGS:
-        kind = int if name == "seed" else float
+        kind = int if name in ("seed", "realtime_priority") else float
         g.add_argument(flag, dest=name, type=kind, default=None, help=text)
     return p
 
@@ -366,7 +370,6 @@ def main(argv: list[str] | None = None) -> int:
                      if getattr(args, name) is not None}
         if overrides:
             from fingergym.hardware.config import hardware_config_from_dict
-
             from fingergym.scenario import to_dict
 
             data = to_dict(config)
