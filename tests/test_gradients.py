@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+
 from fingergym.policies.gradients import (
     AlphaOrder,
     FirstOrder,
@@ -301,17 +302,59 @@ def test_bench_help_and_bad_arguments(capsys) -> None:
 # box flip-up (Drake, AutoDiffXd through contact)
 
 
-def test_boxflip_autodiff_through_contact_matches_finite_differences() -> None:
+@pytest.fixture(scope="module")
+def boxflip_study() -> dict:
     pytest.importorskip("pydrake")
-    from fingergym.policies.gradients.boxflip import format_report, run_boxflip_study
+    from fingergym.policies.gradients.boxflip import run_boxflip_study
 
-    res = run_boxflip_study(reps=4, sigmas=(0.005,), progress=False)
+    return run_boxflip_study(reps=4, sigmas=(0.005,), progress=False)
+
+
+def test_boxflip_rollout_reproduces_the_env(boxflip_study) -> None:
+    """The study's rollout is the env's physics: same trajectory as make_env, bit for bit."""
+    st = boxflip_study["station_check"]
+    assert st["env_steps"] == 35
+    # with set-points switched where env.step really switches them: identical
+    assert max(st["env_clock"].values()) < 1e-9, st["env_clock"]
+    # on the exact time grid: off by one plant step at the env steps that end late
+    assert st["late_env_steps"]
+    grid = st["grid"]
+    assert grid["box_position"] < 0.01 and grid["finger_position"] < 0.01, grid
+    assert grid["return"] < 0.05, grid
+    assert st["success_env"] and st["success_rollout"]
+    assert st["return_rollout"] == pytest.approx(st["return_env"], abs=0.05)
+
+
+def test_boxflip_autodiff_through_contact_matches_finite_differences(boxflip_study) -> None:
+    from fingergym.policies.gradients.boxflip import format_report
+
+    res = boxflip_study
     nom = res["nominal"]
-    assert nom["box_final"]["theta"] == pytest.approx(-math.pi / 2, abs=0.05)  # it stands up
+    assert nom["stood_up"]  # the nominal open-loop knots stand the box up
+    assert nom["box_final"]["theta"] == pytest.approx(math.pi / 2, abs=0.15)
     ad, fd = np.array(nom["grad_autodiff"]), np.array(nom["grad_central_fd"])
     assert ad.shape == (res["dim"],) and np.all(np.isfinite(ad))
-    np.testing.assert_allclose(ad, fd, rtol=0.02, atol=1e-4)
+    assert np.linalg.norm(ad) > 1.0  # the return does depend on the knots
+    # every coordinate, including the first knots, whose influence crosses the whole rollout
+    np.testing.assert_allclose(ad, fd, rtol=3e-3, atol=5e-3 * np.abs(fd).max())
     assert nom["cost_autodiff"] == pytest.approx(nom["cost"], abs=1e-9)
     (row,) = res["sigmas"]
-    assert row["var_zero"] > 0 and row["var_first"] >= 0
+    assert row["var_zero"] > 0 and row["var_first"] > 0
     assert "Box flip-up" in format_report(res)
+
+
+def test_boxflip_reward_transcription_matches_task_reward() -> None:
+    pytest.importorskip("pydrake")
+    from pydrake.autodiffutils import AutoDiffXd
+
+    from fingergym.policies.gradients.boxflip import _reward_autodiff
+    from fingergym.task import reward
+
+    rng = np.random.default_rng(3)
+    for theta in (0.0, -1e-12, 1e-12, math.pi, -math.pi / 2, 2.5, -4.0, 7.9):
+        state = rng.normal(0.0, 0.3, 10)
+        state[2] = theta
+        target = rng.normal(0.0, 0.2, 2)
+        got = _reward_autodiff(np.array([AutoDiffXd(v) for v in state]),
+                               np.array([AutoDiffXd(v) for v in target]))
+        assert got.value() == pytest.approx(float(reward(state, target)), abs=1e-12)

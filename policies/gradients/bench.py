@@ -9,8 +9,9 @@ Sections (keys of the ``--json`` object):
 * ``stiff`` - Heaviside and the stiff ramp ``clip(2x/nu, -1, 1)`` over ``nu``;
 * ``cliff`` - the pivot-like cliff ``-sin^2`` on ``|theta| <= pi/4``;
 * ``optimisation`` - gradient descent with each estimator on the ball and on the cliff;
-* ``boxflip`` - (``--boxflip`` only) the estimators on an open-loop finger flipping a box
-  in Drake, FoBG through AutoDiffXd; ``null`` otherwise;
+* ``boxflip`` - (``--boxflip`` only) the estimators on the return of an open-loop finger
+  trajectory on the env's own Drake plant (``fingergym.sim.plant``), FoBG through
+  AutoDiffXd, with a rollout-vs-env check; ``null`` otherwise;
 * ``config``, ``timing_s``, ``plot`` - what was run, how long each part took, the PNG path.
 
 Every bias row carries ``<est>_bias`` (mean estimate minus exact gradient over ``reps``
@@ -493,8 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=None,
                    help="optimisation iterations (default 1000)")
     p.add_argument("--boxflip", action="store_true",
-                   help="also run the Drake box flip-up experiment (AutoDiffXd through "
-                        "contact; takes minutes)")
+                   help="also run the box flip-up experiment on the env's Drake plant "
+                        "(AutoDiffXd through contact; takes minutes, ~15 s with --quick)")
     p.add_argument("--boxflip-reps", type=int, default=None,
                    help="repetitions per estimator in the box flip-up experiment")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")

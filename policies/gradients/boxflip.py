@@ -1,20 +1,34 @@
 """Experimental: ZoBG / FoBG / AoBG on the box flip-up, FoBG through Drake's AutoDiffXd.
 
-The objective is the terminal cost of an *open-loop* finger trajectory: the finger-centre
-targets at a few knots (piecewise-linear in time) are the decision variables ``theta``
-(``(K, 2)`` flattened to ``d = 2K``). A finger-position PD law with gravity compensation,
-computed inside the rollout (so it is differentiable in ``theta``), drives a minimal planar
-Drake plant built here: point finger (sphere on prismatic x/z joints), box on a planar joint
-touching the bin through corner spheres, floor and two walls, point contact with the discrete
-``lagged`` approximation. Physical parameters come from the shipped scenario
-(:func:`fingergym.scenario.load_scenario`) when it is importable.
+The objective is minus the *return* of an open-loop finger trajectory on the training env's
+own physics. The decision variables ``theta`` are finger-centre set-points at a few knots
+(``(K, 2)`` flattened to ``d = 2K``); the set-point is interpolated linearly from the finger's
+home position at ``t = 0`` through the knots, clamped to the reachable workspace like the
+env's actions, and sent once per controller period.
 
-Cost ``f(theta) = 2 a_T^2 + 0.1 omega_T^2`` with ``a_T`` the box's final angle from vertical
-(the seed's flip-up cost at the last step, without effort terms): 0 when the box stands,
-``2 (pi/2)^2 = 4.93`` when it lies flat.
+One source of truth for the physics: the plant is
+:func:`fingergym.sim.plant.add_box_flipup_plant` with the shipped scenario
+(:func:`fingergym.scenario.load_scenario`) and its nominal episode parameters
+(:func:`fingergym.sim.params.nominal_params`): the same bin/box/finger geometry, corner
+spheres, point contact with the scenario's discrete approximation, friction and plant time
+step as the env. The diagram holds only the plant and its scene graph (Python LeafSystems
+such as the station's ``RewardSystem`` do not convert to AutoDiffXd), converted with
+``diagram.ToAutoDiffXd()``. The station's finger controller (Drake's
+``InverseDynamicsController`` on the finger-only model, ``ki = 0``, zero desired velocity and
+acceleration) is applied inside the rollout as ``u = M (kp (s - q) - kd v) - tau_g`` with
+``M``, ``tau_g`` taken from that same finger-only model (:func:`fingergym.sim.plant.add_finger`)
+- for the point finger on two prismatic joints ``M = m I``, ``tau_g = (0, -m g)``. As in the
+station, the set-point passes a zero-order hold of period ``controller.period``, so the plant
+step at ``t_k`` uses the set-point commanded one period earlier
+(:meth:`BoxFlip.check_against_station` compares the two trajectories).
 
-``f`` comes from a ``float`` rollout, ``grad f`` from the same rollout in ``AutoDiffXd``
-(``diagram.ToAutoDiffXd()``, seeded with ``d`` derivative directions).
+Return: the sum over env steps (``episode.step``) of :func:`fingergym.task.reward` on the
+state in the observation layout (``handles.state_permutation``) with the set-point in force,
+as ``env.step`` returns it (up to the env's floating-point clock, see
+:meth:`BoxFlip.check_against_station`). ``f(theta) = -return``. Float rollouts use
+``fingergym.task.reward`` itself. ``task.reward`` is numpy-float only, so the AutoDiffXd
+rollout differentiates a transcription of its formula (:func:`_reward_autodiff`) and checks
+on every call that the transcription's value equals ``task.reward``'s.
 """
 
 from __future__ import annotations
@@ -29,57 +43,21 @@ import numpy as np
 from .estimators import Array, Objective, bernstein_eps, choose_alpha
 
 SIGMAS = (0.005, 0.02)
+# nominal knots (finger-centre set-points [m]) at t = horizon * k / K, k = 1..K (found by a
+# short cross-entropy search on the float rollout): behind the box's right end and low, push
+# it left against the wall, then up-left on its lower-right corner so it pivots about its
+# corner at the wall, and press it upright into the wall.
+NOMINAL_KNOTS: tuple[tuple[float, float], ...] = (
+    (0.17, 0.013), (0.108, 0.011), (-0.038, 0.086), (-0.248, 0.221), (-0.248, 0.111))
 
 
 @dataclass(frozen=True)
-class BoxFlipParams:
-    """Geometry, contact and PD gains (defaults = the shipped scenario) and the time grid."""
+class BoxFlipConfig:
+    """The open-loop problem: knots, horizon, and which scenario file (``None``: shipped)."""
 
-    box_length: float = 0.2
-    box_thickness: float = 0.05
-    box_depth: float = 0.3
-    box_mass: float = 1.0
-    finger_radius: float = 0.01
-    finger_mass: float = 1.0
-    wall_x: tuple[float, float] = (-0.265, 0.265)
-    wall_thickness: float = 0.05
-    wall_height: float = 0.21
-    friction: float = 1.0
-    stiffness: float = 1.0e5
-    dissipation: float = 1.0
-    approximation: str = "lagged"
-    kp: float = 100.0
-    kd: float = 20.0
-    time_step: float = 0.005
-    horizon: float = 2.0
-    box_x0: float = 0.0
-    finger_start: tuple[float, float] = (-0.12, 0.025)
-    # nominal knots (finger-centre targets) at t = horizon * k / K, k = 1..K
-    knots: tuple[tuple[float, float], ...] = ((0.156, 0.025), (0.312, 0.211), (0.316, 0.235),
-                                              (0.166, 0.254))
-    source: str = "defaults"
-
-    @classmethod
-    def from_scenario(cls, **overrides: Any) -> BoxFlipParams:
-        """Physical parameters from ``fingergym.scenario.load_scenario()`` if available."""
-        try:
-            from fingergym.scenario import load_scenario
-
-            s = load_scenario()
-        except Exception:  # noqa: BLE001 - the scenario module is optional here
-            return cls(**overrides)
-        kw: dict[str, Any] = dict(
-            box_length=s.box.length, box_thickness=s.box.thickness, box_depth=s.box.depth,
-            box_mass=s.box.mass, finger_radius=s.finger.radius, finger_mass=s.finger.mass,
-            wall_x=tuple(s.bin.wall_x), wall_thickness=s.bin.wall_thickness,
-            wall_height=s.bin.wall_height, friction=s.contact.friction,
-            stiffness=s.contact.stiffness, dissipation=s.contact.dissipation,
-            kp=s.controller.kp, kd=s.controller.kd, source=s.source)
-        if s.contact.model == "point" and s.contact.approximation in ("sap", "lagged",
-                                                                      "similar"):
-            kw["approximation"] = s.contact.approximation
-        kw.update(overrides)
-        return cls(**kw)
+    knots: tuple[tuple[float, float], ...] = NOMINAL_KNOTS
+    horizon: float = 3.5  # [s]; a multiple of the env step
+    scenario: str | None = None
 
     @property
     def theta0(self) -> Array:
@@ -87,11 +65,49 @@ class BoxFlipParams:
         return np.asarray(self.knots, dtype=np.float64).ravel()
 
 
+def _reward_autodiff(state: Any, target: Any) -> Any:
+    """:func:`fingergym.task.reward` written out for AutoDiffXd (scalar state (10,), target (2,)).
+
+    ``angle_from_vertical = (theta mod pi) - pi/2`` with the branch taken at theta's value.
+    """
+    from fingergym.task import FINGER_Q, FINGER_V, OMEGA
+
+    theta = state[2]
+    a = theta - math.pi * math.floor(theta.value() / math.pi) - math.pi / 2
+    effort = target - state[FINGER_Q]
+    fv = state[FINGER_V]
+    cost = (2.0 * a * a + 0.1 * state[OMEGA] * state[OMEGA]
+            + 0.1 * (effort[0] * effort[0] + effort[1] * effort[1])
+            + 0.1 * (fv[0] * fv[0] + fv[1] * fv[1]))
+    return 10.0 - cost
+
+
+def _clamp(x: Any, lo: float, hi: float) -> Any:
+    """``clip`` for float or AutoDiffXd (the clamped branch is a constant)."""
+    v = x.value() if hasattr(x, "value") else float(x)
+    if v < lo:
+        return type(x)(lo) if hasattr(x, "value") else lo
+    if v > hi:
+        return type(x)(hi) if hasattr(x, "value") else hi
+    return x
+
+
+@dataclass
+class Rollout:
+    """One open-loop rollout: states at the env steps (observation layout), rewards, return."""
+
+    states: Any    # (N + 1, 10): t = 0, step, ..., N step
+    targets: Any   # (N, 2): set-point in force at the end of each env step
+    rewards: Any   # (N,)
+    ret: Any       # sum of rewards (float or AutoDiffXd)
+    trace: Any = None  # (n_steps + 1, 10): after every plant step (``trace=True`` only)
+
+
 @dataclass
 class BoxFlip:
-    """The plant (``float`` and ``AutoDiffXd`` copies) and open-loop rollouts of it."""
+    """The env's plant (``float`` and ``AutoDiffXd`` copies) and open-loop rollouts of it."""
 
-    params: BoxFlipParams = field(default_factory=BoxFlipParams.from_scenario)
+    config: BoxFlipConfig = field(default_factory=BoxFlipConfig)
 
     def __post_init__(self) -> None:
         self._build()
@@ -99,170 +115,184 @@ class BoxFlip:
     # -- construction ----------------------------------------------------------------------
 
     def _build(self) -> None:
-        from pydrake.geometry import (
-            AddContactMaterial,
-            Box,
-            CollisionFilterDeclaration,
-            GeometrySet,
-            ProximityProperties,
-            Sphere,
-        )
-        from pydrake.math import RigidTransform, RotationMatrix
-        from pydrake.multibody.plant import (
-            AddMultibodyPlant,
-            CoulombFriction,
-            MultibodyPlantConfig,
-        )
-        from pydrake.multibody.tree import (
-            FixedOffsetFrame,
-            PlanarJoint,
-            PrismaticJoint,
-            SpatialInertia,
-            UnitInertia,
-        )
+        from pydrake.multibody.plant import MultibodyPlant
         from pydrake.systems.framework import DiagramBuilder
 
-        p = self.params
+        from fingergym.scenario import load_scenario
+        from fingergym.sim.params import nominal_params
+        from fingergym.sim.plant import add_box_flipup_plant, add_finger
+        from fingergym.task import ActionScaling
+
+        s = load_scenario(self.config.scenario)
+        self.scenario = s
+        self.params = nominal_params(s)
+        if self.params.action_delay_periods:
+            raise ValueError("only the nominal (undelayed) set-point line is modelled")
         builder = DiagramBuilder()
-        plant, scene_graph = AddMultibodyPlant(MultibodyPlantConfig(
-            time_step=p.time_step, contact_model="point",
-            discrete_contact_approximation=p.approximation), builder)
-        plant.set_name("boxflip_plant")
-        props = ProximityProperties()
-        AddContactMaterial(dissipation=p.dissipation, point_stiffness=p.stiffness,
-                           friction=CoulombFriction(p.friction, p.friction), properties=props)
-        world = plant.world_body()
-        span = p.wall_x[1] - p.wall_x[0] + 2 * p.wall_thickness
-        depth = p.box_depth + 0.04
-        plant.RegisterCollisionGeometry(world, RigidTransform([0.5 * sum(p.wall_x), 0, -0.025]),
-                                        Box(span, depth, 0.05), "floor", props)
-        for name, x in (("wall_left", p.wall_x[0] - 0.5 * p.wall_thickness),
-                        ("wall_right", p.wall_x[1] + 0.5 * p.wall_thickness)):
-            plant.RegisterCollisionGeometry(world, RigidTransform([x, 0, 0.5 * p.wall_height]),
-                                            Box(p.wall_thickness, depth, p.wall_height), name,
-                                            props)
-        finger = plant.AddModelInstance("finger")
-        carriage = plant.AddRigidBody("carriage", finger, SpatialInertia.Zero())
-        ball = plant.AddRigidBody("finger", finger, SpatialInertia(
-            p.finger_mass, np.zeros(3), UnitInertia.SolidSphere(p.finger_radius)))
-        jx = plant.AddJoint(PrismaticJoint("finger_x", plant.world_frame(),
-                                           carriage.body_frame(), [1, 0, 0]))
-        jz = plant.AddJoint(PrismaticJoint("finger_z", carriage.body_frame(), ball.body_frame(),
-                                           [0, 0, 1]))
-        plant.AddJointActuator("finger_x", jx)
-        plant.AddJointActuator("finger_z", jz)
-        finger_geom = plant.RegisterCollisionGeometry(ball, RigidTransform(),
-                                                      Sphere(p.finger_radius), "finger", props)
-        box_instance = plant.AddModelInstance("box")
-        box = plant.AddRigidBody("box", box_instance, SpatialInertia(
-            p.box_mass, np.zeros(3),
-            UnitInertia.SolidBox(p.box_length, p.box_thickness, p.box_depth)))
-        plane = plant.AddFrame(FixedOffsetFrame(
-            "box_plane", plant.world_frame(),
-            RigidTransform(RotationMatrix.MakeXRotation(np.pi / 2))))
-        box_joint = plant.AddJoint(PlanarJoint("box_joint", plane, box.body_frame()))
-        shape = plant.RegisterCollisionGeometry(
-            box, RigidTransform(), Box(p.box_length, p.box_thickness, p.box_depth), "box",
-            props)
-        rho = 0.002
-        hx, hy = 0.5 * p.box_length - rho, 0.5 * p.box_thickness - rho
-        corners = [plant.RegisterCollisionGeometry(box, RigidTransform([sx * hx, sy * hy, 0]),
-                                                   Sphere(rho), f"corner_{i}", props)
-                   for i, (sx, sy) in enumerate(((-1, -1), (1, -1), (1, 1), (-1, 1)))]
-        plant.Finalize()
-        bin_ids = plant.GetCollisionGeometriesForBody(world)
-        scene_graph.collision_filter_manager().Apply(
-            CollisionFilterDeclaration()
-            .ExcludeBetween(GeometrySet([shape]), GeometrySet(bin_ids))
-            .ExcludeBetween(GeometrySet(corners), GeometrySet([finger_geom])))
+        handles = add_box_flipup_plant(builder, s, self.params)
         self._diagram = builder.Build()
         self._diagram_ad = self._diagram.ToAutoDiffXd()
-        self._plant_name = plant.get_name()
-        self._iq = {"fx": jx.position_start(), "fz": jz.position_start(),
-                    "box": box_joint.position_start()}
-        self._iv = {"fx": jx.velocity_start(), "fz": jz.velocity_start(),
-                    "box": box_joint.velocity_start()}
-        self._nq = plant.num_positions()
+        self._plant_name = handles.plant.get_name()
+        self.x0 = np.array(handles.plant.GetPositionsAndVelocities(
+            handles.plant.GetMyContextFromRoot(self._diagram.CreateDefaultContext())))
+        self._select = np.argmax(handles.state_permutation, axis=1)  # plant state -> obs
+        # the station's controller: InverseDynamicsController on the finger-only model
+        model = MultibodyPlant(time_step=0.0)
+        add_finger(model, s)
+        model.Finalize()
+        mctx = model.CreateDefaultContext()
+        self.finger_mass_matrix = model.CalcMassMatrix(mctx)
+        self.finger_gravity = model.CalcGravityGeneralizedForces(mctx)
+        self.scaling = ActionScaling.from_scenario(s)
+        self.dt = s.plant.time_step
+        self.period = s.controller.period
+        self.env_step = s.episode.step
+        self.home = np.asarray(s.finger.home, dtype=np.float64)
+        self.n_env_steps = int(round(self.config.horizon / self.env_step))
+        self.n_periods = int(round(self.config.horizon / self.period))
+        for name, ratio in (("controller.period/plant.time_step", self.period / self.dt),
+                            ("episode.step/controller.period", self.env_step / self.period),
+                            ("horizon/episode.step", self.config.horizon / self.env_step)):
+            if abs(ratio - round(ratio)) > 1e-9:
+                raise ValueError(f"{name} = {ratio} must be an integer")
+
+    # -- set-points ------------------------------------------------------------------------
+
+    def setpoints(self, theta: Any) -> list[tuple[Any, Any]]:
+        """Set-point of each controller period (float or AutoDiffXd), clamped like actions.
+
+        Period ``j`` commands the piecewise-linear knot path at ``t = j * period``.
+        """
+        knots = [tuple(self.home)] + [(theta[2 * k], theta[2 * k + 1])
+                                      for k in range(len(theta) // 2)]
+        seg = self.config.horizon / (len(knots) - 1)
+        lo, hi = self.scaling.low, self.scaling.high
+        out = []
+        for j in range(self.n_periods):
+            t = j * self.period
+            i = min(int(t / seg), len(knots) - 2)
+            w = (t - i * seg) / seg
+            (x0, z0), (x1, z1) = knots[i], knots[i + 1]
+            out.append((_clamp(x0 * (1 - w) + x1 * w, lo[0], hi[0]),
+                        _clamp(z0 * (1 - w) + z1 * w, lo[1], hi[1])))
+        return out
+
+    def env_setpoints(self, theta: Array) -> Array:
+        """The same path sampled once per env step (``(N, 2)``, held for the step) - what an
+        agent calling ``env.step`` would command."""
+        sp = np.array([(float(x), float(z)) for x, z in self.setpoints(np.asarray(theta))])
+        per = int(round(self.env_step / self.period))
+        return sp[::per]
 
     # -- rollouts --------------------------------------------------------------------------
 
-    def _targets(self, theta: Any, t: float) -> tuple[Any, Any]:
-        """Piecewise-linear finger target at time ``t`` (works for float and AutoDiffXd)."""
-        p = self.params
-        knots = [p.finger_start] + [(theta[2 * k], theta[2 * k + 1])
-                                    for k in range(len(theta) // 2)]
-        seg = p.horizon / (len(knots) - 1)
-        i = min(int(t / seg), len(knots) - 2)
-        s = (t - i * seg) / seg
-        (x0, z0), (x1, z1) = knots[i], knots[i + 1]
-        return x0 * (1 - s) + x1 * s, z0 * (1 - s) + z1 * s
+    def rollout(self, setpoints: list[tuple[Any, Any]], autodiff: bool = False,
+                trace: bool = False) -> Rollout:
+        """Simulate the plant under the station's controller for the given set-points.
 
-    def rollout(self, theta: Array | Any, autodiff: bool = False) -> tuple[Any, Any]:
-        """Simulate one open-loop trajectory. Returns the final ``(q, v)`` of the plant.
-
-        ``theta``: ``(d,)`` floats, or (``autodiff``) AutoDiffXd with derivatives.
+        ``setpoints``: one ``(x, z)`` per controller period (floats, or AutoDiffXd with
+        ``autodiff``). Mirrors the station: the zero-order hold delivers period ``j``'s
+        set-point to the plant steps after ``t = j * period`` (before that: the home position,
+        which ``env.reset`` puts in the hold). Rewards are taken at every multiple of the env
+        step. ``trace``: also keep the state after every plant step (``Rollout.trace``).
         """
         from pydrake.autodiffutils import AutoDiffXd
         from pydrake.systems.analysis import Simulator_
 
-        p = self.params
+        from fingergym.task import reward
+
         diagram = self._diagram_ad if autodiff else self._diagram
-        T = AutoDiffXd if autodiff else float
         plant = diagram.GetSubsystemByName(self._plant_name)
         ctx = diagram.CreateDefaultContext()
         pctx = plant.GetMyMutableContextFromRoot(ctx)
-        q0 = np.zeros(self._nq)
-        q0[self._iq["box"]:self._iq["box"] + 3] = [p.box_x0, 0.5 * p.box_thickness, 0.0]
-        q0[self._iq["fx"]], q0[self._iq["fz"]] = p.finger_start
-        plant.SetPositions(pctx, np.array([T(v) for v in q0]) if autodiff else q0)
-        sim = Simulator_[T](diagram, ctx)
+        if autodiff:
+            # Seed every state and the initial hold with zero derivatives of the full size:
+            # if the first discrete update sees no derivatives at all, Drake (1.51, SAP)
+            # drops the input's derivatives in every later step too (checked: the state's
+            # gradient then stays empty).
+            nd = max(max(np.size(c.derivatives()) for c in sp) for sp in setpoints)
+
+            def T(v: float) -> Any:
+                return AutoDiffXd(v, np.zeros(nd))
+        else:
+            T = float
+        # the float plant's default state (the joints' defaults set by add_box_flipup_plant:
+        # finger at home, box at params.box_x / box_theta, at rest); ToAutoDiffXd() does not
+        # carry the joint defaults over, so set it explicitly
+        plant.SetPositionsAndVelocities(pctx, np.array([T(v) for v in self.x0]))
+        sim = Simulator_[AutoDiffXd if autodiff else float](diagram, ctx)
         sim.Initialize()
         port = plant.get_actuation_input_port()
-        g = 9.81 * p.finger_mass
-        steps = int(round(p.horizon / p.time_step))
-        ifx, ifz = self._iq["fx"], self._iq["fz"]
-        vfx, vfz = self._iv["fx"], self._iv["fz"]
-        for k in range(steps):
-            tx, tz = self._targets(theta, k * p.time_step)
-            q = plant.GetPositions(pctx)
-            v = plant.GetVelocities(pctx)
-            u = np.array([p.finger_mass * (p.kp * (tx - q[ifx]) - p.kd * v[vfx]),
-                          p.finger_mass * (p.kp * (tz - q[ifz]) - p.kd * v[vfz]) + g])
-            port.FixValue(pctx, u)
-            sim.AdvanceTo((k + 1) * p.time_step)
-        return plant.GetPositions(pctx), plant.GetVelocities(pctx)
+        M, tau_g = self.finger_mass_matrix, self.finger_gravity
+        kp, kd = self.params.kp, self.params.kd
+        sel = self._select
+        steps_per_period = int(round(self.period / self.dt))
+        steps_per_env = int(round(self.env_step / self.dt))
+        n_steps = len(setpoints) * steps_per_period
+        held = (T(self.home[0]), T(self.home[1]))
 
-    def _cost(self, q: Any, v: Any) -> Any:
-        theta = q[self._iq["box"] + 2]
-        omega = v[self._iv["box"] + 2]
-        # angle from vertical, (theta mod pi) - pi/2, written so AutoDiffXd passes through
-        val = theta.value() if hasattr(theta, "value") else float(theta)
-        a = theta - math.pi * math.floor(val / math.pi) - math.pi / 2
-        return 2.0 * a * a + 0.1 * omega * omega
+        def observe() -> Any:
+            return np.asarray(plant.GetPositionsAndVelocities(pctx))[sel]
+
+        x = observe()
+        states, targets, rewards, steps = [x], [], [], [x]
+        for k in range(n_steps):
+            j = -(-k // steps_per_period) - 1  # last period that started strictly before t_k
+            sp = held if j < 0 else setpoints[j]
+            e = np.array([sp[0] - x[3], sp[1] - x[4]])
+            u = M @ (kp * e - kd * x[8:10]) - tau_g
+            port.FixValue(pctx, u)
+            sim.AdvanceTo((k + 1) * self.dt)
+            x = observe()
+            if trace:
+                steps.append(x)
+            if (k + 1) % steps_per_env == 0:
+                target = setpoints[(k + 1) // steps_per_period - 1]  # commanded this env step
+                if autodiff:
+                    r = _reward_autodiff(x, np.array(target))
+                    ref = float(reward(np.array([v.value() for v in x]),
+                                       np.array([v.value() for v in target])))
+                    if abs(r.value() - ref) > 1e-9 * max(1.0, abs(ref)):
+                        raise RuntimeError("fingergym.task.reward changed: update "
+                                           f"_reward_autodiff ({r.value()} != {ref})")
+                else:
+                    r = float(reward(x, np.array(target, dtype=float)))
+                states.append(x)
+                targets.append(target)
+                rewards.append(r)
+        return Rollout(np.array(states), np.array(targets), np.array(rewards),
+                       sum(rewards[1:], rewards[0]) if rewards else 0.0,
+                       np.array(steps) if trace else None)
 
     def cost(self, theta: Array) -> float:
-        """``f(theta)`` from a float rollout."""
-        q, v = self.rollout(np.asarray(theta, dtype=np.float64))
-        return float(self._cost(q, v))
+        """``f(theta) = -return`` from a float rollout."""
+        return -float(self.rollout(self.setpoints(np.asarray(theta, dtype=np.float64))).ret)
 
     def cost_and_grad(self, theta: Array) -> tuple[float, Array]:
         """``f(theta)`` and ``grad f(theta)`` from one AutoDiffXd rollout."""
-        from pydrake.autodiffutils import ExtractGradient, InitializeAutoDiff
+        f, g, _ = self.evaluate(theta)
+        return f, g
+
+    def evaluate(self, theta: Array) -> tuple[float, Array, bool]:
+        """One AutoDiffXd rollout: ``f(theta)``, ``grad f(theta)`` and whether the box stands
+        at the end (:func:`fingergym.task.is_success`)."""
+        from pydrake.autodiffutils import InitializeAutoDiff
 
         th = InitializeAutoDiff(np.asarray(theta, dtype=np.float64)).ravel()
-        q, v = self.rollout(th, autodiff=True)
-        c = self._cost(q, v)
-        return float(c.value()), ExtractGradient(np.array([c]))[0]
+        ro = self.rollout(self.setpoints(th), autodiff=True)
+        g = np.asarray(ro.ret.derivatives(), dtype=np.float64)
+        if g.size == 0:  # nothing depended on theta
+            g = np.zeros(th.size)
+        final = np.array([v.value() for v in ro.states[-1]])
+        return -float(ro.ret.value()), -g, _success(final, self.scenario)
 
-    def box_state(self, theta: Array) -> tuple[float, float, float]:
-        """Final box ``(x, z, angle)`` of a float rollout (for inspection)."""
-        q, _ = self.rollout(np.asarray(theta, dtype=np.float64))
-        i = self._iq["box"]
-        return float(q[i]), float(q[i + 1]), float(q[i + 2])
+    def final_state(self, theta: Array) -> Array:
+        """Final state (10,) of a float rollout, observation layout (for inspection)."""
+        return self.rollout(self.setpoints(np.asarray(theta, dtype=np.float64))).states[-1]
 
     def objective(self) -> Objective:
         """Batched :class:`Objective` (value: float rollouts; grad: AutoDiffXd rollouts)."""
-        d = self.params.theta0.size
+        d = self.config.theta0.size
 
         def value(x: Array) -> Array:
             return np.array([self.cost(r) for r in x])
@@ -271,6 +301,78 @@ class BoxFlip:
             return np.array([self.cost_and_grad(r)[1] for r in x]).reshape(-1, d)
 
         return Objective("boxflip", d, value, grad)
+
+    # -- the station check -----------------------------------------------------------------
+
+    def check_against_station(self, theta: Array) -> dict[str, Any]:
+        """Drive ``fingergym.make_env(randomize=False)`` with the path (one set-point per env
+        step, ``env.step(env.scaling.to_action(target))``) and compare with :meth:`rollout`.
+
+        Two comparisons, max abs differences over all env steps:
+
+        * ``grid``: the rollout as the study runs it, set-points switching and states read at
+          exact multiples of the env step;
+        * ``env_clock``: the same rollout with set-points switched and states read where
+          ``env.step`` really puts them. ``DrakeGymEnv.step`` advances to ``t + step`` with
+          ``t`` accumulated in floating point (``0.1 + 0.1 + 0.1 = 0.30000000000000004``);
+          when that lands a hair past a plant/hold sample time, the sample at that time
+          (e.g. ``t = 0.3``) is processed inside the step, so the env returns the state one
+          plant step later and the next action reaches the hold one period later.
+        """
+        import fingergym
+
+        per = int(round(self.env_step / self.period))
+        env = fingergym.make_env(self.scenario, randomize=False)
+        try:
+            env.reset(seed=0)
+            actions = [env.scaling.to_action(t).astype(np.float32)
+                       for t in self.env_setpoints(theta)]
+            s_env, r_env, t_env = [env.true_state()], [], [env.simulator.get_context().get_time()]
+            for a in actions:
+                _, r, _, _, _ = env.step(a)
+                s_env.append(env.true_state())
+                r_env.append(r)
+                t_env.append(env.simulator.get_context().get_time())
+        finally:
+            env.close()
+        s_env, r_env = np.array(s_env), np.array(r_env)
+        targets = [env.scaling.to_target(a) for a in actions]  # what the station commands
+
+        def diffs(states: Array, rewards: Array) -> dict[str, float]:
+            d = np.abs(states - s_env)
+            return {"box_position": float(d[:, 0:3].max()),
+                    "finger_position": float(d[:, 3:5].max()),
+                    "box_velocity": float(d[:, 5:8].max()),
+                    "finger_velocity": float(d[:, 8:10].max()),
+                    "reward": float(np.abs(rewards - r_env).max()),
+                    "return": float(abs(rewards.sum() - r_env.sum()))}
+
+        grid = self.rollout([tuple(t) for t in np.repeat(targets, per, axis=0)])
+        # the env's clock: hold sample j (at j * period) falls in env step i when
+        # t_env[i-1] <= j * period < t_env[i]; plant samples likewise
+        from fingergym.task import reward
+
+        n_per = sum(1 for j in range(len(targets) * per + 2) if j * self.period < t_env[-1])
+        cmds = [tuple(targets[next(i for i in range(1, len(t_env))
+                                   if j * self.period < t_env[i]) - 1]) for j in range(n_per)]
+        traced = self.rollout(cmds, trace=True).trace
+        n_plant = [sum(1 for k in range(len(traced)) if k * self.dt < t) for t in t_env]
+        s_clock = traced[n_plant]
+        r_clock = np.array([float(reward(s_clock[i + 1], targets[i]))
+                            for i in range(len(targets))])
+        return {"env_steps": len(actions), "grid": diffs(grid.states, grid.rewards),
+                "env_clock": diffs(s_clock, r_clock),
+                "late_env_steps": [i for i, t in enumerate(t_env)
+                                   if n_plant[i] != round(t / self.dt)],
+                "return_env": float(r_env.sum()), "return_rollout": float(grid.ret),
+                "success_env": _success(s_env[-1], self.scenario),
+                "success_rollout": _success(grid.states[-1], self.scenario)}
+
+
+def _success(state: Array, scenario: Any) -> bool:
+    from fingergym.task import is_success
+
+    return bool(is_success(np.asarray(state, dtype=np.float64), scenario))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,51 +399,76 @@ def _chunks_alpha(z: Array, g: Array, n: int, gamma: float, lipschitz: float,
             "bias_hat_mean": float(np.linalg.norm(gm - zm, axis=1).mean())}
 
 
+def _quantiles(x: Array) -> dict[str, float]:
+    return dict(zip(("q10", "q50", "q90", "max"),
+                    np.quantile(x, [0.1, 0.5, 0.9, 1.0]).tolist(), strict=True))
+
+
+FD_STEP = 1e-6         # central differences that must match AutoDiffXd
+FD_STEP_COARSE = 1e-3  # the same on (a fraction of) the smoothing scale
+
+
 def run_boxflip_study(reps: int | None = None, seed: int = 0, quick: bool = False,
                       progress: bool = True, sigmas: tuple[float, ...] = SIGMAS,
-                      gamma: float | None = None, confidence: float = 0.95) -> dict[str, Any]:
+                      gamma: float | None = None, confidence: float = 0.95,
+                      config: BoxFlipConfig | None = None) -> dict[str, Any]:
     """ZoBG vs FoBG on the box flip-up at the nominal knots, for each ``sigma``.
 
     For each sigma, ``reps`` perturbations ``w_i`` are drawn; one AutoDiffXd rollout per
     sample gives both ``f(theta0 + w_i)`` (ZoBG summand) and ``grad f`` (FoBG summand).
     Reports pooled means (FoBG - ZoBG = FoBG's bias, ZoBG being unbiased), per-sample
     variances, the implied std of N-sample estimates and the alpha the AoBG rule picks.
+    Also checks the rollout against the env (:meth:`BoxFlip.check_against_station`) and
+    AutoDiffXd against central differences at the nominal.
     """
     from tqdm import tqdm
 
     reps = reps if reps is not None else (24 if quick else 200)
     t_build = time.perf_counter()
-    flip = BoxFlip()
+    flip = BoxFlip(config or BoxFlipConfig())
     build_s = time.perf_counter() - t_build
-    p = flip.params
-    theta0 = p.theta0
+    theta0 = flip.config.theta0
     d = theta0.size
     rng = np.random.default_rng(seed)
 
     t0 = time.perf_counter()
+    station = flip.check_against_station(theta0)
+    station_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
     f0 = flip.cost(theta0)
     float_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    f0_ad, g0 = flip.cost_and_grad(theta0)
+    f0_ad, g0, ok0 = flip.evaluate(theta0)
     ad_s = time.perf_counter() - t0
-    # AutoDiffXd vs central finite differences at the nominal: with a tiny step the two must
-    # agree if AutoDiffXd differentiates the simulated map correctly; the coarse step shows
-    # how rough the map is on the scale of the smoothing.
+
+    # AutoDiffXd vs central finite differences at the nominal: with a small step the two must
+    # agree if AutoDiffXd differentiates the simulated map; the coarse step shows how rough
+    # the map is on a fraction of the smoothing scale.
     def central(h: float) -> Array:
         return np.array([(flip.cost(theta0 + h * e) - flip.cost(theta0 - h * e)) / (2 * h)
                          for e in np.eye(d)])
 
-    fd_fine, fd_coarse = central(1e-7), central(1e-4)
-    x, z, ang = flip.box_state(theta0)
+    fd_fine, fd_coarse = central(FD_STEP), central(FD_STEP_COARSE)
+    final = flip.final_state(theta0)
+    s = flip.scenario
     result: dict[str, Any] = {
-        "params": {k: (list(v) if isinstance(v, tuple) else v)
-                   for k, v in p.__dict__.items()},
+        "config": {"knots": [list(k) for k in flip.config.knots],
+                   "horizon": flip.config.horizon, "scenario": s.source,
+                   "plant_time_step": flip.dt, "controller_period": flip.period,
+                   "env_step": flip.env_step, "contact": f"{s.contact.model}/"
+                   f"{s.contact.approximation}", "kp": flip.params.kp, "kd": flip.params.kd,
+                   "objective": "-(sum of fingergym.task.reward over env steps)"},
         "dim": d, "reps": reps, "confidence": confidence,
-        "nominal": {"cost": f0, "cost_autodiff": f0_ad, "grad_autodiff": g0.tolist(),
-                    "grad_central_fd": fd_fine.tolist(), "fd_step": 1e-7,
-                    "grad_central_fd_coarse": fd_coarse.tolist(), "fd_step_coarse": 1e-4,
-                    "box_final": {"x": x, "z": z, "theta": ang}},
-        "seconds": {"build": build_s, "float_rollout": float_s, "autodiff_rollout": ad_s},
+        "station_check": station,
+        "nominal": {"cost": f0, "cost_autodiff": f0_ad, "stood_up": ok0,
+                    "grad_autodiff": g0.tolist(),
+                    "grad_central_fd": fd_fine.tolist(), "fd_step": FD_STEP,
+                    "grad_central_fd_coarse": fd_coarse.tolist(),
+                    "fd_step_coarse": FD_STEP_COARSE,
+                    "box_final": {"x": float(final[0]), "z": float(final[1]),
+                                  "theta": float(final[2]), "omega": float(final[7])}},
+        "seconds": {"build": build_s, "station_check": station_s, "float_rollout": float_s,
+                    "autodiff_rollout": ad_s},
         "sigmas": [],
     }
     bar = tqdm(total=reps * len(sigmas), desc="boxflip rollouts", disable=not progress,
@@ -351,8 +478,9 @@ def run_boxflip_study(reps: int | None = None, seed: int = 0, quick: bool = Fals
         w = rng.normal(0.0, sigma, size=(reps, d))
         f = np.empty(reps)
         g = np.empty((reps, d))
+        stood = np.zeros(reps, dtype=bool)
         for i in range(reps):
-            f[i], g[i] = flip.cost_and_grad(theta0 + w[i])
+            f[i], g[i], stood[i] = flip.evaluate(theta0 + w[i])
             bar.update()
         zs = (f - f0)[:, None] * w / sigma**2
         zm, gm = zs.mean(axis=0), g.mean(axis=0)
@@ -365,10 +493,9 @@ def run_boxflip_study(reps: int | None = None, seed: int = 0, quick: bool = Fals
         spread = float(np.max(np.abs(f - f0)))
         lipschitz = 2.0 * spread / sigma
         gam = gamma if gamma is not None else 0.25 * float(np.linalg.norm(zm))
-        flipped = int(np.sum(f < 0.5))  # |angle from vertical| < 0.5 rad at the end
         result["sigmas"].append({
             "sigma": sigma, "cost_mean": float(f.mean()), "cost_min": float(f.min()),
-            "cost_max": float(f.max()), "stood_up_frac": flipped / reps,
+            "cost_max": float(f.max()), "stood_up_frac": float(stood.mean()),
             "zobg_mean": zm.tolist(), "zobg_se": z_se.tolist(),
             "fobg_mean": gm.tolist(), "fobg_se": g_se.tolist(),
             "fobg_minus_zobg": diff.tolist(), "fobg_minus_zobg_se": diff_se.tolist(),
@@ -380,14 +507,8 @@ def run_boxflip_study(reps: int | None = None, seed: int = 0, quick: bool = Fals
             "var_zero": var0, "var_first": var1,
             "std_n10": {"zobg": math.sqrt(var0 / 10), "fobg": math.sqrt(var1 / 10)},
             "std_n50": {"zobg": math.sqrt(var0 / 50), "fobg": math.sqrt(var1 / 50)},
-            "fobg_sample_norm_quantiles": dict(zip(
-                ("q10", "q50", "q90", "max"),
-                np.quantile(np.linalg.norm(g, axis=1), [0.1, 0.5, 0.9, 1.0]).tolist(),
-                strict=True)),
-            "zobg_sample_norm_quantiles": dict(zip(
-                ("q10", "q50", "q90", "max"),
-                np.quantile(np.linalg.norm(zs, axis=1), [0.1, 0.5, 0.9, 1.0]).tolist(),
-                strict=True)),
+            "fobg_sample_norm_quantiles": _quantiles(np.linalg.norm(g, axis=1)),
+            "zobg_sample_norm_quantiles": _quantiles(np.linalg.norm(zs, axis=1)),
             "aobg": {"gamma": gam, "lipschitz": lipschitz, "spread": spread,
                      "rule": [_chunks_alpha(zs, g, n, gam, lipschitz, confidence)
                               for n in (10, 50) if n <= reps]},
@@ -401,18 +522,26 @@ def run_boxflip_study(reps: int | None = None, seed: int = 0, quick: bool = Fals
 
 def format_report(res: dict[str, Any]) -> str:
     """Readable summary of :func:`run_boxflip_study`."""
-    nom = res["nominal"]
+    nom, cfg, st = res["nominal"], res["config"], res["station_check"]
+    grid, clock = st["grid"], st["env_clock"]
     lines = [
-        f"Box flip-up (Drake, {res['params']['approximation']} point contact, "
-        f"dt={res['params']['time_step']}s, horizon {res['params']['horizon']}s, "
-        f"d={res['dim']} knot coordinates, {res['reps']} samples per sigma)",
-        f"nominal cost {nom['cost']:.4f}; final box theta {nom['box_final']['theta']:.3f} rad",
+        f"Box flip-up on the env's plant (fingergym.sim.plant, {cfg['contact']} contact, "
+        f"dt={cfg['plant_time_step']}s, horizon {cfg['horizon']}s, d={res['dim']} knot "
+        f"coordinates, {res['reps']} samples per sigma; f = -return)",
+        f"rollout vs make_env ({st['env_steps']} env steps): on the env's clock max |diff| "
+        f"{max(clock.values()):.1e}; on the exact grid positions box "
+        f"{grid['box_position']:.1e} / finger {grid['finger_position']:.1e}, velocities "
+        f"{grid['box_velocity']:.1e} / {grid['finger_velocity']:.1e}, return "
+        f"{grid['return']:.1e} (env steps {st['late_env_steps'][:3]}... end 1 plant step "
+        "late in the env)",
+        f"nominal return {-nom['cost']:.3f}, stood up: {nom['stood_up']}; final box theta "
+        f"{nom['box_final']['theta']:.3f} rad",
         "AutoDiffXd grad        " + np.array2string(np.array(nom["grad_autodiff"]),
                                                       precision=4),
-        "central FD, h=1e-7     " + np.array2string(np.array(nom["grad_central_fd"]),
-                                                      precision=4),
-        "central FD, h=1e-4     " + np.array2string(np.array(nom["grad_central_fd_coarse"]),
-                                                      precision=4),
+        f"central FD, h={nom['fd_step']:.0e}    " + np.array2string(
+            np.array(nom["grad_central_fd"]), precision=4),
+        f"central FD, h={nom['fd_step_coarse']:.0e}    " + np.array2string(
+            np.array(nom["grad_central_fd_coarse"]), precision=4),
     ]
     for s in res["sigmas"]:
         rule = ", ".join(f"N={r['n']}: alpha {r['alpha_mean']:.2f} "
@@ -435,5 +564,6 @@ def format_report(res: dict[str, Any]) -> str:
         ]
     sec = res["seconds"]
     lines.append(f"time: float rollout {sec['float_rollout']:.3f}s, AutoDiffXd rollout "
-                 f"{sec['per_autodiff_rollout']:.3f}s, study {sec['study']:.1f}s")
+                 f"{sec['per_autodiff_rollout']:.3f}s, station check "
+                 f"{sec['station_check']:.2f}s, study {sec['study']:.1f}s")
     return "\n".join(lines)
