@@ -28,6 +28,7 @@ from fingergym.task import (
 )
 
 RENDER_MODES = ("human", "rgb_array", "ansi")
+_STEP_GUARD = 1e-9  # relative: how far short of a step boundary each step stops
 
 
 def action_space() -> gym.spaces.Box:
@@ -57,6 +58,7 @@ class FingerGymEnv(DrakeGymEnv):
         # class attribute shared by every gymnasium.Env; give this instance its own dict first.
         self.metadata = {"render_modes": list(RENDER_MODES), "render_fps": 0}
         self.scenario = scenario
+        self._nominal_step = scenario.episode.step
         self.scaling = ActionScaling.from_scenario(scenario)
         self._station_of = station_of
         super().__init__(
@@ -100,14 +102,25 @@ class FingerGymEnv(DrakeGymEnv):
         # Bad input: a wrong-shaped, NaN or infinite action raises ValueError before anything is
         # applied, so the env stays usable.
         a = check_action(action)
-        obs, reward, terminated, truncated, info = super().step(a)
+        # Upstream rough edge: DrakeGymEnv.step advances to `time + time_step` summed in floating
+        # point (0.1 + 0.1 + 0.1 = 0.30000000000000004), which lands just past or short of the
+        # periodic updates at k * period: some steps then run 11 set-point/plant updates and the
+        # next 9. Advance to just short of the k-th step time instead, so every step runs exactly
+        # the updates in [t_k, t_k+1); an update at the boundary runs at the next step's start.
+        t = self.simulator.get_context().get_time()
+        k = int(round(t / self._nominal_step)) + 1
+        self.time_step = k * self._nominal_step * (1.0 - _STEP_GUARD) - t
+        try:
+            obs, reward, terminated, truncated, info = super().step(a)
+        finally:
+            self.time_step = self._nominal_step
         if not info:  # the simulator faulted; upstream returns an empty info
             info = self._info(self.simulator)
             info["end_reason"] = "simulator_error"
         time = self.simulator.get_context().get_time()
         # Upstream rough edge: the reference reports the time limit as `terminated`; the
         # observation holds no time, so it is a truncation.
-        if time >= self.scenario.episode.time_limit - 1e-9:
+        if time >= self.scenario.episode.time_limit * (1.0 - 2 * _STEP_GUARD):
             truncated = True
             info.setdefault("end_reason", "time_limit")
         # A station may stop the episode early (hardware: the watchdog); that is a truncation.
@@ -144,7 +157,7 @@ class FingerGymEnv(DrakeGymEnv):
         state = diagram.GetOutputPort("state").Eval(context)
         success = is_success(state, self.scenario)
         info: dict[str, Any] = {
-            "sim_time": float(context.get_time()),
+            "sim_time": round(float(context.get_time()), 6),  # steps stop 1e-9 short
             "success": success,
             "is_success": success,  # the key stable-baselines3's callbacks read
             "angle_from_vertical": float(angle_from_vertical(state[2])),

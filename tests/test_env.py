@@ -221,3 +221,15 @@ def test_rgb_array_render():
     frame = env.render()
     assert frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8
     assert frame.std() > 5  # not a blank image
+
+
+def test_every_step_runs_the_same_number_of_updates(env):
+    """Upstream sums `time + time_step` in floating point, so some steps ran 11 updates, some 9."""
+    env.reset(seed=0)
+    counts = []
+    for _ in range(100):
+        before = env.simulator.get_num_discrete_updates()
+        env.step(np.zeros(2, np.float32))
+        counts.append(env.simulator.get_num_discrete_updates() - before)
+    period = env.scenario.controller.period
+    assert set(counts) == {round(env.scenario.episode.step / period)}
