@@ -138,8 +138,8 @@ def test_truncated_and_garbage_refused(trained, tmp_path):
 
 
 def _rewrite(src: Path, dst: Path, edit) -> None:
-    from safetensors.numpy import load_file
     from safetensors import safe_open
+    from safetensors.numpy import load_file
 
     with safe_open(str(src), "np") as f:
         spec = json.loads(f.metadata()[METADATA_KEY])
