@@ -146,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from fingergym.hardware.ros_bridge import HardwareError
 
+    def _terminate(signum, frame):  # SIGTERM (e.g. ros2 launch shutting down): clean up as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     reset_mode = args.reset or ("service" if args.virtual_robot else "prompt")
     log_root = None if args.no_log else (args.log_dir or Path("logs") / (
         "deploy-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")))

@@ -53,6 +53,7 @@ class RosStateSource(LeafSystem):
         self.bridge = bridge
         self._snap: Snapshot | None = None
         self._snap_time = np.nan
+        self._fresh: Snapshot | None = None
         deps = {self.time_ticket()}
         self.DeclareVectorOutputPort("observations", OBS_DIM, self._calc_obs,
                                      prerequisites_of_calc=deps)
@@ -63,14 +64,16 @@ class RosStateSource(LeafSystem):
         t = context.get_time()
         if self._snap is None or self._snap_time != t:
             self._snap, self._snap_time = self.bridge.snapshot(), t
+            self._fresh = self._snap
         return self._snap
 
-    def cached(self, t: float) -> Snapshot | None:
-        """The snapshot the observation at sim time ``t`` was read from, if it was read."""
-        return self._snap if self._snap_time == t else None
+    def take_fresh(self) -> Snapshot | None:
+        """The snapshot read since the last call (the observation a command acts on), once."""
+        fresh, self._fresh = self._fresh, None
+        return fresh
 
     def invalidate(self) -> None:
-        self._snap, self._snap_time = None, np.nan
+        self._snap, self._snap_time, self._fresh = None, np.nan, None
 
     def _calc_obs(self, context: Context, output: BasicVector) -> None:
         output.SetFromVector(self.snapshot(context).obs)
@@ -120,7 +123,8 @@ class CommandSender(LeafSystem):
         self._origin: float | None = None  # monotonic time of sim time 0 (armed)
         self._target = self.DeclareVectorInputPort("target", ACTION_DIM)
         self._sent = self.DeclareDiscreteState(ACTION_DIM)
-        self.DeclarePeriodicPublishEvent(period, 0.0, self._before)
+        # the observation read point: `lead` before each command (sim time = wall time - origin)
+        self.DeclarePeriodicPublishEvent(period, period - self.lead, self._before)
         self.DeclarePeriodicDiscreteUpdateEvent(period, 0.0, self._send)
         self.DeclareStateOutputPort("sent_target", self._sent)
 
@@ -131,7 +135,7 @@ class CommandSender(LeafSystem):
 
     def _before(self, context: Context) -> EventStatus:
         if self._origin is not None:
-            sleep_until(self._origin + context.get_time() - self.lead)
+            sleep_until(self._origin + context.get_time())
         if not self.fault:
             snap = self.bridge.snapshot()
             for name, age in (("joint states", snap.joint_age), ("box pose", snap.pose_age)):
@@ -147,6 +151,7 @@ class CommandSender(LeafSystem):
             now = time.monotonic()
             self._origin = now - t
             self.pacer.start(now)
+            self.state.take_fresh()  # read at reset, before an arbitrary pause: not a latency
         else:
             deadline = self._origin + t
             self.timing.slack.append(deadline - time.monotonic())
@@ -165,12 +170,11 @@ class CommandSender(LeafSystem):
         sent_at = time.monotonic()
         if reason:
             self.reasons[reason] = self.reasons.get(reason, 0) + 1
-        used = self.state.cached(t)  # the observation the policy just acted on
+        used = self.state.take_fresh()  # the observation the policy just acted on, if any
         if used is not None:
             self.timing.joint_to_cmd.append(sent_at - used.joint_arrival)
             self.timing.pose_to_cmd.append(sent_at - used.pose_arrival)
             self.timing.obs_to_cmd.append(sent_at - used.taken)
-            self.state.invalidate()  # count each observation once
         self.timing.sent.append(sent_at)
         discrete.get_mutable_vector(self._sent).SetFromVector(target)
         return EventStatus.Succeeded()
