@@ -224,8 +224,9 @@ class VirtualRobot:
         msg = self._PoseStamped()
         msg.header.stamp.sec, msg.header.stamp.nanosec = _stamp(t_wall)
         msg.header.frame_id = "world"
-        n = self.rng.normal(size=3) * [self.vr.pose_noise_position] * 2 + [0.0]
-        n[2] = self.rng.normal() * self.vr.pose_noise_angle
+        vr = self.vr
+        n = self.rng.normal(size=3) * [vr.pose_noise_position, vr.pose_noise_position,
+                                       vr.pose_noise_angle]
         msg.pose.position.x = float(state[0] + n[0])
         msg.pose.position.y = 0.0
         msg.pose.position.z = float(state[1] + n[1])

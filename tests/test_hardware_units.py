@@ -135,3 +135,22 @@ def test_sim_estimated_box_velocity_switch(scenario):
     err = np.abs(err)
     assert err.max() > 1e-4  # really estimated (sampled at 60 Hz, lagging) ...
     assert np.median(err[:, :2]) < 0.05 and np.median(err[:, 2]) < 0.5  # ... and close
+
+
+def test_virtual_robot_help_lists_the_sim_to_real_knobs():
+    from fingergym.hardware.virtual_robot import build_parser
+
+    text = build_parser().format_help()
+    for flag in ("--command-latency", "--box-pose-latency", "--jitter", "--pose-noise-position",
+                 "--drop-rate", "--friction-scale", "--box-mass-scale", "--mock", "--config"):
+        assert flag in text
+
+
+def test_deploy_refuses_pickles_before_touching_ros(tmp_path, capsys):
+    pytest.importorskip("fingergym.policies.runner")
+    from fingergym.cli import main
+
+    bad = tmp_path / "policy.safetensors"
+    bad.write_bytes(b"\x80\x04\x95" + b"\x00" * 64)  # a pickle, whatever the name says
+    assert main(["deploy", "--policy", str(bad), "--episodes", "1"]) == 2
+    assert "refusing" in capsys.readouterr().out
