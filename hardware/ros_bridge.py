@@ -30,6 +30,7 @@ from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 
 from fingergym.hardware.config import HardwareConfig, QosSpec
+from fingergym.hardware.pacing import use_realtime_priority
 from fingergym.hardware.velocity import PoseVelocityEstimator, planar_angle, window_velocity
 
 RawHook = Callable[[str, str, object, int], None]
@@ -46,6 +47,15 @@ def qos_profile(spec: QosSpec) -> QoSProfile:
                      else ReliabilityPolicy.BEST_EFFORT),
         durability=(DurabilityPolicy.TRANSIENT_LOCAL if spec.durability == "transient_local"
                     else DurabilityPolicy.VOLATILE))
+
+
+def _fifo_priority() -> int:
+    """SCHED_FIFO priority of the calling thread (0 if it is not real-time)."""
+    try:
+        policy = os.sched_getscheduler(0) & ~getattr(os, "SCHED_RESET_ON_FORK", 0)
+        return os.sched_getparam(0).sched_priority if policy == os.SCHED_FIFO else 0
+    except (AttributeError, OSError):
+        return 0
 
 
 def stamp_to_sec(stamp) -> float:
@@ -119,11 +129,17 @@ class RosBridge:
         self.counts = {"joint_states": 0, "box_pose": 0, "commands": 0, "bad_joint_states": 0}
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self.node)
+        # A real-time caller (see pacing.use_realtime_priority) gets its callbacks served one
+        # priority below it: a preempted callback thread holding the lock or the GIL would
+        # otherwise stall the control thread.
+        self._priority = _fifo_priority()
         self._thread = threading.Thread(target=self._spin, name="ros-bridge", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ executor thread
     def _spin(self) -> None:
+        if self._priority > 1:
+            use_realtime_priority(self._priority - 1)
         try:
             while self.context.ok():
                 self._executor.spin_once(timeout_sec=0.05)
