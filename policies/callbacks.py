@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -71,6 +72,35 @@ class SnapshotCallback(BaseCallback):
             save_snapshot(self.model, self.vecnorm, self.dir / f"step_{self.num_timesteps}")
             self._next += self.freq
         return True
+
+
+class StopOnInterrupt(BaseCallback):
+    """Ctrl-C (SIGINT) stops training at the next env step instead of raising mid-rollout.
+
+    A KeyboardInterrupt raised while the main process waits on SubprocVecEnv pipes can leave a
+    half-read message behind, and closing the workers then hangs. This callback turns the first
+    SIGINT into a flag checked at every step (``learn()`` returns normally, ``interrupted`` is
+    set); a second SIGINT raises KeyboardInterrupt as usual.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.interrupted = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        self.interrupted = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+
+    def _on_training_start(self) -> None:
+        self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def _on_step(self) -> bool:
+        return not self.interrupted
+
+    def _on_training_end(self) -> None:
+        if signal.getsignal(signal.SIGINT) == self._handler:
+            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
 
 
 class HeldOutEvalCallback(BaseCallback):

@@ -150,6 +150,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
     from fingergym.policies.callbacks import (
         HeldOutEvalCallback,
         SnapshotCallback,
+        StopOnInterrupt,
         plot_learning_curve,
         save_snapshot,
     )
@@ -159,10 +160,9 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
     n_envs = cfg.env.n_envs or os.cpu_count() or 1
     meta = write_run_files(run_dir, cfg, argv or [])
     t_start = time.perf_counter()
-    eval_json = run_dir / "eval.json"
-    if resume is not None and eval_json.exists():
-        rows = json.loads(eval_json.read_text())
-        t_start -= rows[-1]["wall_s"] if rows else 0.0
+    if resume is not None and (run_dir / "summary.json").exists():
+        # the wall clock continues from where the previous start ended
+        t_start -= json.loads((run_dir / "summary.json").read_text()).get("wall_s") or 0.0
 
     venv = make_vec_env(cfg, n_envs, subprocess_envs=subprocess_envs)
     n = cfg.normalize
@@ -191,7 +191,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
         evaluator = HeldOutEvalCallback(run_dir, cfg.eval_scenario(), vecnorm, freq=e.freq,
                                         episodes=e.episodes, seed=e.seed, t_start=t_start)
         evaluator.verbose = 1
-        callbacks = [evaluator]
+        stopper = StopOnInterrupt()
+        callbacks = [stopper, evaluator]
         if cfg.checkpoint_freq:
             callbacks.append(SnapshotCallback(run_dir, cfg.checkpoint_freq, vecnorm))
         if resume is None and warm is not None:
@@ -204,8 +205,10 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
             if remaining > 0:
                 model.learn(remaining, callback=CallbackList(callbacks), tb_log_name="ppo",
                             reset_num_timesteps=False, progress_bar=progress_bar)
+            interrupted = stopper.interrupted
         except KeyboardInterrupt:
             interrupted = True
+        if interrupted:
             path = save_snapshot(model, vecnorm, run_dir / "interrupted")
             log(f"\ninterrupted at {model.num_timesteps} steps; saved {path} "
                 f"(resume: fingergym train --resume {run_dir})")

@@ -145,3 +145,46 @@ def test_keyboard_interrupt_saves_snapshot(tmp_path, monkeypatch):
     assert latest_snapshot(tmp_path) == tmp_path / "interrupted.zip"
     assert not (tmp_path / "final.zip").exists()
     assert isinstance(Path(summary["run_dir"]), Path)
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_real_run(tmp_path):
+    """SIGINT to the whole process group (what a terminal's Ctrl-C does) mid-training: the
+    workers ignore it, the trainer saves `interrupted` and exits 130, no process is left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fingergym.cli", "train", "--run-dir", str(run_dir),
+         "--total-timesteps", "1000000", "--n-envs", "2", "--no-progress",
+         "--set", "warm_start.episodes=0", "--set", "eval.freq=0", "--set", "ppo.n_steps=128"],
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(run_dir.glob("tb/ppo_*")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(3)  # inside learn()
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, out
+    assert "interrupted at" in out
+    assert (run_dir / "interrupted.zip").exists()
+    assert (run_dir / "interrupted_vecnormalize.pkl").exists()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["interrupted"] and summary["timesteps"] > 0
+    deadline = time.monotonic() + 15  # the workers (and multiprocessing helpers) exit too
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("processes of the interrupted run are still alive")
