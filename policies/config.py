@@ -137,8 +137,9 @@ def _check(cfg: TrainConfig, source: str) -> None:
             raise ScenarioError(f"{source}: policy.{name}: layer sizes must be >= 1")
     if not isinstance(cfg.env.overrides, dict):
         raise ScenarioError(f"{source}: env.overrides: expected a mapping")
-    if cfg.ppo.batch_size > cfg.ppo.n_steps * max(cfg.env.n_envs, 1) * 64:
-        raise ScenarioError(f"{source}: ppo.batch_size: larger than a rollout")
+    if cfg.env.n_envs and cfg.ppo.batch_size > cfg.ppo.n_steps * cfg.env.n_envs:
+        raise ScenarioError(f"{source}: ppo.batch_size: {cfg.ppo.batch_size} is larger than a "
+                            f"rollout (ppo.n_steps x env.n_envs)")
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:

@@ -181,6 +181,8 @@ class Policy:
         if obs.shape[-1:] != (OBS_DIM,) or obs.ndim > 2:
             raise ValueError(f"observation must have shape ({OBS_DIM},) or (N, {OBS_DIM}), "
                              f"got {obs.shape}")
+        if not np.all(np.isfinite(obs)):
+            raise ValueError(f"observation must be finite, got {obs.tolist()}")
         x = self.normalize(obs)
         for w, b, act in self._layers:
             x = x @ w.T + b

@@ -88,6 +88,8 @@ def test_runner_rejects_wrong_obs_shape(trained):
     _, _, policy = trained
     with pytest.raises(ValueError, match="shape"):
         policy(np.zeros(9, dtype=np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        policy(np.full(10, np.nan, dtype=np.float32))
 
 
 class _Payload:

@@ -40,6 +40,7 @@ def test_default_config_loads():
     ({"env": {"overrides": {"randomization.box_x": [0.5, 0.1]}}}, "randomization.box_x"),
     ({"env": {"overrides": {"no.such": 1}}}, "env.overrides"),
     ({"bogus": 1}, "bogus"),
+    ({"ppo": {"batch_size": 4096}, "env": {"n_envs": 2}}, "ppo.batch_size"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, data, key):
     path = tmp_path / "train.yaml"
