@@ -21,6 +21,7 @@ policy runs in that gap, and the command carrying the new action leaves on time.
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 
@@ -301,6 +302,10 @@ class HardwareStation:
         """The env's reset handler: home the finger (no randomized reset on hardware)."""
         self.go_home()
         self.settle()
+        # A full garbage collection stalls the process for tens of ms: do it now, and freeze
+        # what survives so collections during the episode stay small.
+        gc.collect()
+        gc.freeze()
         self.sender.disarm()
         self.state_source.invalidate()
 
