@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -185,6 +186,7 @@ def main() -> int:
         "reference_pacer_jitter_p50_ms": ref["jitter_p50_ms"],
         "reference_pacer_jitter_p99_ms": ref["jitter_p99_ms"],
         "reference_pacer_normal_priority_jitter_p99_ms": ref_normal["jitter_p99_ms"],
+        "load_average_1min_at_end": os.getloadavg()[0], "cpus": os.cpu_count(),
         "robot_episodes": len(wins), "robot_success": robot_rate,
         "sim_matched_success": float(matched), "sim_randomized_success": randomized,
         "sim_randomized_episodes": args.sim_episodes, "robot_alive_at_end": robot_alive,
