@@ -144,8 +144,10 @@ class VirtualRobot:
 
         self.scenario, self.config, self.vr = scenario, config, config.virtual_robot
         self.verbose = verbose
-        self.rng = np.random.default_rng(self.vr.seed)
-        self.physics = (MockPhysics if mock else Physics)(scenario, self.vr, self.rng)
+        self.rng = np.random.default_rng(self.vr.seed)  # noise, drops, jitter
+        # box starts from their own stream: the same sequence whatever the timing did
+        self.physics = (MockPhysics if mock else Physics)(
+            scenario, self.vr, np.random.default_rng([self.vr.seed, 1]))
         if not mock:
             self.physics.reset_box()
         self._JointState, self._PoseStamped = JointState, PoseStamped
