@@ -19,14 +19,14 @@ The launch ends when deploy exits. Keep this file thin: behaviour lives in the c
 
 import time
 
-from fingergym.hardware.config import default_hardware_config_path
-from fingergym.policies.runner import shipped_policy_path
 from launch.actions import DeclareLaunchArgument, EmitEvent, ExecuteProcess, RegisterEventHandler
 from launch.conditions import IfCondition, UnlessCondition
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 
+from fingergym.hardware.config import default_hardware_config_path
+from fingergym.policies.runner import shipped_policy_path
 from fingergym.scenario import default_scenario_path
 from launch import LaunchDescription
 

@@ -31,9 +31,8 @@ def procs(domain):
 
 
 def make_hw_env(domain: int, **config_changes):
-    from fingergym.hardware.config import hardware_config_from_dict
-
     from fingergym.env import make_env
+    from fingergym.hardware.config import hardware_config_from_dict
     from fingergym.scenario import to_dict
 
     data = to_dict(load_hardware_config())

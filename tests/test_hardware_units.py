@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+
 from fingergym.hardware.config import hardware_config_from_dict, load_hardware_config
 from fingergym.hardware.pacing import Pacer
 from fingergym.hardware.safety import SafetyFilter
@@ -16,7 +17,6 @@ from fingergym.hardware.velocity import (
     planar_quaternion,
     window_velocity,
 )
-
 from fingergym.scenario import ScenarioError, load_scenario
 from fingergym.task import ActionScaling
 
@@ -119,9 +119,8 @@ def test_window_velocity_is_least_squares_slope():
 
 def test_sim_estimated_box_velocity_switch(scenario):
     """observation.box_velocity: estimated gives the hardware pipeline in sim; exact is default."""
-    from fingergym.sim.scripted import ScriptedFlip
-
     from fingergym.env import make_env
+    from fingergym.sim.scripted import ScriptedFlip
 
     assert scenario.observation.box_velocity == "exact"
     s = scenario.replace(**{"observation.box_velocity": "estimated"})
