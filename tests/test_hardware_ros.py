@@ -132,6 +132,12 @@ def test_estop_freezes_commands_and_nan_never_reaches_the_topic(domain, procs):
         assert np.all(np.hypot(*np.diff(moving, axis=0).T) <= 0.03 + 1e-9)
         # ... and never reached the topic, engaged or not
         assert np.all(np.isfinite(np.array([d for _, d in spy.commands])))
+        # homing under the e-stop gives up with the reason
+        spy.estop(True)
+        time.sleep(0.05)
+        env.station.config.home.timeout = 0.5
+        with pytest.raises(HardwareError, match="e-stop is engaged"):
+            env.reset()
     finally:
         env.close()
         spy.close()
