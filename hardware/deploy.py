@@ -121,7 +121,8 @@ def reset_box(mode: str, station, out: _Out, wait: float) -> None:
     if mode == "service":
         out.say(f"  box reset: {station.bridge.call_reset_box()}")
     elif mode == "prompt":
-        input("  Put the box flat in the bin, clear of the finger, then press Enter... ")
+        out.say("  Put the box flat in the bin, clear of the finger, then press Enter...")
+        input()
     else:
         out.say(f"  reset the box now: starting in {wait:.0f} s")
         time.sleep(wait)
