@@ -303,7 +303,9 @@ class HardwareStation:
         self.go_home()
         self.settle()
         # A full garbage collection stalls the process for tens of ms: do it now, and freeze
-        # what survives so collections during the episode stay small.
+        # what survives so collections during the episode stay small (unfrozen first, so what
+        # the last episode left behind is still collected).
+        gc.unfreeze()
         gc.collect()
         gc.freeze()
         self.sender.disarm()
