@@ -12,6 +12,7 @@ a watchdog stop ends the episode as ``truncated`` with ``info["end_reason"]``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from pydrake.systems.analysis import Simulator
@@ -39,6 +40,10 @@ def make_hardware_env(scenario: Scenario | str | Path | None = None, *,
     """
     scenario = as_scenario(scenario)
     config = as_hardware_config(config)
+    if abs(config.command_period - scenario.controller.period) > 1e-9:
+        warnings.warn(f"{config.source}: command.rate {config.command.rate:g} Hz differs from "
+                      f"the scenario's controller.period {scenario.controller.period:g} s (the "
+                      f"set-point rate the policy was trained with)", stacklevel=2)
     if render_mode not in (None, "ansi"):
         raise ValueError(f"hardware mode renders only 'ansi' (got {render_mode!r}); watch the "
                          f"robot, or replay the episode's log in sim to render it")
