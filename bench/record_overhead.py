@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from fingergym.env import make_env
 from fingergym.replay import topics as T
 from fingergym.replay.recorder import EpisodeRecorder
 from fingergym.replay.sim_log import RecordEpisodes
 from fingergym.sim.scripted import ScriptedFlip
-
-from fingergym.env import make_env
 
 
 def episode_step_times(env, script, seed: int) -> list[float]:

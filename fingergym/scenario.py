@@ -54,7 +54,7 @@ class FingerParams:
     mass: float = _f(1.0, 0.0, 100.0, lo_open=True)
     x_limits: list[float] = _f([-0.3, 0.3], doc="prismatic joint x limits")
     z_limits: list[float] = _f([0.0, 0.5], doc="prismatic joint z limits")
-    home: list[float] = _f([0.0, 0.15], point=True, doc="home position (x, z), inside the workspace")
+    home: list[float] = _f([0.0, 0.15], point=True, doc="home (x, z), inside the workspace")
 
 
 @dataclass

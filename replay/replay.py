@@ -76,10 +76,10 @@ def episode_params_for(ep: Episode, scenario: Scenario, overrides: dict[str, flo
 
 def replay_env(scenario: Scenario, params):
     """A FingerGymEnv whose every reset builds the station from ``params`` (no randomization)."""
-    from fingergym.sim.station import build_sim_station
     from pydrake.systems.analysis import Simulator
 
     from fingergym.env import FingerGymEnv
+    from fingergym.sim.station import build_sim_station
 
     stations: dict[int, Any] = {}
 

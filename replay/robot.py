@@ -67,6 +67,7 @@ def replay_on_robot(ep: Episode, *, scenario: Scenario | None = None, virtual: b
                     config=None, log_dir: Path | None = None, reset: str | None = None,
                     robot_args: list[str] | None = None, say=print) -> RobotReplay:
     """Send ``ep``'s logged actions to the robot (or a virtual robot) through the safety layer."""
+    from fingergym.env import make_env
     from fingergym.hardware.config import as_hardware_config
     from fingergym.hardware.deploy import (
         open_recorder,
@@ -74,8 +75,6 @@ def replay_on_robot(ep: Episode, *, scenario: Scenario | None = None, virtual: b
         start_virtual_robot,
         stop_process,
     )
-
-    from fingergym.env import make_env
 
     logged = ep.scenario
     if scenario is None:

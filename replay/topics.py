@@ -18,10 +18,10 @@ recorded as received on the robot and synthesized from the sim state in sim.
 from __future__ import annotations
 
 import numpy as np
-from fingergym.hardware.velocity import planar_quaternion  # the /box/pose convention
 from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_typestore
 
+from fingergym.hardware.velocity import planar_quaternion  # the /box/pose convention
 from fingergym.task import OBS_NAMES
 
 FORMAT = "fingergym-episode/1"

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from fingergym.sim.params import EpisodeParams
 from pydrake.geometry import (
     AddCompliantHydroelasticProperties,
     AddContactMaterial,
@@ -44,6 +43,7 @@ from pydrake.systems.controllers import InverseDynamicsController
 from pydrake.systems.framework import DiagramBuilder
 
 from fingergym.scenario import Scenario
+from fingergym.sim.params import EpisodeParams
 
 BOX_COLOR = [0.45, 0.55, 0.9, 1.0]
 FINGER_COLOR = [0.9, 0.45, 0.4, 1.0]

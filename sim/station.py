@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from fingergym.sim.params import EpisodeParams
-from fingergym.sim.plant import add_box_flipup_plant, add_finger_controller
 from pydrake.common import RandomDistribution
 from pydrake.geometry import (
     ClippingRange,
@@ -52,6 +50,8 @@ from pydrake.systems.primitives import (
 from pydrake.systems.sensors import CameraInfo, RgbdSensor
 
 from fingergym.scenario import Scenario
+from fingergym.sim.params import EpisodeParams
+from fingergym.sim.plant import add_box_flipup_plant, add_finger_controller
 from fingergym.task import ACTION_DIM, OBS_DIM, ActionScaling, RewardSystem
 
 RENDER_SIZE = (480, 320)  # width, height of rgb_array frames

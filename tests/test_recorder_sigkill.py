@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import numpy as np
+
 from fingergym.replay.reader import read_episode
 
 CHILD = textwrap.dedent("""

@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from mcap.reader import make_reader
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+from fingergym.env import make_env
 from fingergym.replay import topics as T
 from fingergym.replay.reader import BagError, read_episode
 from fingergym.replay.recorder import EpisodeRecorder
 from fingergym.replay.replay import format_sim_report, replay_in_sim
 from fingergym.replay.sim_log import RecordEpisodes
 from fingergym.sim.scripted import ScriptedFlip
-from mcap.reader import make_reader
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
-
-from fingergym.env import make_env
 from fingergym.task import OBS_NAMES
 
 SEED = 4

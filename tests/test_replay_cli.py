@@ -7,12 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
-from fingergym.replay.reader import read_episode
-from fingergym.replay.sim_log import RecordEpisodes
-from fingergym.sim.scripted import ScriptedFlip
 
 from fingergym.cli import main
 from fingergym.env import make_env
+from fingergym.replay.reader import read_episode
+from fingergym.replay.sim_log import RecordEpisodes
+from fingergym.sim.scripted import ScriptedFlip
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +70,9 @@ def test_replay_cli_errors(tmp_path, capsys):
 
 
 def test_meshcat_playback(log_dir):
-    from fingergym.replay.meshcat_view import TARGET_PATH, show_episode
     from pydrake.geometry import StartMeshcat
+
+    from fingergym.replay.meshcat_view import TARGET_PATH, show_episode
 
     ep = read_episode(log_dir[1][0])
     meshcat = show_episode(ep, speed=1000.0, meshcat=StartMeshcat())

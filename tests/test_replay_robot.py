@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
+
+from fingergym.env import make_env
 from fingergym.replay.reader import read_episode
 from fingergym.replay.recorder import EpisodeRecorder
 from fingergym.sim.scripted import ScriptedFlip
-
-from fingergym.env import make_env
 
 STEPS = 8  # 0.8 s of robot time: the test is mostly process start-up
 
@@ -39,7 +37,9 @@ def test_replay_on_virtual_robot(short_bag, tmp_path, monkeypatch, capfd):
     from fingergym.cli import main
 
     # Isolated from other tests' ROS traffic (the virtual robot inherits the environment).
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    from fingergym.hardware.testing import unique_domain_id
+
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(unique_domain_id("test_replay_on_virtual_robot")))
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     out_dir = tmp_path / "replays"
     code = main(["replay", str(short_bag), "--on-robot", "--virtual-robot",
