@@ -118,7 +118,7 @@ class ObservationParams:
 
     box_velocity: str = _f("exact", choices=("exact", "estimated"),
                            doc="sim: exact plant velocity, or estimated from poses sampled at "
-                               "pose_rate as on hardware (fingergym.hardware.velocity)")
+                               "pose_rate as on hardware (fingergym.observation)")
     pose_rate: float = _f(60.0, 1.0, 1000.0, doc="box pose (tracker) rate for the estimate [Hz]")
     velocity_window: float = _f(0.06, 0.0, 1.0, lo_open=True,
                                 doc="poses of the last window seconds are fitted [s]")

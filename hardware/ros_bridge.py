@@ -31,7 +31,7 @@ from std_srvs.srv import Trigger
 
 from fingergym.hardware.config import HardwareConfig, QosSpec
 from fingergym.hardware.pacing import use_realtime_priority
-from fingergym.hardware.velocity import PoseVelocityEstimator, planar_angle, window_velocity
+from fingergym.observation import PoseVelocityEstimator, planar_angle, window_velocity
 
 RawHook = Callable[[str, str, object, int], None]
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from fingergym.hardware.config import HardwareConfig, VirtualRobotParams, as_hardware_config
 from fingergym.hardware.pacing import Pacer, use_realtime_priority
-from fingergym.hardware.velocity import planar_quaternion
+from fingergym.observation import planar_quaternion
 from fingergym.scenario import Scenario, as_scenario
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_typestore
 
-from fingergym.hardware.velocity import planar_quaternion  # the /box/pose convention
+from fingergym.observation import planar_quaternion  # the /box/pose convention
 from fingergym.task import OBS_NAMES
 
 FORMAT = "fingergym-episode/1"

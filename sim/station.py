@@ -137,7 +137,7 @@ def build_sim_station(scenario: Scenario, params: EpisodeParams, *,
     builder.Connect(plant.get_state_output_port(), state.get_input_port())
     observed = state.get_output_port()
     if scenario.observation.box_velocity == "estimated":  # as on hardware; default: exact
-        from fingergym.hardware.velocity import EstimatedBoxVelocity
+        from fingergym.observation import EstimatedBoxVelocity
 
         estimator = builder.AddSystem(EstimatedBoxVelocity(scenario.observation.pose_rate,
                                                            scenario.observation.velocity_window))

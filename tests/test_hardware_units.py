@@ -11,7 +11,7 @@ import pytest
 from fingergym.hardware.config import hardware_config_from_dict, load_hardware_config
 from fingergym.hardware.pacing import Pacer
 from fingergym.hardware.safety import SafetyFilter
-from fingergym.hardware.velocity import (
+from fingergym.observation import (
     PoseVelocityEstimator,
     planar_angle,
     planar_quaternion,

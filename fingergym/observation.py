@@ -1,4 +1,4 @@
-"""Box velocity from poses: the estimator used on hardware, and available in sim.
+"""The observation pipeline shared by sim and hardware: box velocity from poses, pose convention.
 
 A tracker gives box poses (x, z, theta) at a modest rate with noise; the policy's observation
 needs the box velocity (vx, vz, omega). :func:`window_velocity` fits a straight line to the
