@@ -14,7 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydrake.systems.framework import BasicVector, Context, LeafSystem
+from pydrake.systems.framework import (
+    BasicVector,
+    Context,
+    DiagramBuilder,
+    InputPort,
+    LeafSystem,
+    OutputPort,
+)
+from pydrake.systems.primitives import AffineSystem, Saturation
 
 from fingergym.scenario import Scenario, workspace_bounds
 
@@ -93,6 +101,22 @@ class ActionScaling:
     def clamp_target(self, target: np.ndarray) -> np.ndarray:
         """Project a target [m] onto the reachable workspace."""
         return np.clip(np.asarray(target, dtype=float), self.low, self.high)
+
+
+def add_action_scaling(builder: DiagramBuilder,
+                       scaling: ActionScaling) -> tuple[InputPort, OutputPort]:
+    """:meth:`ActionScaling.to_target` as Drake systems (saturate, then the affine map).
+
+    Returns the ``actions`` input ([-1, 1]^2) to export and the ``target`` output [m]; every
+    station uses this, so sim and hardware map actions identically.
+    """
+    saturation = builder.AddSystem(Saturation(-np.ones(ACTION_DIM), np.ones(ACTION_DIM)))
+    to_target = builder.AddSystem(AffineSystem(
+        A=np.zeros((0, 0)), B=np.zeros((0, ACTION_DIM)), f0=np.zeros(0),
+        C=np.zeros((ACTION_DIM, 0)), D=np.diag(scaling.half_range), y0=scaling.center))
+    to_target.set_name("action_to_target")
+    builder.Connect(saturation.get_output_port(), to_target.get_input_port())
+    return saturation.get_input_port(), to_target.get_output_port()
 
 
 def check_action(action: object) -> np.ndarray:

@@ -36,14 +36,13 @@ from pydrake.systems.framework import (
     EventStatus,
     LeafSystem,
 )
-from pydrake.systems.primitives import AffineSystem, Saturation
 
 from fingergym.hardware.config import HardwareConfig
 from fingergym.hardware.pacing import Pacer, sleep_until
 from fingergym.hardware.ros_bridge import HardwareError, RosBridge, Snapshot, domain_hint
 from fingergym.hardware.safety import SafetyFilter
 from fingergym.scenario import Scenario
-from fingergym.task import ACTION_DIM, OBS_DIM, ActionScaling, RewardSystem
+from fingergym.task import ACTION_DIM, OBS_DIM, ActionScaling, RewardSystem, add_action_scaling
 
 
 class RosStateSource(LeafSystem):
@@ -320,13 +319,8 @@ def build_hardware_station(scenario: Scenario, config: HardwareConfig,
     safety = SafetyFilter(scaling, config.safety.max_step)
 
     # actions [-1, 1]^2 -> saturate -> affine map onto the workspace: as in the sim station.
-    saturation = builder.AddSystem(Saturation(-np.ones(ACTION_DIM), np.ones(ACTION_DIM)))
-    to_target = builder.AddSystem(AffineSystem(
-        A=np.zeros((0, 0)), B=np.zeros((0, ACTION_DIM)), f0=np.zeros(0),
-        C=np.zeros((ACTION_DIM, 0)), D=np.diag(scaling.half_range), y0=scaling.center))
-    to_target.set_name("action_to_target")
-    builder.Connect(saturation.get_output_port(), to_target.get_input_port())
-    builder.ExportInput(saturation.get_input_port(), "actions")
+    actions, target = add_action_scaling(builder, scaling)
+    builder.ExportInput(actions, "actions")
 
     source = builder.AddSystem(RosStateSource(bridge))
     source.set_name("ros_state_source")
@@ -334,16 +328,16 @@ def build_hardware_station(scenario: Scenario, config: HardwareConfig,
                                              config.safety.watchdog_age,
                                              config.command.observation_lead))
     sender.set_name("ros_command_sender")
-    builder.Connect(to_target.get_output_port(), sender.get_input_port())
+    builder.Connect(target, sender.get_input_port())
 
     reward = builder.AddSystem(RewardSystem(scenario))
     builder.Connect(source.GetOutputPort("observations"), reward.GetInputPort("state"))
-    builder.Connect(to_target.get_output_port(), reward.GetInputPort("target"))
+    builder.Connect(target, reward.GetInputPort("target"))
     builder.ExportOutput(source.GetOutputPort("observations"), "observations")
     builder.ExportOutput(reward.GetOutputPort("reward"), "reward")
     builder.ExportOutput(reward.GetOutputPort("success"), "success")
     builder.ExportOutput(source.GetOutputPort("observations"), "state")
-    builder.ExportOutput(to_target.get_output_port(), "target")
+    builder.ExportOutput(target, "target")
     builder.ExportOutput(sender.GetOutputPort("sent_target"), "sent_target")
     builder.ExportOutput(source.GetOutputPort("message_age"), "message_age")
     diagram = builder.Build()

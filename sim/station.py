@@ -37,14 +37,12 @@ from pydrake.systems.analysis import Simulator
 from pydrake.systems.framework import Context, Diagram, DiagramBuilder
 from pydrake.systems.primitives import (
     Adder,
-    AffineSystem,
     ConstantVectorSource,
     DiscreteTimeDelay,
     Gain,
     MatrixGain,
     Multiplexer,
     RandomSource,
-    Saturation,
     ZeroOrderHold,
 )
 from pydrake.systems.sensors import CameraInfo, RgbdSensor
@@ -52,7 +50,7 @@ from pydrake.systems.sensors import CameraInfo, RgbdSensor
 from fingergym.scenario import Scenario
 from fingergym.sim.params import EpisodeParams
 from fingergym.sim.plant import add_box_flipup_plant, add_finger_controller
-from fingergym.task import ACTION_DIM, OBS_DIM, ActionScaling, RewardSystem
+from fingergym.task import ACTION_DIM, OBS_DIM, ActionScaling, RewardSystem, add_action_scaling
 
 RENDER_SIZE = (480, 320)  # width, height of rgb_array frames
 
@@ -110,12 +108,7 @@ def build_sim_station(scenario: Scenario, params: EpisodeParams, *,
     scaling = ActionScaling.from_scenario(scenario)
 
     # actions [-1, 1]^2 -> saturate -> affine map onto the workspace -> held/delayed set-point.
-    saturation = builder.AddSystem(Saturation(-np.ones(ACTION_DIM), np.ones(ACTION_DIM)))
-    to_target = builder.AddSystem(AffineSystem(
-        A=np.zeros((0, 0)), B=np.zeros((0, ACTION_DIM)), f0=np.zeros(0),
-        C=np.zeros((ACTION_DIM, 0)), D=np.diag(scaling.half_range), y0=scaling.center))
-    to_target.set_name("action_to_target")
-    builder.Connect(saturation.get_output_port(), to_target.get_input_port())
+    actions, target = add_action_scaling(builder, scaling)
     period = scenario.controller.period
     if params.action_delay_periods > 0:
         hold = builder.AddSystem(DiscreteTimeDelay(period, params.action_delay_periods,
@@ -123,13 +116,13 @@ def build_sim_station(scenario: Scenario, params: EpisodeParams, *,
     else:
         hold = builder.AddSystem(ZeroOrderHold(period, ACTION_DIM))
     hold.set_name("setpoint_hold")
-    builder.Connect(to_target.get_output_port(), hold.get_input_port())
+    builder.Connect(target, hold.get_input_port())
     desired = builder.AddSystem(Multiplexer([ACTION_DIM, ACTION_DIM]))
     zero_velocity = builder.AddSystem(ConstantVectorSource(np.zeros(ACTION_DIM)))
     builder.Connect(hold.get_output_port(), desired.get_input_port(0))
     builder.Connect(zero_velocity.get_output_port(), desired.get_input_port(1))
     builder.Connect(desired.get_output_port(), controller.get_input_port_desired_state())
-    builder.ExportInput(saturation.get_input_port(), "actions")
+    builder.ExportInput(actions, "actions")
 
     # True state in the observation layout; observations add Gaussian noise when configured.
     state = builder.AddSystem(MatrixGain(handles.state_permutation))
@@ -158,11 +151,11 @@ def build_sim_station(scenario: Scenario, params: EpisodeParams, *,
 
     reward = builder.AddSystem(RewardSystem(scenario))
     builder.Connect(state.get_output_port(), reward.GetInputPort("state"))
-    builder.Connect(to_target.get_output_port(), reward.GetInputPort("target"))
+    builder.Connect(target, reward.GetInputPort("target"))
     builder.ExportOutput(reward.GetOutputPort("reward"), "reward")
     builder.ExportOutput(reward.GetOutputPort("success"), "success")
     builder.ExportOutput(state.get_output_port(), "state")
-    builder.ExportOutput(to_target.get_output_port(), "target")
+    builder.ExportOutput(target, "target")
 
     if meshcat is not None:
         add_meshcat(builder, handles.scene_graph, plant, meshcat, scenario)
