@@ -35,6 +35,8 @@ class EnvConfig:
 @dataclass
 class PPOConfig:
     learning_rate: float = _f(3e-4, 0.0, 1.0, lo_open=True)
+    lr_schedule: str = _f("constant", choices=("constant", "linear"),
+                          doc="linear: decays to 0 at total_timesteps")
     n_steps: int = _f(1024, 8, 1_000_000, doc="rollout steps per env per update")
     batch_size: int = _f(256, 2, 1_000_000)
     n_epochs: int = _f(10, 1, 1000)

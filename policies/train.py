@@ -121,6 +121,10 @@ def run_dir_of(snapshot: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------- training
+def _linear(initial: float, progress_remaining: float) -> float:
+    return initial * progress_remaining
+
+
 def build_model(cfg: TrainConfig, venv, run_dir: Path):
     """A fresh PPO model on ``venv`` from the config."""
     import torch
@@ -128,7 +132,10 @@ def build_model(cfg: TrainConfig, venv, run_dir: Path):
 
     act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[cfg.policy.activation]
     p = cfg.ppo
-    return PPO("MlpPolicy", venv, learning_rate=p.learning_rate, n_steps=p.n_steps,
+    # SB3 calls a schedule with the remaining progress (1 at the start, 0 at the end).
+    lr = (p.learning_rate if p.lr_schedule == "constant"
+          else functools.partial(_linear, p.learning_rate))
+    return PPO("MlpPolicy", venv, learning_rate=lr, n_steps=p.n_steps,
                batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma,
                gae_lambda=p.gae_lambda, clip_range=p.clip_range, ent_coef=p.ent_coef,
                vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
