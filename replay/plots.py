@@ -64,7 +64,8 @@ def plot_episode(ep: Episode, out: str | Path, replay: SimReplay | None = None,
     ax.set_ylabel("action (applied)")
 
     ax = axes[4]
-    ax.plot(t, ep.reward, color="C7", label="logged", **logged)
+    # A row's reward is computed at the end of its step (the observation at its start).
+    ax.plot(t + step, ep.reward, color="C7", label="logged", **logged)
     if replay is not None:
         ax.plot(rt[1:], replay.reward, color="C7", label="replayed", **replayed)
     ax.set_ylabel("reward")
