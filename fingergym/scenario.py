@@ -273,18 +273,23 @@ def default_scenario_path() -> Path:
     return Path(str(resources.files("fingergym.configs").joinpath(DEFAULT_SCENARIO)))
 
 
-def load_scenario(path: str | Path | None = None) -> Scenario:
-    """Load and validate a scenario YAML file (``None``: the shipped default)."""
-    path = Path(path) if path is not None else default_scenario_path()
+def read_yaml(path: Path, what: str) -> dict[str, Any]:
+    """A YAML config file as a dict (empty file: ``{}``); errors name the file."""
     try:
         text = path.read_text()
     except OSError as e:
-        raise ScenarioError(f"{path}: cannot read scenario file: {e.strerror or e}") from e
+        raise ScenarioError(f"{path}: cannot read {what}: {e.strerror or e}") from e
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ScenarioError(f"{path}: not valid YAML: {e}") from e
-    return scenario_from_dict(data or {}, source=str(path))
+    return {} if data is None else data
+
+
+def load_scenario(path: str | Path | None = None) -> Scenario:
+    """Load and validate a scenario YAML file (``None``: the shipped default)."""
+    path = Path(path) if path is not None else default_scenario_path()
+    return scenario_from_dict(read_yaml(path, "scenario file"), source=str(path))
 
 
 def as_scenario(scenario: Scenario | str | Path | None) -> Scenario:

@@ -11,9 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from fingergym.scenario import ScenarioError, _build, _f
+from fingergym.scenario import ScenarioError, _build, _f, read_yaml
 
 DEFAULT_HARDWARE_CONFIG = "hardware.yaml"
 
@@ -120,13 +118,7 @@ def hardware_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> H
 def load_hardware_config(path: str | Path | None = None) -> HardwareConfig:
     """Load and validate a hardware YAML file (``None``: the shipped ``configs/hardware.yaml``)."""
     path = Path(path) if path is not None else default_hardware_config_path()
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ScenarioError(f"{path}: cannot read hardware config: {e.strerror or e}") from e
-    except yaml.YAMLError as e:
-        raise ScenarioError(f"{path}: not valid YAML: {e}") from e
-    return hardware_config_from_dict(data or {}, source=str(path))
+    return hardware_config_from_dict(read_yaml(path, "hardware config"), source=str(path))
 
 
 def as_hardware_config(config: HardwareConfig | str | Path | None) -> HardwareConfig:
