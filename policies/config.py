@@ -15,9 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from fingergym.scenario import Scenario, ScenarioError, _build, _f, as_scenario
+from fingergym.scenario import Scenario, ScenarioError, _build, _f, as_scenario, read_yaml
 
 DEFAULT_TRAIN_CONFIG = "train.yaml"
 
@@ -179,12 +177,4 @@ def default_config_path() -> Path:
 def load_train_config(path: str | Path | None = None) -> TrainConfig:
     """Load and validate a training config YAML (``None``: the shipped default)."""
     path = Path(path) if path is not None else default_config_path()
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ScenarioError(f"{path}: cannot read training config: {e.strerror or e}") from e
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ScenarioError(f"{path}: not valid YAML: {e}") from e
-    return config_from_dict(data or {}, source=str(path))
+    return config_from_dict(read_yaml(path, "training config"), source=str(path))
