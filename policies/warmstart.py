@@ -47,7 +47,8 @@ class StandingExpert(ScriptedFlip):
 
 @dataclass
 class Rollouts:
-    """Expert-labelled rollouts. obs (N, 10) raw, expert (N, 2), rewards (T, E), success (n,)."""
+    """Expert rollouts: obs (N, 10) raw, expert actions (N, 2), rewards (one (T, E) array per
+    batch of E envs), success (one per episode)."""
 
     obs: np.ndarray
     expert: np.ndarray
