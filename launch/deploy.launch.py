@@ -19,6 +19,7 @@ The launch ends when deploy exits. Keep this file thin: behaviour lives in the c
 
 import time
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, ExecuteProcess, RegisterEventHandler
 from launch.conditions import IfCondition, UnlessCondition
 from launch.event_handlers import OnProcessExit
@@ -28,7 +29,6 @@ from launch.substitutions import LaunchConfiguration
 from fingergym.hardware.config import default_hardware_config_path
 from fingergym.policies.runner import shipped_policy_path
 from fingergym.scenario import default_scenario_path
-from launch import LaunchDescription
 
 
 def generate_launch_description():

@@ -8,13 +8,13 @@ config files as the command line; point a deploy, a replay or your own nodes at 
 - ``mock``: ``true`` for mock hardware (joint states mirror the commands, no physics)
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 
 from fingergym.hardware.config import default_hardware_config_path
 from fingergym.scenario import default_scenario_path
-from launch import LaunchDescription
 
 
 def generate_launch_description():

@@ -94,19 +94,27 @@ def replay_env(scenario: Scenario, params):
                         station_of=lambda sim: stations[id(sim)])
 
 
-def replay_in_sim(ep: Episode, *, scenario: Scenario | None = None,
-                  overrides: dict[str, float] | None = None) -> SimReplay:
-    """Re-simulate ``ep``'s actions open-loop from its first logged state."""
-    logged = ep.scenario
+def replay_scenario(ep: Episode, scenario: Scenario | None) -> Scenario:
+    """The scenario to replay ``ep`` with: its own, or ``scenario`` if it is the same robot.
+
+    Raises :class:`BagError` for a bag from another robot/workspace or with no step.
+    """
     if scenario is None:
-        scenario = logged
+        scenario = ep.scenario
     else:
-        mismatch = scenario_mismatch(logged, scenario)
+        mismatch = scenario_mismatch(ep.scenario, scenario)
         if mismatch:
             raise BagError(f"{ep.path}: recorded on a different robot/workspace than "
                            f"{scenario.source}: " + "; ".join(mismatch))
     if ep.steps == 0:
         raise BagError(f"{ep.path}: the bag holds no step to replay")
+    return scenario
+
+
+def replay_in_sim(ep: Episode, *, scenario: Scenario | None = None,
+                  overrides: dict[str, float] | None = None) -> SimReplay:
+    """Re-simulate ``ep``'s actions open-loop from its first logged state."""
+    scenario = replay_scenario(ep, scenario)
     params = episode_params_for(ep, scenario, overrides)
     env = replay_env(scenario, params)
     env.reset(seed=0)

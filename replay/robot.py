@@ -25,7 +25,8 @@ import numpy as np
 from fingergym.scenario import Scenario
 from fingergym.task import BOX_Q, FINGER_Q, is_success
 
-from .reader import BagError, Episode, scenario_mismatch
+from .reader import Episode
+from .replay import replay_scenario
 
 
 @dataclass
@@ -76,16 +77,7 @@ def replay_on_robot(ep: Episode, *, scenario: Scenario | None = None, virtual: b
         stop_process,
     )
 
-    logged = ep.scenario
-    if scenario is None:
-        scenario = logged
-    else:
-        mismatch = scenario_mismatch(logged, scenario)
-        if mismatch:
-            raise BagError(f"{ep.path}: recorded on a different robot/workspace than "
-                           f"{scenario.source}: " + "; ".join(mismatch))
-    if ep.steps == 0:
-        raise BagError(f"{ep.path}: the bag holds no action to replay")
+    scenario = replay_scenario(ep, scenario)
     config = as_hardware_config(config)
     reset = reset or ("service" if virtual else "prompt")
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
