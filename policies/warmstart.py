@@ -18,6 +18,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from fingergym.scenario import Scenario
 from fingergym.sim.scripted import ScriptedFlip
+from fingergym.task import angle_from_vertical
 
 
 class StandingExpert(ScriptedFlip):
@@ -38,7 +39,7 @@ class StandingExpert(ScriptedFlip):
 
     def target(self, state: np.ndarray) -> np.ndarray:
         s = self.s
-        a = (state[2] % np.pi) - np.pi / 2
+        a = angle_from_vertical(state[2])
         if abs(a) < self.stand_angle and state[0] - s.bin.wall_x[0] < 0.1:
             return np.array([s.bin.wall_x[0] + s.box.thickness + s.finger.radius - self.press,
                              s.bin.floor_z + self.height * s.box.length])
