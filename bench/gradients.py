@@ -1,4 +1,4 @@
 """Zero/first/alpha-order gradient bench; same as ``fingergym bench gradients``."""
-from fingergym.policies.gradients.bench import main
+from fingergym.gradients.bench import main
 
 raise SystemExit(main())

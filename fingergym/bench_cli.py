@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 BENCHMARKS = {
-    "gradients": ("fingergym.policies.gradients.bench",
+    "gradients": ("fingergym.gradients.bench",
                   "zero/first/alpha-order gradient estimators vs quadrature (seeds 000, 002)"),
 }
 

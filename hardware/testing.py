@@ -15,13 +15,28 @@ import time
 import zlib
 from collections.abc import Sequence
 
-# Domains 1..101 minus the default 0; the DDS port range allows up to 232. Stay < 100.
-_DOMAIN_LO, _DOMAIN_SPAN = 10, 89
+# Domains 10..98 by default; the DDS port range allows up to 232. Runs that share a machine
+# (parallel CI jobs, several developers) give each its own range: FINGERGYM_ROS_DOMAINS=LO:HI.
+_DEFAULT_DOMAINS = (10, 99)
+
+
+def _domain_range() -> tuple[int, int]:
+    spec = os.environ.get("FINGERGYM_ROS_DOMAINS", "")
+    if not spec:
+        return _DEFAULT_DOMAINS
+    try:
+        lo, hi = (int(v) for v in spec.split(":"))
+    except ValueError:
+        raise ValueError(f"FINGERGYM_ROS_DOMAINS must be LO:HI (integers), got {spec!r}") from None
+    if not 1 <= lo < hi <= 233:
+        raise ValueError(f"FINGERGYM_ROS_DOMAINS must satisfy 1 <= LO < HI <= 233, got {spec!r}")
+    return lo, hi
 
 
 def unique_domain_id(name: str) -> int:
-    """A ROS domain in [10, 99), derived from ``name`` and this process id."""
-    return _DOMAIN_LO + zlib.crc32(f"{name}:{os.getpid()}".encode()) % _DOMAIN_SPAN
+    """A ROS domain in ``[LO, HI)`` (default [10, 99)), derived from ``name`` and this pid."""
+    lo, hi = _domain_range()
+    return lo + zlib.crc32(f"{name}:{os.getpid()}".encode()) % (hi - lo)
 
 
 def ros_env(domain_id: int) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Zero-, first- and alpha-order gradient estimators (fingergym.policies.gradients)."""
+"""Zero-, first- and alpha-order gradient estimators (fingergym.gradients)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from fingergym.policies.gradients import (
+from fingergym.gradients import (
     AlphaOrder,
     FirstOrder,
     FirstOrderUnavailable,
@@ -28,7 +28,7 @@ from fingergym.policies.gradients import (
     stiff_ramp,
     zobg,
 )
-from fingergym.policies.gradients.bench import ball_aobg
+from fingergym.gradients.bench import ball_aobg
 
 BALL_THETAS = (0.1, 0.5, 0.6932, 0.7854)
 
@@ -305,7 +305,7 @@ def test_bench_help_and_bad_arguments(capsys) -> None:
 @pytest.fixture(scope="module")
 def boxflip_study() -> dict:
     pytest.importorskip("pydrake")
-    from fingergym.policies.gradients.boxflip import run_boxflip_study
+    from fingergym.gradients.boxflip import run_boxflip_study
 
     return run_boxflip_study(reps=4, sigmas=(0.005,), progress=False)
 
@@ -324,7 +324,7 @@ def test_boxflip_rollout_reproduces_the_env(boxflip_study) -> None:
 
 
 def test_boxflip_autodiff_through_contact_matches_finite_differences(boxflip_study) -> None:
-    from fingergym.policies.gradients.boxflip import format_report
+    from fingergym.gradients.boxflip import format_report
 
     res = boxflip_study
     nom = res["nominal"]
@@ -345,7 +345,7 @@ def test_boxflip_reward_transcription_matches_task_reward() -> None:
     pytest.importorskip("pydrake")
     from pydrake.autodiffutils import AutoDiffXd
 
-    from fingergym.policies.gradients.boxflip import _reward_autodiff
+    from fingergym.gradients.boxflip import _reward_autodiff
     from fingergym.task import reward
 
     rng = np.random.default_rng(3)

@@ -1,6 +1,6 @@
 """Gradient estimators through contact: zero-order, first-order and alpha-order.
 
-See ``docs/gradients.md`` and ``python -m fingergym.policies.gradients.bench --help``.
+See ``docs/gradients.md`` and ``python -m fingergym.gradients.bench --help``.
 """
 
 from .descent import Trajectory, gradient_descent

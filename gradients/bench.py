@@ -1,6 +1,6 @@
 """Reproduce the zero-/first-/alpha-order gradient study of Suh et al. (ICML 2022) on toys.
 
-Run ``python -m fingergym.policies.gradients.bench --help`` (or ``fingergym bench gradients``).
+Run ``python -m fingergym.gradients.bench --help`` (or ``fingergym bench gradients``).
 
 Sections (keys of the ``--json`` object):
 

@@ -5,7 +5,7 @@
 * :func:`stiff_ramp` - ``clip(2 x / nu, -1, 1)``; a continuous but stiff Heaviside.
 * :func:`pivot_cliff` - ``-sin^2(theta)`` for ``|theta| <= pi/4``, else 0: a cliff.
 
-All are 1-D :class:`~fingergym.policies.gradients.estimators.Objective` s with exact
+All are 1-D :class:`~fingergym.gradients.estimators.Objective` s with exact
 gradients and their discontinuities listed in ``breakpoints`` (for quadrature).
 """
 

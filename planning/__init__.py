@@ -1,0 +1,1 @@
+"""Planning through contact with smoothed quasi-dynamic models (seed 003)."""

@@ -1,0 +1,1 @@
+"""Robots: one folder per robot (model file, joints, action layout, limits, controller)."""

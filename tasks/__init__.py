@@ -1,0 +1,1 @@
+"""Tasks: one folder per task (scene additions, observation layout, reward, success)."""
