@@ -130,6 +130,15 @@ class FingerGymEnv(DrakeGymEnv):
             info["end_reason"] = reason
         return np.asarray(obs, dtype=np.float32), float(reward), terminated, truncated, info
 
+    def set_scenario(self, scenario: Scenario) -> None:
+        """Use ``scenario`` from the next ``reset()`` on (training curricula over the reset
+        distribution). It must keep the geometry, episode and success definitions: only what
+        a reset draws (``randomization``) may differ."""
+        for section in ("box", "finger", "bin", "episode"):
+            if getattr(scenario, section) != getattr(self.scenario, section):
+                raise ValueError(f"set_scenario: {section} differs from the env's scenario")
+        self.scenario = scenario
+
     def render(self):
         if self.render_mode == "rgb_array":
             return np.ascontiguousarray(super().render())
@@ -198,8 +207,9 @@ def make_env(scenario: Scenario | str | Path | None = None, mode: str = "sim", *
         stations: dict[int, Any] = {}
 
         def make_simulator(generator: RandomGenerator) -> Simulator:
-            params = draw_params(scenario, generator) if randomize else nominal_params(scenario)
-            station = build_sim_station(scenario, params, meshcat=meshcat or None,
+            s = env.scenario  # the env's current scenario (a curriculum may change it)
+            params = draw_params(s, generator) if randomize else nominal_params(s)
+            station = build_sim_station(s, params, meshcat=meshcat or None,
                                         render=render_mode == "rgb_array")
             simulator = Simulator(station.diagram)
             stations.clear()

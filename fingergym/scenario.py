@@ -102,6 +102,9 @@ class RandomizationParams:
     """Uniform ranges ``[lo, hi]`` drawn at every sim reset; ``lo == hi`` turns a term off."""
 
     box_x: list[float] = _f([-0.1, 0.1], doc="initial box centre x [m]")
+    box_tilt: list[float] = _f([0.0, 0.0], doc="initial lift of the box's right end [rad] about "
+                                                "its lower-left corner, the finger under it "
+                                                "(0: flat, finger at home; for curricula)")
     flip_probability: float = _f(0.5, 0.0, 1.0, doc="chance the box starts upside down (theta=pi)")
     box_mass_scale: list[float] = _f([0.7, 1.3])
     box_size_scale: list[float] = _f([0.9, 1.1], doc="scales length and thickness together")
@@ -237,6 +240,9 @@ def _check_consistency(s: Scenario, source: str) -> None:
     if bx[0] - half_span < lo or bx[1] + half_span > hi:
         raise ScenarioError(f"{source}: randomization.box_x: {bx} lets a box of length "
                             f"{2 * half_span:.3f} start inside a wall at {s.bin.wall_x}")
+    tilt = s.randomization.box_tilt
+    if tilt[0] < 0 or tilt[1] > 1.5:
+        raise ScenarioError(f"{source}: randomization.box_tilt: must lie in [0, 1.5] rad")
     d = s.randomization.action_delay_periods
     if d[0] < 0 or d[1] > 10:
         raise ScenarioError(f"{source}: randomization.action_delay_periods: must lie in [0, 10]")

@@ -28,36 +28,44 @@ from typing import Any
 import yaml
 
 from fingergym.policies.config import TrainConfig, load_train_config
-from fingergym.scenario import Scenario, ScenarioError
+from fingergym.scenario import ScenarioError
 
 RUNS_DIR = Path("runs")
 
 
 # ---------------------------------------------------------------------------- environments
-def _make_worker_env(scenario: Scenario, randomize: bool):
+def _make_env(cfg: TrainConfig):
+    """One training env: the training scenario, wrapped by the reset curriculum if any."""
+    from fingergym.env import make_env
+
+    env = make_env(cfg.train_scenario(), randomize=cfg.env.randomize)
+    c = cfg.curriculum
+    if c.keys:
+        from fingergym.policies.curriculum import CurriculumEnv
+
+        env = CurriculumEnv(env, cfg.train_scenario(), c.keys, difficulty=c.start,
+                            replay=c.replay)
+    return env
+
+
+def _make_worker_env(cfg: TrainConfig):
     """Env factory run inside each SubprocVecEnv worker: one torch thread, Ctrl-C ignored (the
     main process handles it and closes the workers)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     torch.set_num_threads(1)
-    from fingergym.env import make_env
-
-    return make_env(scenario, randomize=randomize)
+    return _make_env(cfg)
 
 
 def make_vec_env(cfg: TrainConfig, n_envs: int, *, subprocess_envs: bool = True):
     """The training VecEnv: ``n_envs`` workers (VecMonitor), seeded with ``cfg.seed``."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
-    fn = functools.partial(_make_worker_env, cfg.train_scenario(), cfg.env.randomize)
     if subprocess_envs and n_envs > 1:
-        venv = SubprocVecEnv([fn] * n_envs)
+        venv = SubprocVecEnv([functools.partial(_make_worker_env, cfg)] * n_envs)
     else:
-        from fingergym.env import make_env
-
-        venv = DummyVecEnv([functools.partial(make_env, cfg.train_scenario(),
-                                              randomize=cfg.env.randomize)] * n_envs)
+        venv = DummyVecEnv([functools.partial(_make_env, cfg)] * n_envs)
     venv = VecMonitor(venv, info_keywords=("is_success",))
     venv.seed(cfg.seed)
     return venv
@@ -139,7 +147,8 @@ def build_model(cfg: TrainConfig, venv, run_dir: Path):
                batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma,
                gae_lambda=p.gae_lambda, clip_range=p.clip_range, ent_coef=p.ent_coef,
                vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
-               target_kl=p.target_kl or None, seed=cfg.seed, device="cpu", verbose=0,
+               target_kl=p.target_kl or None, use_sde=p.use_sde,
+               sde_sample_freq=p.sde_sample_freq, seed=cfg.seed, device="cpu", verbose=0,
                tensorboard_log=str(run_dir / "tb"),
                policy_kwargs={"net_arch": {"pi": list(cfg.policy.pi), "vf": list(cfg.policy.vf)},
                               "activation_fn": act, "log_std_init": p.log_std_init})
@@ -200,6 +209,15 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
         evaluator.verbose = 1
         stopper = StopOnInterrupt()
         callbacks = [stopper, evaluator]
+        c = cfg.curriculum
+        if c.keys:
+            from fingergym.policies.curriculum import CurriculumCallback
+
+            curriculum = CurriculumCallback(run_dir, start=c.start, step=c.step,
+                                            promote_at=c.promote_at, window=c.window,
+                                            t_start=t_start)
+            curriculum.verbose = 1
+            callbacks.append(curriculum)
         if cfg.checkpoint_freq:
             callbacks.append(SnapshotCallback(run_dir, cfg.checkpoint_freq, vecnorm))
         if resume is None and warm is not None:

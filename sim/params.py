@@ -30,6 +30,7 @@ class EpisodeParams:
     obs_noise_position: float  # std [m, rad]
     obs_noise_velocity: float  # std [m/s, rad/s]
     action_delay_periods: int
+    box_tilt: float = 0.0      # [rad] right end lifted about the lower-left corner (curricula)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -71,4 +72,33 @@ def draw_params(scenario: Scenario, generator: RandomGenerator) -> EpisodeParams
         obs_noise_position=u(r.obs_noise_position),
         obs_noise_velocity=u(r.obs_noise_velocity),
         action_delay_periods=int(rng.integers(lo_d, hi_d + 1)),
+        box_tilt=u(r.box_tilt),  # last: an off term draws nothing, so old seeds replay exactly
     )
+
+
+_CLEARANCE = 0.001  # [m] gap left between the finger, the box and the wall at a tilted start
+
+
+def start_pose(scenario: Scenario, params: EpisodeParams) -> tuple[np.ndarray, np.ndarray]:
+    """Box ``(x, z, theta)`` and finger ``(x, z)`` at the start of an episode [m, rad].
+
+    ``box_tilt == 0``: the box lies flat at ``box_x``, the finger is at home. ``box_tilt > 0``:
+    the box's right end is lifted by that angle about its lower-left corner (moved right if
+    needed to clear the left wall) and the finger starts under the lifted end, holding it (or,
+    when there is no room under it, against the lower-right corner).
+    """
+    s, phi = scenario, params.box_tilt
+    L, T, r = params.box_length, params.box_thickness, s.finger.radius
+    floor = s.bin.floor_z
+    if phi <= 0.0:
+        return (np.array([params.box_x, floor + 0.5 * T, params.box_theta]),
+                np.array(s.finger.home, dtype=float))
+    c, sn = math.cos(phi), math.sin(phi)
+    R = np.array([[c, -sn], [sn, c]])
+    pivot = np.array([max(params.box_x - 0.5 * L, s.bin.wall_x[0] + T * sn + _CLEARANCE), floor])
+    box = pivot + R @ np.array([0.5 * L, 0.5 * T])
+    under = pivot + R @ np.array([L - 2 * r, -(r + _CLEARANCE)])  # below the bottom face
+    if under[1] < floor + r + _CLEARANCE:
+        under = pivot + R @ np.array([L + r + _CLEARANCE, 0.0])    # beside the lower corner
+        under[1] = max(under[1], floor + r + _CLEARANCE)
+    return np.array([box[0], box[1], params.box_theta + phi]), under

@@ -43,7 +43,7 @@ from pydrake.systems.controllers import InverseDynamicsController
 from pydrake.systems.framework import DiagramBuilder
 
 from fingergym.scenario import Scenario
-from fingergym.sim.params import EpisodeParams
+from fingergym.sim.params import EpisodeParams, start_pose
 
 BOX_COLOR = [0.45, 0.55, 0.9, 1.0]
 FINGER_COLOR = [0.9, 0.45, 0.4, 1.0]
@@ -81,8 +81,10 @@ def _proximity(scenario: Scenario, friction: float, compliant: bool) -> Proximit
 
 
 def add_finger(plant: MultibodyPlant, scenario: Scenario,
-               props: ProximityProperties | None = None) -> ModelInstanceIndex:
-    """A sphere on two prismatic joints (world -x-> carriage -z-> finger), both actuated."""
+               props: ProximityProperties | None = None,
+               start: np.ndarray | None = None) -> ModelInstanceIndex:
+    """A sphere on two prismatic joints (world -x-> carriage -z-> finger), both actuated,
+    starting at ``start`` (x, z) [m] (default: ``finger.home``)."""
     f = scenario.finger
     instance = plant.AddModelInstance("finger")
     carriage = plant.AddRigidBody("finger_carriage", instance, SpatialInertia.Zero())
@@ -93,8 +95,9 @@ def add_finger(plant: MultibodyPlant, scenario: Scenario,
                                        [1, 0, 0], *f.x_limits))
     jz = plant.AddJoint(PrismaticJoint("finger_z", carriage.body_frame(), body.body_frame(),
                                        [0, 0, 1], *f.z_limits))
-    jx.set_default_translation(f.home[0])
-    jz.set_default_translation(f.home[1])
+    x0, z0 = f.home if start is None else start
+    jx.set_default_translation(float(x0))
+    jz.set_default_translation(float(z0))
     for j in (jx, jz):
         plant.AddJointActuator(j.name(), j)
     if props is not None:
@@ -123,7 +126,7 @@ def _add_bin(plant: MultibodyPlant, scenario: Scenario, props: ProximityProperti
 
 
 def _add_box(plant: MultibodyPlant, scenario: Scenario, params: EpisodeParams,
-             props: ProximityProperties) -> ModelInstanceIndex:
+             props: ProximityProperties, pose: np.ndarray) -> ModelInstanceIndex:
     instance = plant.AddModelInstance("box")
     shape = Box(params.box_length, params.box_thickness, scenario.box.depth)
     body = plant.AddRigidBody(
@@ -133,9 +136,8 @@ def _add_box(plant: MultibodyPlant, scenario: Scenario, params: EpisodeParams,
     plane = plant.AddFrame(FixedOffsetFrame(
         "box_plane", plant.world_frame(), RigidTransform(RotationMatrix.MakeXRotation(np.pi / 2))))
     joint = plant.AddJoint(PlanarJoint("box_joint", plane, body.body_frame()))
-    joint.set_default_translation([params.box_x,
-                                   scenario.bin.floor_z + 0.5 * params.box_thickness])
-    joint.set_default_rotation(params.box_theta)
+    joint.set_default_translation(pose[:2])
+    joint.set_default_rotation(pose[2])
     plant.RegisterCollisionGeometry(body, RigidTransform(), shape, "box", props)
     plant.RegisterVisualGeometry(body, RigidTransform(), shape, "box", BOX_COLOR)
     if scenario.contact.model == "point":
@@ -191,8 +193,10 @@ def add_box_flipup_plant(builder: DiagramBuilder, scenario: Scenario,
     plant, scene_graph = AddMultibodyPlant(config, builder)
     plant.set_name("plant")
     _add_bin(plant, scenario, _proximity(scenario, params.friction, compliant=False))
-    box = _add_box(plant, scenario, params, _proximity(scenario, params.friction, True))
-    finger = add_finger(plant, scenario, _proximity(scenario, params.friction, True))
+    box_pose, finger_start = start_pose(scenario, params)
+    box = _add_box(plant, scenario, params, _proximity(scenario, params.friction, True), box_pose)
+    finger = add_finger(plant, scenario, _proximity(scenario, params.friction, True),
+                        finger_start)
     plant.Finalize()
     _filter_collisions(plant, scene_graph)
     return PlantHandles(plant, scene_graph, box, finger, _state_permutation(plant))
