@@ -63,6 +63,20 @@ def reward(state: np.ndarray, target: np.ndarray) -> np.ndarray | float:
     return 10.0 - cost
 
 
+def reach_potential(obs: np.ndarray) -> float:
+    """Shaping potential (training only): minus the finger-to-box-centre distance [m]."""
+    return -float(np.linalg.norm(obs[FINGER_Q] - obs[0:2]))
+
+
+def upright_potential(obs: np.ndarray) -> float:
+    """Shaping potential (training only): minus |angle from vertical| [rad]."""
+    return -float(abs(angle_from_vertical(obs[2])))
+
+
+# Potentials a training config may name (``shaping.potential``); see policies/shaping.py.
+POTENTIALS = {"reach": reach_potential, "upright": upright_potential}
+
+
 def is_success(state: np.ndarray, scenario: Scenario) -> bool:
     """The box stands: small angle from vertical and small angular velocity."""
     return bool(abs(angle_from_vertical(state[2])) < scenario.episode.success_angle

@@ -93,6 +93,14 @@ class CurriculumConfig:
 
 
 @dataclass
+class ShapingConfig:
+    """Potential-based reward shaping for training (:mod:`fingergym.policies.shaping`)."""
+
+    potential: str = _f("", doc="a task potential by name (fingergym.task.POTENTIALS); '': off")
+    scale: float = _f(1.0, 0.0, 1e6, doc="multiplies the potential")
+
+
+@dataclass
 class EvalConfig:
     freq: int = _f(50_000, 0, 10**9, doc="env steps between evaluations (0: only at the end)")
     episodes: int = _f(20, 1, 100_000)
@@ -111,6 +119,7 @@ class TrainConfig:
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    shaping: ShapingConfig = field(default_factory=ShapingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
@@ -155,6 +164,11 @@ def _check(cfg: TrainConfig, source: str) -> None:
             raise ScenarioError(f"{source}: policy.{name}: layer sizes must be >= 1")
     if not isinstance(cfg.env.overrides, dict):
         raise ScenarioError(f"{source}: env.overrides: expected a mapping")
+    from fingergym.task import POTENTIALS
+
+    if cfg.shaping.potential and cfg.shaping.potential not in POTENTIALS:
+        raise ScenarioError(f"{source}: shaping.potential: {cfg.shaping.potential!r} is not a "
+                            f"potential of the task (known: {sorted(POTENTIALS)})")
     if cfg.env.n_envs and cfg.ppo.batch_size > cfg.ppo.n_steps * cfg.env.n_envs:
         raise ScenarioError(f"{source}: ppo.batch_size: {cfg.ppo.batch_size} is larger than a "
                             f"rollout (ppo.n_steps x env.n_envs)")

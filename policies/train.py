@@ -35,7 +35,8 @@ RUNS_DIR = Path("runs")
 
 # ---------------------------------------------------------------------------- environments
 def _make_env(cfg: TrainConfig):
-    """One training env: the training scenario, wrapped by the reset curriculum if any."""
+    """One training env: the training scenario, wrapped by the reset curriculum and the reward
+    shaping if the config asks for them."""
     from fingergym.env import make_env
 
     env = make_env(cfg.train_scenario(), randomize=cfg.env.randomize)
@@ -45,6 +46,12 @@ def _make_env(cfg: TrainConfig):
 
         env = CurriculumEnv(env, cfg.train_scenario(), c.keys, difficulty=c.start,
                             replay=c.replay)
+    if cfg.shaping.potential:
+        from fingergym.policies.shaping import PotentialShaping
+        from fingergym.task import POTENTIALS
+
+        env = PotentialShaping(env, POTENTIALS[cfg.shaping.potential], gamma=cfg.ppo.gamma,
+                               scale=cfg.shaping.scale)
     return env
 
 
