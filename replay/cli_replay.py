@@ -64,10 +64,19 @@ def describe(ep: Episode) -> str:
     return "\n".join(lines)
 
 
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
 def run(args: argparse.Namespace) -> int:
-    try:
+    from fingergym.files import check_output_dir, check_output_file
+
+    try:  # outputs checked before any replay runs
+        if args.plot:
+            check_output_file(args.plot, "the plot", PLOT_SUFFIXES)
+        if args.log_dir and args.on_robot:
+            check_output_dir(args.log_dir, "the replay's bag")
         ep = read_episode(args.bag)
-    except BagError as e:
+    except (BagError, OSError) as e:
         print(f"fingergym replay: {e}", file=sys.stderr)
         return 2
     print(describe(ep))
