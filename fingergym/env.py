@@ -130,6 +130,10 @@ class FingerGymEnv(DrakeGymEnv):
             info["end_reason"] = reason
         return np.asarray(obs, dtype=np.float32), float(reward), terminated, truncated, info
 
+    def hold_action(self) -> np.ndarray:
+        """The action (2,) that holds the robot where it is now (its target = its position)."""
+        return self.scaling.to_action(self.true_state()[3:5]).astype(np.float32)
+
     def set_scenario(self, scenario: Scenario) -> None:
         """Use ``scenario`` from the next ``reset()`` on (training curricula over the reset
         distribution). It must keep the geometry, episode and success definitions: only what

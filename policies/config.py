@@ -79,6 +79,17 @@ class WarmStartConfig:
 
 
 @dataclass
+class PriorConfig:
+    """Task-free actor start (:mod:`fingergym.policies.prior`): "hold where you are"."""
+
+    hold_steps: int = _f(0, 0, 10_000_000, doc="random-action env steps to fit it on (0: off)")
+    epochs: int = _f(30, 1, 10_000)
+    batch_size: int = _f(256, 2, 1_000_000)
+    learning_rate: float = _f(1e-3, 0.0, 1.0, lo_open=True)
+    seed: int = _f(2_000_000, 0, 2**31 - 1, doc="env seeds of its rollouts (never evaluated)")
+
+
+@dataclass
 class CurriculumConfig:
     """Reset curriculum (:mod:`fingergym.policies.curriculum`); off when ``keys`` is empty."""
 
@@ -118,6 +129,7 @@ class TrainConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     shaping: ShapingConfig = field(default_factory=ShapingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -203,6 +203,14 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                                     gamma=cfg.ppo.gamma)
                        if (n.obs or n.reward) else None)
             model = build_model(cfg, vecnorm or venv, run_dir)
+            pr = cfg.prior
+            if pr.hold_steps > 0:
+                from fingergym.policies.prior import hold_prior
+
+                prior = hold_prior(model, vecnorm, steps=pr.hold_steps, epochs=pr.epochs,
+                                   batch_size=pr.batch_size, lr=pr.learning_rate,
+                                   seed=pr.seed, log=log)
+                (run_dir / "prior.json").write_text(json.dumps(prior, indent=1))
             w = cfg.warm_start
             if w.episodes > 0:
                 warm = warm_start(model, vecnorm, cfg.train_scenario(), episodes=w.episodes,
