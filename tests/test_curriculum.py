@@ -4,6 +4,7 @@ the worker wrapper, the promotion callback, and its config validation."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +130,12 @@ def test_curriculum_config_errors_name_file_and_key(tmp_path, keys, key):
 def test_curriculum_config_loads():
     cfg = config_from_dict({"curriculum": {"keys": EASY, "step": 0.2}})
     assert cfg.curriculum.keys == EASY and cfg.curriculum.step == 0.2
+
+
+def test_expert_free_recipe_config_loads():
+    from importlib import resources
+
+    path = resources.files("fingergym.configs").joinpath("train_expertfree.yaml")
+    cfg = load_train_config(Path(str(path)))
+    assert cfg.warm_start.episodes == 0 and cfg.prior.hold_steps > 0 and cfg.curriculum.keys
+    assert cfg.checkpoint_freq == cfg.eval.freq  # every evaluation has its snapshot
