@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,15 +83,15 @@ def run(args: argparse.Namespace) -> int:
     from fingergym.policies.evaluate import DEFAULT_EVAL_SEED
 
     if args.speed <= 0:
-        print("fingergym demo: --speed must be > 0")
+        print("fingergym demo: --speed must be > 0", file=sys.stderr)
         return 2
     if args.gif:
-        from fingergym.video import check_video_path
+        from fingergym.files import check_output_file, video_suffixes
 
         try:
-            check_video_path(args.gif)
-        except ValueError as e:
-            print(f"fingergym demo: {e}")
+            check_output_file(args.gif, "the GIF", video_suffixes())
+        except OSError as e:
+            print(f"fingergym demo: {e}", file=sys.stderr)
             return 2
     env = make_env(args.scenario, render_mode="rgb_array" if args.gif else None,
                    meshcat=True if args.meshcat else None)

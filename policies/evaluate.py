@@ -108,24 +108,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fingergym.files import check_output_dir, check_output_file, video_suffixes
     from fingergym.policies.runner import Policy, PolicyFormatError, load_shipped_policy
 
     if args.episodes < 1:
         print("fingergym eval: --episodes must be >= 1", file=sys.stderr)
         return 2
-    try:
+    try:  # outputs checked before the evaluation, so a finished one is never thrown away
+        if args.video:
+            check_output_file(args.video, "the video", video_suffixes())
+        if args.log:
+            check_output_dir(args.log, "episode logs")
         policy = Policy.load(args.policy) if args.policy else load_shipped_policy()
-    except (PolicyFormatError, FileNotFoundError) as e:
+    except (PolicyFormatError, OSError) as e:
         print(f"fingergym eval: {e}", file=sys.stderr)
         return 2
-    if args.video:
-        from fingergym.video import check_video_path
-
-        try:
-            check_video_path(args.video)  # before the episodes, not after them
-        except ValueError as e:
-            print(f"fingergym eval: {e}", file=sys.stderr)
-            return 2
     env = make_env(args.scenario)
     if args.log:
         from fingergym.replay.sim_log import RecordEpisodes
