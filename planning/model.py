@@ -36,6 +36,7 @@ from fingergym.task import BOX_Q, FINGER_Q, ActionScaling
 NQ = 5                  # [box x, z, theta, finger x, z]
 GRAVITY = 9.81          # [m/s^2], Drake's default
 CONTACT_RANGE = 0.1     # [m] pairs farther apart than this are left out of a step
+MIN_GAP = 1e-6          # [m] penetrations are read as this gap
 
 
 @dataclass
@@ -55,7 +56,8 @@ class StepProblem:
 
     Rows of ``G`` come in pairs per contact (the two edges of the planar dual cone);
     ``dg0_dq`` (rows, 5) is d g0 / d q (the rows' ``J_n``: the Jacobians' own change with q
-    is neglected, as in Pang et al.); ``db_du`` (5, 2) and ``db_dq`` (5, 5) the input terms.
+    is neglected there, as in Pang et al.; ``dG_dq`` adds it); ``db_du`` (5, 2) and ``db_dq``
+    (5, 5) the input terms.
     """
 
     Q: np.ndarray
@@ -66,11 +68,13 @@ class StepProblem:
     db_du: np.ndarray
     db_dq: np.ndarray
     contacts: Contacts
+    dG_dq: np.ndarray | None = None  # (5, rows, 5): d G / d q_j, when asked for
 
 
 @dataclass
 class StepResult:
-    """A solved step: ``dq`` (5,), ``impulses`` (rows,) [N s] on the cone edges, ``q_next``."""
+    """A solved step: ``dq`` (5,), ``impulses`` (rows,) [N s] on the rows of
+    :class:`StepProblem` (cone edges, then the two rotation-limit rows), ``q_next``."""
 
     dq: np.ndarray
     impulses: np.ndarray
@@ -107,7 +111,8 @@ def _interior_start(p: StepProblem, margin: float) -> np.ndarray:
     prog.AddLinearConstraint(p.G, margin - p.g0, np.full(len(p.g0), np.inf), dq)
     result = ClarabelSolver().Solve(prog)
     if not result.is_success():
-        raise RuntimeError("barrier step: no strictly feasible start (overlapping bodies?)")
+        raise RuntimeError("barrier step: no strictly feasible start (overlapping bodies?): "
+                           f"{result.get_solution_result()}, phi={p.contacts.phi}, names={p.contacts.names} G={p.G.tolist()}")
     return np.asarray(result.GetSolution(dq))
 
 
@@ -166,6 +171,11 @@ def barrier_gradients(p: StepProblem, dq: np.ndarray, kappa: float) -> tuple[np.
     s = p.G @ dq + p.g0
     H = p.Q + (p.G.T * (1.0 / (kappa * s**2))) @ p.G
     dr_dq = p.db_dq + (p.G.T * (1.0 / (kappa * s**2))) @ p.dg0_dq
+    if p.dG_dq is not None:  # the Jacobians' own change with q (curvature of the contacts)
+        lam = 1.0 / (kappa * s)
+        for j in range(dr_dq.shape[1]):
+            dG = p.dG_dq[j]
+            dr_dq[:, j] += -dG.T @ lam + (p.G.T * (1.0 / (kappa * s**2))) @ (dG @ dq)
     A = np.eye(len(dq)) - np.linalg.solve(H, dr_dq)
     B = -np.linalg.solve(H, p.db_du)
     return A, B
@@ -197,9 +207,13 @@ class QuasiDynamicModel:
     ``q`` (5,) in the observation layout [m, rad] and ``u`` (2,) the finger target [m].
     """
 
-    def __init__(self, scenario: Scenario, h: float, params: EpisodeParams | None = None):
+    def __init__(self, scenario: Scenario, h: float, params: EpisodeParams | None = None,
+                 max_rotation: float = 0.15, support_friction: float | None = None):
         self.scenario = scenario
         self.h = float(h)
+        self.max_rotation = float(max_rotation)  # [rad] per step
+        self._rotation_rows = np.zeros((2, NQ))
+        self._rotation_rows[:, BOX_Q.start + 2] = [1.0, -1.0]
         self.params = params or nominal_params(scenario)
         self.scaling = ActionScaling.from_scenario(scenario)
         builder = DiagramBuilder()
@@ -215,6 +229,10 @@ class QuasiDynamicModel:
         self.P = handles.state_permutation[:NQ, :nq]
         self.inspector = self.scene_graph.model_inspector()
         self.mu = self.params.friction
+        # Optional friction of the box on the bin for planning: the dual-cone model lifts a
+        # sliding box by mu times its slide per step (Anitescu's relaxation), which a lower
+        # support friction keeps small. None: the scenario's friction everywhere.
+        self.support_friction = support_friction
         # Box inertia from the plant (mass matrix of the planar joint, constant).
         M = self.P @ self.plant.CalcMassMatrix(self.plant_context) @ self.P.T
         self.M_u = M[BOX_Q, BOX_Q]
@@ -266,21 +284,65 @@ class QuasiDynamicModel:
             names.append(f"{self.inspector.GetName(pair.id_A)}|{self.inspector.GetName(pair.id_B)}")
         m = len(phi)
         return Contacts(np.asarray(phi), np.reshape(Jn, (m, NQ)), np.reshape(Jt, (m, NQ)),
-                        np.full(m, self.mu), names)
+                        np.array([self._friction(n) for n in names]), names)
 
-    def problem(self, q: np.ndarray, u: np.ndarray) -> StepProblem:
+    def _friction(self, pair: str) -> float:
+        if self.support_friction is not None and "bin_" in pair:
+            return self.support_friction
+        return self.mu
+
+    @staticmethod
+    def _rows(c: Contacts) -> np.ndarray:
+        return np.concatenate([c.Jn + c.mu[:, None] * c.Jt, c.Jn - c.mu[:, None] * c.Jt])
+
+    def _dG_dq(self, q: np.ndarray, c: Contacts, eps: float = 1e-6) -> np.ndarray:
+        """d G / d q by central differences of the kinematics, pair by pair (a pair missing
+        on one side keeps a zero derivative)."""
+        out = np.zeros((NQ, 2 * len(c.phi), NQ))
+        index = {name: i for i, name in enumerate(c.names)}
+        for j in range(NQ):
+            rows = []
+            for sign in (1.0, -1.0):
+                dq = np.zeros(NQ)
+                dq[j] = sign * eps
+                cj = self.contacts(q + dq, CONTACT_RANGE + 0.01)
+                G = np.zeros((2 * len(c.phi), NQ))
+                Gj = self._rows(cj)
+                for k, name in enumerate(cj.names):
+                    if name in index:
+                        i = index[name]
+                        G[i], G[i + len(c.phi)] = Gj[k], Gj[k + len(cj.phi)]
+                rows.append(G)
+            out[j] = (rows[0] - rows[1]) / (2 * eps)
+        self.set_q(q)
+        return out
+
+    def problem(self, q: np.ndarray, u: np.ndarray, curvature: bool = False) -> StepProblem:
+        """The step's program at ``(q, u)``; ``curvature`` also differentiates the contact
+        Jacobians (10 more kinematics queries) for exact ``A = d q_next / d q``."""
         q = np.asarray(q, dtype=float)
         u = np.asarray(u, dtype=float)
         c = self.contacts(q)
         h = self.h
         b = -h * np.r_[self.tau_u, self.K_a @ (u - q[FINGER_Q])]
-        G = np.concatenate([c.Jn + c.mu[:, None] * c.Jt, c.Jn - c.mu[:, None] * c.Jt])
-        g0 = np.r_[c.phi, c.phi]
+        # Contact rows, then two rows |d theta| <= max_rotation: the contact geometry is
+        # linearized, so a large rotation in one step would sink the far corners.
+        G = np.concatenate([self._rows(c), self._rotation_rows])
+        # Penetration (a measured state of the compliant sim, or a linearization error) is
+        # read as touching: with mu >= 1 a corner in both the floor and a wall has no
+        # feasible step at all (its two dual cones meet in a ray), and the barrier needs
+        # dq = 0 strictly inside.
+        gap = np.maximum(c.phi, MIN_GAP)
+        g0 = np.r_[gap, gap, self.max_rotation, self.max_rotation]
         db_du = np.zeros((NQ, 2))
         db_du[FINGER_Q] = -h * self.K_a
         db_dq = np.zeros((NQ, NQ))
         db_dq[FINGER_Q, FINGER_Q] = h * self.K_a
-        return StepProblem(self.Q, b, G, g0, np.concatenate([c.Jn, c.Jn]), db_du, db_dq, c)
+        dg0_dq = np.concatenate([c.Jn, c.Jn, np.zeros((2, NQ))])
+        dG = None
+        if curvature:
+            dG = np.concatenate([self._dG_dq(q, c), np.zeros((NQ, 2, NQ))], axis=1)
+        return StepProblem(self.Q, b, G, g0, dg0_dq, db_du, db_dq, c, dG)
 
     # ------------------------------------------------------------------ dynamics
     def step(self, q: np.ndarray, u: np.ndarray) -> StepResult:
@@ -295,10 +357,11 @@ class QuasiDynamicModel:
         dq, lam, it = solve_barrier(p, kappa)
         return StepResult(dq, lam, np.asarray(q, dtype=float) + dq, it)
 
-    def linearize(self, q: np.ndarray, u: np.ndarray,
-                  kappa: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Barrier step and its IFT Jacobians: ``q_next`` (5,), ``A`` (5, 5), ``B`` (5, 2)."""
-        p = self.problem(q, u)
+    def linearize(self, q: np.ndarray, u: np.ndarray, kappa: float, *,
+                  curvature: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Barrier step and its IFT Jacobians: ``q_next`` (5,), ``A`` (5, 5), ``B`` (5, 2).
+        ``B`` is exact; ``A`` neglects the Jacobians' change with ``q`` unless ``curvature``."""
+        p = self.problem(q, u, curvature)
         dq, _, _ = solve_barrier(p, kappa)
         A, B = barrier_gradients(p, dq, kappa)
         return np.asarray(q, dtype=float) + dq, A, B
