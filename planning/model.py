@@ -111,8 +111,8 @@ def _interior_start(p: StepProblem, margin: float) -> np.ndarray:
     prog.AddLinearConstraint(p.G, margin - p.g0, np.full(len(p.g0), np.inf), dq)
     result = ClarabelSolver().Solve(prog)
     if not result.is_success():
-        raise RuntimeError("barrier step: no strictly feasible start (overlapping bodies?): "
-                           f"{result.get_solution_result()}, phi={p.contacts.phi}, names={p.contacts.names} G={p.G.tolist()}")
+        raise RuntimeError("barrier step: no strictly feasible start "
+                           f"({result.get_solution_result()}; pairs {p.contacts.names})")
     return np.asarray(result.GetSolution(dq))
 
 
