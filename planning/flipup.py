@@ -165,7 +165,7 @@ class FlipUpPlanner:
         """One (re)plan from ``q``; returns the :class:`~fingergym.planning.ilqr.Plan`. A new
         phase starts from its initial guess, a continuing one from the shifted last plan."""
         c = self.config
-        q = np.asarray(q, dtype=float)[:5]
+        q = self.model.project(np.asarray(q, dtype=float)[:5])
         phase = self.task.phase(q)
         sub = self.task.subgoal(q, phase, c.horizon)
         fresh = phase != self._phase

@@ -373,6 +373,35 @@ class QuasiDynamicModel:
         return np.asarray(q, dtype=float) + dq, exact_gradient_u(p, dq, lam)
 
     # ------------------------------------------------------------------ states
+    def project(self, q: np.ndarray, margin: float = 1e-3, rounds: int = 3) -> np.ndarray:
+        """The nearest configuration (in the metric ``Q``) whose bodies are at least
+        ``margin`` [m] apart: a measured state of the compliant sim penetrates, and with
+        mu >= 1 a corner touching both the floor and a wall locks the rigid model (its two
+        dual cones meet in a ray). A few linearized QPs (Clarabel)."""
+        q = np.asarray(q, dtype=float).copy()
+        for _ in range(rounds):
+            c = self.contacts(q)
+            close = c.phi < margin
+            if not np.any(close):
+                break
+            # Soft constraints (slack penalized): a corner sunk into both the floor and the
+            # foot of a wall gets contradictory normals (each box's nearest face).
+            k = int(close.sum())
+            prog = MathematicalProgram()
+            dq = prog.NewContinuousVariables(NQ, "dq")
+            slack = prog.NewContinuousVariables(k, "slack")
+            prog.AddQuadraticCost(self.Q, np.zeros(NQ), dq, is_convex=True)
+            prog.AddQuadraticCost(1e4 * np.trace(self.Q) * np.eye(k), np.zeros(k), slack,
+                                  is_convex=True)
+            prog.AddLinearConstraint(np.hstack([c.Jn[close], np.eye(k)]), margin - c.phi[close],
+                                     np.full(k, np.inf), np.r_[dq, slack])
+            prog.AddBoundingBoxConstraint(0.0, np.inf, slack)
+            result = ClarabelSolver().Solve(prog)
+            if not result.is_success():
+                break
+            q = q + np.asarray(result.GetSolution(dq))
+        return q
+
     def flat_q(self, box_x: float, box_theta: float = 0.0,
                finger: np.ndarray | None = None) -> np.ndarray:
         """A box lying flat on the floor at ``box_x`` (its corners touching), finger at
