@@ -213,6 +213,7 @@ class EpisodeResult:
     targets: np.ndarray    # (steps, 2) commanded finger targets [m]
     observations: np.ndarray  # (steps + 1, 10) what the env returned
     actions: np.ndarray    # (steps, 2) what was sent
+    rewards: np.ndarray    # (steps,) the env's rewards
 
 
 def run_episode(env, planner: FlipUpPlanner, seed: int, closed_loop: bool = True,
@@ -227,7 +228,7 @@ def run_episode(env, planner: FlipUpPlanner, seed: int, closed_loop: bool = True
     planner.reset(first)
     plan_us = None if closed_loop else planner.plan_open_loop(first)
     hold = planner.config.hold
-    states, obs_l, targets, actions = [state.copy()], [np.asarray(obs)], [], []
+    states, obs_l, targets, actions, rewards = [state.copy()], [np.asarray(obs)], [], [], []
     k = 0
     done = False
     while not done:
@@ -237,7 +238,8 @@ def run_episode(env, planner: FlipUpPlanner, seed: int, closed_loop: bool = True
         else:
             target = plan_us[min(k // hold, len(plan_us) - 1)]
         action = base.scaling.to_action(target).astype(np.float32)
-        obs, _, terminated, truncated, info = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action)
+        rewards.append(float(reward))
         done = terminated or truncated
         states.append(base.true_state().copy())
         obs_l.append(np.asarray(obs))
@@ -248,4 +250,4 @@ def run_episode(env, planner: FlipUpPlanner, seed: int, closed_loop: bool = True
     return EpisodeResult(seed, bool(is_success(final, base.scenario)),
                          float(info["angle_from_vertical"]), float(info["box_omega"]),
                          list(planner.plan_seconds), np.asarray(states), np.asarray(targets),
-                         np.asarray(obs_l), np.asarray(actions))
+                         np.asarray(obs_l), np.asarray(actions), np.asarray(rewards))

@@ -338,7 +338,8 @@ class QuasiDynamicModel:
         db_du[FINGER_Q] = -h * self.K_a
         db_dq = np.zeros((NQ, NQ))
         db_dq[FINGER_Q, FINGER_Q] = h * self.K_a
-        dg0_dq = np.concatenate([c.Jn, c.Jn, np.zeros((2, NQ))])
+        Jn = c.Jn * (c.phi > MIN_GAP)[:, None]  # a clamped gap does not change with q
+        dg0_dq = np.concatenate([Jn, Jn, np.zeros((2, NQ))])
         dG = None
         if curvature:
             dG = np.concatenate([self._dG_dq(q, c), np.zeros((NQ, 2, NQ))], axis=1)
