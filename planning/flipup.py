@@ -13,11 +13,12 @@ contact-seeking initial guess for the iLQR. The finger motions come out of the s
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from fingergym.scenario import Scenario
+from fingergym.sim.params import nominal_params
 from fingergym.task import ActionScaling, angle_from_vertical, is_success
 
 from .ilqr import Cost, PlanConfig, SmoothedILQR
@@ -32,7 +33,10 @@ class FlipUpConfig:
     first_iterations: int = 10      # iLQR iterations when a phase starts
     replan_iterations: int = 3      # per re-plan, warm-started
     effort: float = 0.1             # [1/m^2] on u - q_a
-    support_friction: float | None = None  # box-bin friction of the planning model (None: scenario)
+    # Friction of the planning model: "low" plans with the least friction the scenario's
+    # randomization may draw (a push that lifts by friction then works on every draw);
+    # "nominal" uses contact.friction; a number sets it.
+    friction: str | float = "low"
     press: float = 0.12             # [m] how far into the box the push guess presses
     open_loop_steps: int = 50       # plan steps of an open-loop plan (x hold = 100 env steps)
 
@@ -137,8 +141,13 @@ class FlipUpPlanner:
 
     def __post_init__(self) -> None:
         cfg = self.config
+        params = nominal_params(self.scenario)
+        if cfg.friction != "nominal":
+            mu = (self.scenario.randomization.friction[0] if cfg.friction == "low"
+                  else float(cfg.friction))
+            params = replace(params, friction=mu)
         self.model = QuasiDynamicModel(self.scenario, h=cfg.hold * self.scenario.episode.step,
-                                       support_friction=cfg.support_friction)
+                                       params=params)
         self.scaling = self.model.scaling
         self.task = FlipUpTask(self.scenario, self.scaling, cfg)
         self.plan_seconds: list[float] = []
