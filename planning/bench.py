@@ -124,10 +124,11 @@ def make_plot(path: Path, onedim: dict, smoothing: list[dict], flipup: dict | No
             bias.append(row["bias"])
             std.append(row["std"])
         xs = np.arange(len(configs)) + j * width
-        ax.bar(xs, bias, width, yerr=std, capsize=2, label=lab)
+        ax.bar(xs, np.maximum(bias, 1e-3), width, label=lab, color=f"C{j}")
+        ax.plot(xs, np.maximum(std, 1e-3), "kx", ms=5)
     ax.set_xticks(np.arange(len(configs)) + 0.4 - width / 2, configs, fontsize=8)
-    ax.set_yscale("symlog", linthresh=0.01)
-    ax.set_ylabel("|bias| / |B_ref| (bar), spread (whisker)")
+    ax.set_yscale("log")
+    ax.set_ylabel("|bias| / |B_ref| (bar), spread / |B_ref| (x)")
     ax.set_title("smoothed linearization dq+/du, sigma = 1 cm")
     ax.legend(fontsize=6)
 
