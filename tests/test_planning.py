@@ -103,3 +103,28 @@ def test_short_plan_improves_the_objective(model):
     assert plan.qs[-1][2] > qs0[-1][2]  # the box turned further towards standing
     lo, hi = model.scaling.low, model.scaling.high
     assert np.all(plan.us >= lo - 1e-12) and np.all(plan.us <= hi + 1e-12)
+
+
+def test_planner_expert_acts_through_the_task_action_scaling():
+    from fingergym.planning.demos import PlannerExpert
+
+    scenario = load_scenario()
+    expert = PlannerExpert(scenario)
+    state = np.zeros(10)
+    state[:5] = expert.planner.model.flat_q(0.05)
+    action = expert(state)
+    assert action.shape == (2,) and np.all(np.abs(action) <= 1.0)
+    target = expert.scaling.to_target(action)
+    np.testing.assert_allclose(target, expert.planner._u, atol=1e-6)
+    assert expert.planner.phases == ["approach"]  # far from the box: go to its far side
+    # Seen from the box, the finger heads to the side away from the nearer (right) wall.
+    assert target[0] < state[0]
+
+
+def test_bench_planning_help(capsys):
+    from fingergym.planning.bench import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    assert "--episodes" in capsys.readouterr().out
