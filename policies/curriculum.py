@@ -101,8 +101,9 @@ class CurriculumCallback(BaseCallback):
     """
 
     def __init__(self, run_dir: Path, *, start: float, step: float, promote_at: float,
-                 window: int, t_start: float | None = None):
+                 window: int, t_start: float | None = None, log=None):
         super().__init__()
+        self.log = log
         self.path = Path(run_dir) / "curriculum.json"
         self.rows: list[dict] = json.loads(self.path.read_text()) if self.path.exists() else []
         self.difficulty = self.rows[-1]["difficulty"] if self.rows else float(start)
@@ -135,9 +136,9 @@ class CurriculumCallback(BaseCallback):
             self.recent.clear()
             self._push()
             self._record(rate)
-            if self.verbose:
-                print(f"curriculum @ {self.num_timesteps} steps: difficulty {self.difficulty:.2f} "
-                      f"(success {rate:.0%} at the previous one)", flush=True)
+            if self.log is not None:
+                self.log(f"curriculum @ {self.num_timesteps} steps: difficulty "
+                         f"{self.difficulty:.2f} (success {rate:.0%} at the previous one)")
         return True
 
     def _on_rollout_end(self) -> None:
