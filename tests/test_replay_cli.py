@@ -92,6 +92,9 @@ def test_eval_log_writes_one_bag_per_episode(tmp_path, monkeypatch, capsys):
         def __call__(self, obs):
             return np.array([0.5, -0.5], dtype=np.float32)
 
+        def check_layout(self, observation, action=None):
+            pass
+
     monkeypatch.setattr(runner, "load_shipped_policy", lambda: FakePolicy())
     log = tmp_path / "log"
     assert main(["eval", "--episodes", "2", "--seed", "7", "--json", "--log", str(log)]) == 0
