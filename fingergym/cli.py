@@ -46,12 +46,14 @@ def ros_hint(error: ModuleNotFoundError) -> str | None:
             f"or source your ROS 2 (e.g. source /opt/ros/<distro>/setup.bash)")
 
 
-def serve_until_interrupted() -> None:
-    """Block until Ctrl-C or SIGTERM (a Meshcat server stays up meanwhile), whether or not stdin
-    is a terminal, and also when started with SIGINT ignored (``cmd &`` in a script)."""
+def serve_until_interrupted(message: str) -> None:
+    """Print ``message``, then block until Ctrl-C or SIGTERM (a Meshcat server stays up
+    meanwhile), whether or not stdin is a terminal, and also when started with SIGINT ignored
+    (``cmd &`` in a script). A signal arriving as soon as the message is out is caught too."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
+        print(message, flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

@@ -196,3 +196,48 @@ def test_ctrl_c_on_a_real_run(tmp_path):
         time.sleep(0.2)
     else:
         pytest.fail("processes of the interrupted run are still alive")
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_warm_start_saves_and_exits_cleanly(tmp_path):
+    """SIGTERM to the whole process group (what `timeout`, Slurm and `docker stop` send) during
+    the warm start: the trainer saves what exists, exits 143 with no traceback from itself or
+    its workers, and no process is left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fingergym.cli", "train", "--run-dir", str(run_dir),
+         "--n-envs", "2", "--no-progress", "--set", "warm_start.episodes=400"],
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:  # each phase is announced as it starts
+            lines.append(line)
+            if line.startswith("warm start"):
+                break
+        time.sleep(2)  # inside the expert episodes
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+        out = "".join(lines) + out
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, out
+    assert "Traceback" not in out and "Error" not in out, out
+    assert "saved" in out and (run_dir / "interrupted.zip").exists()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["interrupted"] and summary["signal"] == signal.SIGTERM
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("processes of the stopped run are still alive")
