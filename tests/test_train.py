@@ -241,3 +241,26 @@ def test_sigterm_during_the_warm_start_saves_and_exits_cleanly(tmp_path):
         time.sleep(0.2)
     else:
         pytest.fail("processes of the stopped run are still alive")
+
+
+def test_learning_curve_axes_read_without_offsets(tmp_path, monkeypatch):
+    """Returns that differ in the fourth decimal are labelled as they are (no "+9.2e2" offset);
+    env steps read as 500k, 1M, ... (no "1e6" multiplier)."""
+    import matplotlib.figure
+
+    from fingergym.policies.callbacks import plot_learning_curve
+
+    figures = []
+    savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda self, *a, **k: (figures.append(self), savefig(self, *a, **k))[1])
+    rows = [{"timesteps": 150_000 * i, "success_rate": 0.05 * i, "mean_return": 920 + 1e-4 * i}
+            for i in range(21)]  # 3 M steps (the reference's budget), returns within 0.002
+    assert plot_learning_curve(rows, tmp_path / "curve.png").exists()
+    (fig,) = figures
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert ax.yaxis.get_major_formatter().get_offset() == ""
+        assert ax.xaxis.get_major_formatter().get_offset() == ""
+    assert {"500k", "1M", "3M"} <= {t.get_text() for t in fig.axes[1].get_xticklabels()}
+    assert any(t.get_text().startswith("920.") for t in fig.axes[1].get_yticklabels())
