@@ -20,6 +20,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,9 +36,10 @@ RUNS_DIR = Path("runs")
 
 # ---------------------------------------------------------------------------- environments
 def _make_worker_env(scenario: Scenario, randomize: bool):
-    """Env factory run inside each SubprocVecEnv worker: one torch thread, Ctrl-C ignored (the
-    main process handles it and closes the workers)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Env factory run inside each worker process (SubprocVecEnv or Ray actor): one torch
+    thread, Ctrl-C ignored (the main process handles it and closes the workers)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     torch.set_num_threads(1)
@@ -47,11 +49,20 @@ def _make_worker_env(scenario: Scenario, randomize: bool):
 
 
 def make_vec_env(cfg: TrainConfig, n_envs: int, *, subprocess_envs: bool = True):
-    """The training VecEnv: ``n_envs`` workers (VecMonitor), seeded with ``cfg.seed``."""
+    """The training VecEnv: ``n_envs`` workers (VecMonitor), seeded with ``cfg.seed``.
+
+    ``env.backend: ray`` puts them in Ray actors (:class:`RayVecEnv`, any node of the cluster
+    at ``env.ray_address``); otherwise SubprocVecEnv (DummyVecEnv without ``subprocess_envs``).
+    """
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
     fn = functools.partial(_make_worker_env, cfg.train_scenario(), cfg.env.randomize)
-    if subprocess_envs and n_envs > 1:
+    if cfg.env.backend == "ray":
+        from fingergym.policies.ray_vec_env import RayVecEnv
+
+        venv = RayVecEnv([fn] * n_envs, envs_per_worker=cfg.env.envs_per_worker,
+                         address=cfg.env.ray_address or None)
+    elif subprocess_envs and n_envs > 1:
         venv = SubprocVecEnv([fn] * n_envs)
     else:
         from fingergym.env import make_env
@@ -161,6 +172,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
         plot_learning_curve,
         save_snapshot,
     )
+    from fingergym.policies.ray_vec_env import EnvWorkerLost  # no Ray import
     from fingergym.policies.warmstart import warm_start
 
     torch.set_num_threads(cfg.torch_threads)
@@ -208,6 +220,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
             evaluator.run_eval()
         remaining = cfg.total_timesteps - model.num_timesteps
         interrupted = False
+        error = None
         try:
             if remaining > 0:
                 model.learn(remaining, callback=CallbackList(callbacks), tb_log_name="ppo",
@@ -215,6 +228,9 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
             interrupted = stopper.interrupted
         except KeyboardInterrupt:
             interrupted = True
+        except EnvWorkerLost as e:  # a Ray env worker or its node died: stop, keep the run
+            interrupted, error = True, str(e)
+            log(f"\n{error}")
         if interrupted:
             path = save_snapshot(model, vecnorm, run_dir / "interrupted")
             log(f"\ninterrupted at {model.num_timesteps} steps; saved {path} "
@@ -232,6 +248,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
     best = max(rows, key=lambda r: (r["success_rate"], r["mean_return"])) if rows else None
     summary = {"run_dir": str(run_dir), "timesteps": int(model.num_timesteps),
                "wall_s": round(time.perf_counter() - t_start, 1), "interrupted": interrupted,
+               "error": error,
                "final_eval": rows[-1] if rows else None, "best_eval": best,
                "warm_start": warm, "git_commit": meta["git_commit"]}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -261,6 +278,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-envs", type=int, default=None, help="parallel envs (0: one per core)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set ppo.learning_rate=1e-4")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="env workers on Ray (env.backend: ray): on the cluster at ADDRESS "
+                             "(auto, HOST:PORT, ray://HOST:10001), or a local Ray without one")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -277,6 +297,9 @@ def run(args: argparse.Namespace) -> int:
                           ("env.n_envs", "n_envs")):
             if getattr(args, attr) is not None:
                 changes[key] = getattr(args, attr)
+        if getattr(args, "ray", None) is not None:
+            changes["env.backend"] = "ray"
+            changes["env.ray_address"] = args.ray
         if changes:
             try:
                 cfg = cfg.replace(**changes)
@@ -295,6 +318,9 @@ def run(args: argparse.Namespace) -> int:
                     argv=sys.argv[1:])
     print(json.dumps({k: summary[k] for k in ("timesteps", "wall_s", "final_eval",
                                               "best_eval")}, indent=1))
+    if summary.get("error"):
+        print(f"fingergym train: {summary['error']}", file=sys.stderr)
+        return 1
     if summary["interrupted"]:
         return 130
     print(f"export: fingergym export {run_dir} -o policy.safetensors")
