@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -93,7 +94,8 @@ class StopOnInterrupt(BaseCallback):
         signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
 
     def _on_training_start(self) -> None:
-        self._previous = signal.signal(signal.SIGINT, self._handler)
+        if threading.current_thread() is threading.main_thread():  # not in a Tune trial thread
+            self._previous = signal.signal(signal.SIGINT, self._handler)
 
     def _on_step(self) -> bool:
         return not self.interrupted

@@ -18,7 +18,6 @@ when a :class:`RayVecEnv` is made, so :class:`EnvWorkerLost` can be caught witho
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,8 +29,9 @@ from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnvObs,
     VecEnvStepReturn,
 )
-from stable_baselines3.common.vec_env.patch_gym import _patch_env
 from stable_baselines3.common.vec_env.subproc_vec_env import _stack_obs
+
+from fingergym.policies.ray_env_worker import EnvWorker
 
 # A local Ray started by this module: small object store (the envs exchange a few kB per step)
 # and no dashboard.
@@ -40,72 +40,6 @@ LOCAL_OBJECT_STORE_BYTES = 200 * 2**20
 
 class EnvWorkerLost(RuntimeError):
     """An env worker (Ray actor) died; the VecEnv cannot continue."""
-
-
-class EnvWorker:
-    """Ray actor body: ``len(env_fns)`` envs stepped together (SubprocVecEnv's ``_worker``)."""
-
-    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]]):
-        self.envs = [_patch_env(fn()) for fn in env_fns]
-
-    def where(self) -> dict:
-        """Node id, host name and process id of this worker."""
-        import ray
-
-        return {"node_id": ray.get_runtime_context().get_node_id(),
-                "host": socket.gethostname(), "pid": os.getpid()}
-
-    def spaces(self) -> tuple[gym.Space, gym.Space]:
-        return self.envs[0].observation_space, self.envs[0].action_space
-
-    def reset(self, seeds: Sequence[int | None], options: Sequence[dict]) -> list[tuple]:
-        out = []
-        for env, seed, opts in zip(self.envs, seeds, options, strict=True):
-            out.append(env.reset(seed=seed, **({"options": opts} if opts else {})))
-        return out
-
-    def step(self, actions: np.ndarray) -> list[tuple]:
-        """actions (n_envs_of_worker, *action_shape) -> [(obs, reward, done, info, reset_info)]."""
-        out = []
-        for env, action in zip(self.envs, actions, strict=True):
-            obs, reward, terminated, truncated, info = env.step(action)
-            done = terminated or truncated
-            info["TimeLimit.truncated"] = truncated and not terminated
-            reset_info: dict = {}
-            if done:
-                info["terminal_observation"] = obs
-                obs, reset_info = env.reset()
-            out.append((obs, reward, done, info, reset_info))
-        return out
-
-    def get_attr(self, name: str, local: Sequence[int]) -> list:
-        return [self.envs[i].get_wrapper_attr(name) for i in local]
-
-    def has_attr(self, name: str) -> bool:
-        try:
-            self.envs[0].get_wrapper_attr(name)
-            return True
-        except AttributeError:
-            return False
-
-    def set_attr(self, name: str, value: Any, local: Sequence[int]) -> None:
-        for i in local:
-            setattr(self.envs[i], name, value)
-
-    def env_method(self, name: str, args: tuple, kwargs: dict, local: Sequence[int]) -> list:
-        return [self.envs[i].get_wrapper_attr(name)(*args, **kwargs) for i in local]
-
-    def is_wrapped(self, wrapper_class: type, local: Sequence[int]) -> list[bool]:
-        from stable_baselines3.common.env_util import is_wrapped
-
-        return [is_wrapped(self.envs[i], wrapper_class) for i in local]
-
-    def render(self) -> list:
-        return [env.render() for env in self.envs]
-
-    def close(self) -> None:
-        for env in self.envs:
-            env.close()
 
 
 def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool:
@@ -134,10 +68,12 @@ class RayVecEnv(VecEnv):
     :param address: Ray cluster to connect to when Ray is not initialized yet; empty: start a
         local Ray with one CPU per env worker (at least the machine's cores).
     :param strategy: Ray scheduling strategy of the actors ("SPREAD": across nodes).
+    :param start_timeout: seconds to wait for every worker to be placed and to build its envs.
     """
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], *, envs_per_worker: int = 1,
-                 num_cpus: float = 1.0, address: str | None = None, strategy: str = "SPREAD"):
+                 num_cpus: float = 1.0, address: str | None = None, strategy: str = "SPREAD",
+                 start_timeout: float = 600.0):
         if envs_per_worker < 1:
             raise ValueError(f"envs_per_worker must be >= 1, got {envs_per_worker}")
         import ray
@@ -154,7 +90,16 @@ class RayVecEnv(VecEnv):
         self.workers = [actor_cls.remote(list(env_fns[s])) for s in self._slices]
         self.closed = False
         self._pending: list | None = None
-        self.locations: list[dict] = self._get([w.where.remote() for w in self.workers])
+        refs = [w.where.remote() for w in self.workers]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=start_timeout)
+        if len(ready) < len(refs):
+            free = ray.available_resources().get("CPU", 0)
+            self.close()
+            raise RuntimeError(
+                f"RayVecEnv: {len(refs) - len(ready)} of {n_workers} env workers "
+                f"({num_cpus} CPU each) not started in {start_timeout:.0f} s; the cluster has "
+                f"{free:g} of {ray.cluster_resources().get('CPU', 0):g} CPUs free")
+        self.locations: list[dict] = self._get(refs)
         observation_space, action_space = self._get(self.workers[0].spaces.remote())
         super().__init__(n_envs, observation_space, action_space)
 
@@ -257,5 +202,6 @@ class RayVecEnv(VecEnv):
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper],
                        indices: VecEnvIndices = None) -> list[bool]:
         local = self._local(indices)
-        return [v for batch in self._get([self.workers[w].is_wrapped.remote(wrapper_class, ix)
+        name = f"{wrapper_class.__module__}.{wrapper_class.__qualname__}"
+        return [v for batch in self._get([self.workers[w].is_wrapped.remote(name, ix)
                                           for w, ix in local.items()]) for v in batch]

@@ -37,12 +37,12 @@ RUNS_DIR = Path("runs")
 # ---------------------------------------------------------------------------- environments
 def _make_worker_env(scenario: Scenario, randomize: bool):
     """Env factory run inside each worker process (SubprocVecEnv or Ray actor): one torch
-    thread, Ctrl-C ignored (the main process handles it and closes the workers)."""
+    thread if torch is loaded, Ctrl-C ignored (the main process handles it and closes the
+    workers)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import torch
-
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:  # a Ray env worker does not import torch at all
+        sys.modules["torch"].set_num_threads(1)
     from fingergym.env import make_env
 
     return make_env(scenario, randomize=randomize)
