@@ -249,6 +249,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        print("fingergym sweep: needs Ray: pip install 'fingergym[ray]'", file=sys.stderr)
+        return 2
     try:
         settings, configs = load_sweep(args.config)
     except FileNotFoundError as e:

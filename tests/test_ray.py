@@ -167,3 +167,13 @@ def test_sweep_writes_runs_and_summary(cluster, tmp_path):
         assert c["runs"] == 2 and c["failed"] == 0
         assert c["success_min"] <= c["success_median"] <= c["success_max"]
     assert (out / "summary.png").stat().st_size > 0
+
+
+def test_cluster_launcher_example_is_valid():
+    """docs/ray-cluster.yaml follows the cluster launcher's schema shipped with Ray."""
+    import jsonschema  # a Ray dependency
+    import ray.autoscaler
+
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    jsonschema.validate(yaml.safe_load(
+        (Path(__file__).parents[1] / "docs" / "ray-cluster.yaml").read_text()), schema)

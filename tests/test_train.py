@@ -41,6 +41,9 @@ def test_default_config_loads():
     ({"env": {"overrides": {"no.such": 1}}}, "env.overrides"),
     ({"bogus": 1}, "bogus"),
     ({"ppo": {"batch_size": 4096}, "env": {"n_envs": 2}}, "ppo.batch_size"),
+    ({"env": {"backend": "dask"}}, "env.backend"),
+    ({"env": {"ray_address": "auto"}}, "env.ray_address"),
+    ({"env": {"backend": "ray", "envs_per_worker": 0}}, "env.envs_per_worker"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, data, key):
     path = tmp_path / "train.yaml"
@@ -189,3 +192,30 @@ def test_ctrl_c_on_a_real_run(tmp_path):
         time.sleep(0.2)
     else:
         pytest.fail("processes of the interrupted run are still alive")
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"configurations": {"a": {}}, "seeds": "0"}, "seeds"),
+    ({"configurations": {"a": {}}, "seeds": [1, 1]}, "seeds"),
+    ({"configurations": {}}, "configurations"),
+    ({"configurations": {"a": {"ppo.nope": 1}}}, "configurations.a"),
+    ({"configurations": {"a": {"ppo.gamma": 2.0}}}, "ppo.gamma"),
+    ({"configurations": {"a": {}}, "set": {"bogus": 1}}, "set"),
+    ({"configurations": {"a": {}}, "cpus": 2}, "cpus"),
+])
+def test_sweep_config_errors_name_file_and_key(tmp_path, data, key):
+    from fingergym.policies.sweep import load_sweep
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ScenarioError) as e:
+        load_sweep(path)
+    assert str(path) in str(e.value) and key in str(e.value)
+
+
+def test_shipped_sweep_config_loads():
+    from fingergym.policies.sweep import load_sweep
+
+    settings, configs = load_sweep(Path(__file__).parents[1] / "configs" / "sweep.yaml")
+    assert len(settings["seeds"]) >= 2 and len(configs) >= 2
+    assert len({c.digest() for c in configs.values()}) == len(configs)
