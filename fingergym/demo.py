@@ -6,6 +6,7 @@ Runs the shipped policy when the package has one, else the scripted flip-up.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,14 @@ def _controller(env, scripted: bool):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.gif:
+        from fingergym.files import check_output_file
+
+        try:
+            check_output_file(args.gif, "the GIF", (".gif",))
+        except OSError as e:
+            print(f"fingergym demo: {e}", file=sys.stderr)
+            return 2
     env = make_env(args.scenario, render_mode="rgb_array" if args.gif else None,
                    meshcat=True if args.meshcat else None)
     name, act = _controller(env, args.scripted)
@@ -60,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.gif:
         import imageio.v2 as imageio
 
+        args.gif.parent.mkdir(parents=True, exist_ok=True)
         imageio.mimsave(args.gif, [np.asarray(f) for f in frames],
                         duration=env.scenario.episode.step, loop=0)
         print(f"wrote {args.gif} ({len(frames)} frames)")

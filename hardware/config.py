@@ -6,12 +6,13 @@ naming the file and the dotted key). Physical parameters stay in the scenario fi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fingergym.scenario import ScenarioError, _build, _f, read_yaml
+from fingergym.scenario import ScenarioError, _build, _f, read_yaml, show
 
 DEFAULT_HARDWARE_CONFIG = "hardware.yaml"
 
@@ -107,11 +108,42 @@ def default_hardware_config_path() -> Path:
     return Path(str(resources.files("fingergym.configs").joinpath(DEFAULT_HARDWARE_CONFIG)))
 
 
+# ROS 2 name rules (rcl's rmw_validate_full_topic_name / rmw_validate_node_name), checked here so
+# a bad name is a config error naming the key, not an exception from deep inside rclpy.
+_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
+_TOPIC = re.compile(rf"(/|~/)?{_TOKEN}(/{_TOKEN})*")
+_NODE = re.compile(_TOKEN)
+_TOPIC_KEYS = ("commands_topic", "joint_states_topic", "box_pose_topic", "estop_topic")
+
+
+def _check_ros_names(ros: RosParams, source: str) -> None:
+    for key in (*_TOPIC_KEYS, "reset_box_service"):
+        name = getattr(ros, key)
+        if len(name) > 255 or not _TOPIC.fullmatch(name):
+            raise ScenarioError(f"{source}: ros.{key}: {show(name)} is not a valid ROS 2 name "
+                                f"(tokens of letters, digits and _, not starting with a digit, "
+                                f"separated by single /)")
+    if len(ros.node_name) > 255 or not _NODE.fullmatch(ros.node_name):
+        raise ScenarioError(f"{source}: ros.node_name: {show(ros.node_name)} is not a valid "
+                            f"ROS 2 node name")
+    seen: dict[str, str] = {}
+    for key in _TOPIC_KEYS:  # one topic, one message type
+        name = getattr(ros, key).lstrip("/")
+        if name in seen:
+            raise ScenarioError(f"{source}: ros.{key}: {getattr(ros, key)} is also "
+                                f"ros.{seen[name]} (a topic carries one message type)")
+        seen[name] = key
+    for name in ros.joint_names:
+        if not name or len(name) > 255 or not name.isprintable():
+            raise ScenarioError(f"{source}: ros.joint_names: {show(name)} is not a joint name")
+
+
 def hardware_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> HardwareConfig:
     config = _build(HardwareConfig, data, source, "")
     config.source = source
     if len(set(config.ros.joint_names)) != 2:
         raise ScenarioError(f"{source}: ros.joint_names: need two distinct names")
+    _check_ros_names(config.ros, source)
     return config
 
 

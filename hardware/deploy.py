@@ -154,9 +154,17 @@ def run(args: argparse.Namespace) -> int:
     reset_mode = args.reset or ("service" if args.virtual_robot else "prompt")
     log_root = None if args.no_log else (args.log_dir or Path("logs") / (
         "deploy-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")))
-    if log_root is not None and any(log_root.glob("episode_*")):
+    if log_root is not None and log_root.is_dir() and any(log_root.glob("episode_*")):
         out.say(f"fingergym deploy: {log_root} already holds episodes; choose a new --log-dir")
         return 2
+    if log_root is not None:
+        from fingergym.files import check_output_dir
+
+        try:
+            check_output_dir(log_root, "episode logs")
+        except OSError as e:
+            out.say(f"fingergym deploy: {e}")
+            return 2
     robot = None
     env = None
     results: list[dict] = []

@@ -108,14 +108,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fingergym.files import check_output_dir, check_output_file, video_suffixes
     from fingergym.policies.runner import Policy, PolicyFormatError, load_shipped_policy
 
     if args.episodes < 1:
         print("fingergym eval: --episodes must be >= 1", file=sys.stderr)
         return 2
-    try:
+    try:  # outputs checked before the evaluation, so a finished one is never thrown away
+        if args.video:
+            check_output_file(args.video, "the video", video_suffixes())
+        if args.log:
+            check_output_dir(args.log, "episode logs")
         policy = Policy.load(args.policy) if args.policy else load_shipped_policy()
-    except (PolicyFormatError, FileNotFoundError) as e:
+    except (PolicyFormatError, OSError) as e:
         print(f"fingergym eval: {e}", file=sys.stderr)
         return 2
     env = make_env(args.scenario)
@@ -132,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         ep = run_episode(video_env, policy, args.seed, render=True)
         import imageio.v2 as imageio
 
+        args.video.parent.mkdir(parents=True, exist_ok=True)
         imageio.mimsave(args.video, [np.asarray(f) for f in ep.frames],
                         duration=video_env.scenario.episode.step, loop=0)
         result["video"] = str(args.video)

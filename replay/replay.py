@@ -64,12 +64,9 @@ def episode_params_for(ep: Episode, scenario: Scenario, overrides: dict[str, flo
         params = nominal_params(scenario, box_x=float(s0[0]), box_theta=float(s0[2]))
     params = dataclasses.replace(params, obs_noise_position=0.0, obs_noise_velocity=0.0)
     if overrides:
-        known = {f.name for f in dataclasses.fields(params)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown physics parameter(s) {unknown}; known: {sorted(known)}")
-        if "action_delay_periods" in overrides:
-            overrides = dict(overrides, action_delay_periods=int(overrides["action_delay_periods"]))
+        from fingergym.sim.params import validate_overrides
+
+        overrides = validate_overrides(overrides, scenario)
         params = dataclasses.replace(params, **overrides)
     return params
 

@@ -72,3 +72,48 @@ def draw_params(scenario: Scenario, generator: RandomGenerator) -> EpisodeParams
         obs_noise_velocity=u(r.obs_noise_velocity),
         action_delay_periods=int(rng.integers(lo_d, hi_d + 1)),
     )
+
+
+# Which scenario entry gives each parameter its validity rules (range, type, cross-checks).
+# A range entry ``randomization.<name>`` is checked as the zero-width range ``[v, v]``.
+_SCENARIO_RULE: dict[str, str] = {
+    "box_x": "randomization.box_x", "box_mass": "box.mass", "box_length": "box.length",
+    "box_thickness": "box.thickness", "friction": "contact.friction", "kp": "controller.kp",
+    "kd": "controller.kd", "obs_noise_position": "randomization.obs_noise_position",
+    "obs_noise_velocity": "randomization.obs_noise_velocity",
+    "action_delay_periods": "randomization.action_delay_periods",
+}
+
+
+def validate_overrides(overrides: dict[str, float], scenario: Scenario) -> dict[str, float]:
+    """Check per-episode parameter overrides (``replay --param``) with the scenario's own rules.
+
+    Returns them typed (``action_delay_periods`` as int); raises
+    :class:`~fingergym.scenario.ScenarioError` naming the parameter.
+    """
+    from fingergym.scenario import ScenarioError, show
+
+    fields = EpisodeParams.__dataclass_fields__
+    out: dict[str, float] = {}
+    for name, value in overrides.items():
+        if name not in fields:
+            raise ScenarioError(f"--param {name}: unknown physics parameter; known: "
+                                f"{sorted(fields)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise ScenarioError(f"--param {name}: must be a finite number, got {show(value)}")
+        if name == "action_delay_periods":
+            if value != int(value):
+                raise ScenarioError(f"--param {name}: must be an integer, got {show(value)}")
+            value = int(value)
+        key = _SCENARIO_RULE.get(name)
+        if key is not None:
+            entry = [value, value] if key.startswith("randomization.") else value
+            try:
+                scenario.replace(**{key: entry})
+            except ScenarioError as e:
+                why = str(e).split(": ", 2)[-1]  # drop "<source> (overridden): <key>"
+                raise ScenarioError(f"--param {name}={show(value)}: {why} (the scenario's "
+                                    f"rule for {key})") from None
+        out[name] = float(value) if name != "action_delay_periods" else value
+    return out

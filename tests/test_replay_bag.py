@@ -187,7 +187,8 @@ def test_bad_bags_give_clear_errors(logged, tmp_path):
     other_robot = ep.scenario.replace(**{"bin.wall_x": [-0.3, 0.3]})
     with pytest.raises(BagError, match="bin.wall_x"):
         replay_in_sim(ep, scenario=other_robot)
-    # Damaged bytes in the middle: what precedes the damage is kept.
+    # Damaged bytes in the middle: the damaged chunk is skipped (CRC), the rest is kept, each
+    # kept step still pairs its own observation, action and reward (by step number).
     dmg = tmp_path / "dmg"
     _rerecord(ep, tmp_path / "src", flush_period=0.0)
     shutil.copytree(tmp_path / "src", dmg)
@@ -198,7 +199,12 @@ def test_bad_bags_give_clear_errors(logged, tmp_path):
     raw[mid: mid + 64] = b"\xff" * 64
     (dmg / "dmg.mcap").write_bytes(bytes(raw))
     part = read_episode(dmg)
-    assert part.truncated and 0 < part.steps < ep.steps
+    assert part.damaged and 0 < part.steps < ep.steps
+    assert any("CRC" in p or "damaged" in p for p in part.problems), part.problems
+    kept = [int(np.argmin(np.abs(ep.sim_time - t))) for t in part.sim_time]
+    np.testing.assert_array_equal(part.observation, ep.observation[kept])
+    np.testing.assert_array_equal(part.action, ep.action[kept])
+    np.testing.assert_array_equal(part.reward, ep.reward[kept])
 
 
 def test_recorder_context_manager_records_error(tmp_path, logged):

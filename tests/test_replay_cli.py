@@ -60,7 +60,8 @@ def test_episodes_table(log_dir, tmp_path, capsys):
     assert lines[0].split()[:3] == ["date", "(UTC)", "mode"]
     assert bags[0].name in text and bags[1].name in text
     assert "time_limit" in text and "closed" in text and "4 episode(s)" in text
-    assert "[truncated bag]" in text and "unreadable" in text
+    assert "incomplete" in text and "unreadable" in text
+    assert "2 ok, 1 incomplete, 0 damaged, 1 unreadable" in text
 
 
 def test_replay_cli_errors(tmp_path, capsys):
