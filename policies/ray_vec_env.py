@@ -18,6 +18,8 @@ when a :class:`RayVecEnv` is made, so :class:`EnvWorkerLost` can be caught witho
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -53,8 +55,18 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool
     if address:
         ray.init(address=address, logging_level="WARNING", log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                 include_dashboard=False, logging_level="WARNING", log_to_driver=True)
+        # Ray's services (GCS, raylet) run in this process group: started with SIGINT and
+        # SIGTERM ignored (inherited), a Ctrl-C or `timeout` reaches the trainer, which stops
+        # cleanly, instead of killing the cluster under it.
+        main = threading.current_thread() is threading.main_thread()
+        previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)
+                    } if main else {}
+        try:
+            ray.init(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                     include_dashboard=False, logging_level="WARNING", log_to_driver=True)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
     return True
 
 
