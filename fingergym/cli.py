@@ -17,6 +17,8 @@ from pathlib import Path
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("fingergym.demo", "run one episode in sim on built-in defaults and print its return"),
     "train": ("fingergym.policies.train", "train a PPO policy in randomized sim"),
+    "sweep": ("fingergym.policies.sweep",
+              "many training runs (configurations x seeds) on Ray Tune, one summary"),
     "eval": ("fingergym.policies.evaluate", "evaluate a policy on randomized sim episodes"),
     "export": ("fingergym.policies.export", "export a trained run to a safe deploy artifact"),
     "deploy": ("fingergym.hardware.deploy", "run an exported policy on the robot over ROS 2"),
@@ -24,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("fingergym.replay.cli_replay",
                "replay a logged episode: in sim (sim-to-real gap), on the robot, plot, Meshcat"),
     "episodes": ("fingergym.replay.episodes", "table of the logged episodes in a directory"),
+    "tasks": ("fingergym.registry", "list the registered gym ids with their robot and task"),
 }
 
 
@@ -62,7 +65,8 @@ def serve_until_interrupted(message: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fingergym",
-        description="Train a box flip-up policy in Drake, deploy it over ROS 2, replay episodes.")
+        description="Train a contact-rich policy in Drake (any registered task on any "
+                    "registered robot), deploy it over ROS 2, replay episodes.")
     from fingergym import __version__
 
     parser.add_argument("--version", action="version", version=f"fingergym {__version__}")

@@ -33,7 +33,8 @@ from fingergym.scenario import Scenario
 LEVEL_KEY = "curriculum_level"  # info key: the difficulty the current episode was drawn at
 
 
-def _get(scenario: Scenario, key: str) -> Any:
+def scenario_value(scenario: Scenario, key: str) -> Any:
+    """The value of a dotted scenario key, e.g. ``box.tilt_range``."""
     node: Any = scenario
     for part in key.split("."):
         node = getattr(node, part)
@@ -52,7 +53,7 @@ def scenario_at(base: Scenario, easy: dict[str, Any], d: float) -> Scenario:
     """``base`` with every key of ``easy`` interpolated to difficulty ``d`` (validated)."""
     if not easy:
         return base
-    return base.replace(**{k: interpolate(v, _get(base, k), d) for k, v in easy.items()})
+    return base.replace(**{k: interpolate(v, scenario_value(base, k), d) for k, v in easy.items()})
 
 
 class CurriculumEnv(gym.Wrapper):

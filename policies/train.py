@@ -1,4 +1,4 @@
-"""``fingergym train``: PPO (stable-baselines3) on the randomized box flip-up.
+"""``fingergym train``: PPO (stable-baselines3) on a randomized task (default: the box flip-up).
 
 A run directory holds everything a run produced::
 
@@ -20,6 +20,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,30 +49,40 @@ def _make_env(cfg: TrainConfig):
                             replay=c.replay)
     if cfg.shaping.potential:
         from fingergym.policies.shaping import PotentialShaping
-        from fingergym.task import POTENTIALS
 
-        env = PotentialShaping(env, POTENTIALS[cfg.shaping.potential], gamma=cfg.ppo.gamma,
-                               scale=cfg.shaping.scale)
+        potential = env.unwrapped.task.potentials()[cfg.shaping.potential]
+        env = PotentialShaping(env, potential, gamma=cfg.ppo.gamma, scale=cfg.shaping.scale)
     return env
 
 
 def _make_worker_env(cfg: TrainConfig):
-    """Env factory run inside each SubprocVecEnv worker: one torch thread, SIGINT and SIGTERM
-    ignored (the main process handles both and closes the workers)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    import torch
-
-    torch.set_num_threads(1)
+    """Env factory run inside each worker process (SubprocVecEnv or Ray actor): one torch
+    thread if torch is loaded, SIGINT and SIGTERM ignored (the main process handles both and
+    closes the workers)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if "torch" in sys.modules:  # a Ray env worker does not import torch at all
+        sys.modules["torch"].set_num_threads(1)
     return _make_env(cfg)
 
 
 def make_vec_env(cfg: TrainConfig, n_envs: int, *, subprocess_envs: bool = True):
-    """The training VecEnv: ``n_envs`` workers (VecMonitor), seeded with ``cfg.seed``."""
+    """The training VecEnv: ``n_envs`` workers (VecMonitor), seeded with ``cfg.seed``.
+
+    ``env.backend: ray`` puts them in Ray actors (:class:`RayVecEnv`, any node of the cluster
+    at ``env.ray_address``); otherwise SubprocVecEnv (DummyVecEnv without ``subprocess_envs``).
+    """
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
-    if subprocess_envs and n_envs > 1:
-        venv = SubprocVecEnv([functools.partial(_make_worker_env, cfg)] * n_envs)
+    fn = functools.partial(_make_worker_env, cfg)
+    if cfg.env.backend == "ray":
+        from fingergym.policies.ray_vec_env import RayVecEnv
+
+        venv = RayVecEnv([fn] * n_envs, envs_per_worker=cfg.env.envs_per_worker,
+                         address=cfg.env.ray_address or None)
+    elif subprocess_envs and n_envs > 1:
+        venv = SubprocVecEnv([fn] * n_envs)
     else:
         venv = DummyVecEnv([functools.partial(_make_env, cfg)] * n_envs)
     venv = VecMonitor(venv, info_keywords=("is_success",))
@@ -183,6 +194,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
         save_snapshot,
     )
     from fingergym.policies.progress import RunControl, StepTicker
+    from fingergym.policies.ray_vec_env import EnvWorkerLost  # no Ray import
     from fingergym.policies.warmstart import warm_start
 
     torch.set_num_threads(cfg.torch_threads)
@@ -196,6 +208,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
     n = cfg.normalize
     model = vecnorm = evaluator = warm = None
     interrupted = False
+    error = None
     venv = None
     with RunControl(progress=progress_bar, log=log) as control:
         try:
@@ -248,10 +261,9 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                 if c.keys:
                     from fingergym.policies.curriculum import CurriculumCallback
 
-                    curriculum = CurriculumCallback(run_dir, start=c.start, step=c.step,
-                                                    promote_at=c.promote_at, window=c.window,
-                                                    t_start=t_start, log=control.log)
-                    callbacks.append(curriculum)
+                    callbacks.append(CurriculumCallback(
+                        run_dir, start=c.start, step=c.step, promote_at=c.promote_at,
+                        window=c.window, t_start=t_start, log=control.log))
                 if cfg.checkpoint_freq:
                     callbacks.append(SnapshotCallback(run_dir, cfg.checkpoint_freq, vecnorm))
                 if resume is None and warm is not None:
@@ -266,6 +278,11 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                                     progress_bar=False)
             except KeyboardInterrupt:  # Stopped (SIGINT/SIGTERM) or a second Ctrl-C
                 interrupted = True
+            except EnvWorkerLost as e:  # a Ray env worker or its node died: stop, keep the run
+                interrupted = True
+                if control.signum is None:
+                    error = str(e)
+                    control.log(error)
             if interrupted and model is not None:
                 path = save_snapshot(model, vecnorm, run_dir / "interrupted")
                 hint = (f"resume: fingergym train --resume {run_dir}" if model.num_timesteps
@@ -287,12 +304,12 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                 venv.close()
     rows = evaluator.rows if evaluator is not None else []
     plot_learning_curve(rows, run_dir / "learning_curve.png",
-                        title=f"PPO box flip-up (seed {cfg.seed})")
+                        title=f"PPO {cfg.eval_scenario().task} (seed {cfg.seed})")
     best = max(rows, key=lambda r: (r["success_rate"], r["mean_return"])) if rows else None
     summary = {"run_dir": str(run_dir),
                "timesteps": int(model.num_timesteps) if model is not None else 0,
                "wall_s": round(time.perf_counter() - t_start, 1), "interrupted": interrupted,
-               "signal": control.signum, "final_eval": rows[-1] if rows else None,
+               "error": error, "signal": control.signum, "final_eval": rows[-1] if rows else None,
                "best_eval": best, "warm_start": warm, "git_commit": meta["git_commit"]}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -350,6 +367,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--config", type=Path, default=None,
                         help="training config YAML (default: the shipped configs/train.yaml)")
+    parser.add_argument("--task", default=None, metavar="ID_OR_TASK",
+                        help="a registered gym id or task (`fingergym tasks`): trains on its "
+                             "default scenario (sets env.scenario)")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="output directory (default: runs/<UTC time>)")
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR|ZIP",
@@ -366,6 +386,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0: one per core)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set ppo.learning_rate=1e-4")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="env workers on Ray (env.backend: ray): on the cluster at ADDRESS "
+                             "(auto, HOST:PORT, ray://HOST:10001), or a local Ray without one")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars: one line per phase instead (for logs)")
 
@@ -383,6 +406,14 @@ def run(args: argparse.Namespace) -> int:
                           ("env.n_envs", "n_envs")):
             if getattr(args, attr) is not None:
                 changes[key] = getattr(args, attr)
+        if args.task:
+            from fingergym.registry import scenario_path
+
+            path = scenario_path(args.task, None)
+            changes["env.scenario"] = str(path) if path else ""
+        if getattr(args, "ray", None) is not None:
+            changes["env.backend"] = "ray"
+            changes["env.ray_address"] = args.ray
         if changes:
             try:
                 cfg = cfg.replace(**changes)
@@ -401,6 +432,9 @@ def run(args: argparse.Namespace) -> int:
                     argv=sys.argv[1:])
     print(json.dumps({k: summary[k] for k in ("timesteps", "wall_s", "final_eval",
                                               "best_eval")}, indent=1))
+    if summary.get("error"):
+        print(f"fingergym train: {summary['error']}", file=sys.stderr)
+        return 1
     if summary["interrupted"]:
         return 128 + (summary["signal"] or signal.SIGINT)  # 130 Ctrl-C, 143 SIGTERM
     print(f"export: fingergym export {run_dir} -o policy.safetensors")

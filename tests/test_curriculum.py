@@ -21,26 +21,26 @@ from fingergym.policies.curriculum import (
     scenario_at,
 )
 from fingergym.scenario import ScenarioError
-from fingergym.task import angle_from_vertical
+from fingergym.tasks.box_flipup.task import angle_from_vertical
 
-EASY = {"randomization.box_tilt": [1.0, 1.4], "randomization.box_x": [-0.15, -0.15],
+EASY = {"box.tilt_range": [1.0, 1.4], "box.x_range": [-0.15, -0.15],
         "randomization.action_delay_periods": [0, 0]}
 
 
 def test_interpolation_ends_at_easy_and_at_the_scenario():
     base = load_scenario()
-    assert scenario_at(base, EASY, 0.0).randomization.box_tilt == [1.0, 1.4]
+    assert scenario_at(base, EASY, 0.0).box.tilt_range == [1.0, 1.4]
     assert scenario_at(base, EASY, 1.0) == base
-    mid = scenario_at(base, EASY, 0.5).randomization
-    assert mid.box_tilt == pytest.approx([0.5, 0.7])
-    assert mid.box_x == pytest.approx([-0.125, -0.025])
-    assert mid.action_delay_periods == [0, 1] and all(
-        isinstance(v, int) for v in mid.action_delay_periods)
+    mid = scenario_at(base, EASY, 0.5)
+    assert mid.box.tilt_range == pytest.approx([0.5, 0.7])
+    assert mid.box.x_range == pytest.approx([-0.125, -0.025])
+    delay = mid.randomization.action_delay_periods
+    assert delay == [0, 1] and all(isinstance(v, int) for v in delay)
     assert interpolate(2.0, 4.0, 0.25) == 2.5
 
 
 def test_tilted_start_lifts_the_box_with_the_finger_under_it():
-    s = load_scenario().replace(**{"randomization.box_tilt": [0.8, 0.8]})
+    s = load_scenario().replace(**{"box.tilt_range": [0.8, 0.8]})
     env = fingergym.make_env(s)
     env.reset(seed=3)
     state = env.true_state()
@@ -57,14 +57,14 @@ def test_untilted_start_is_the_old_start():
     env.reset(seed=5)
     state = env.true_state()
     assert state[2] % np.pi == pytest.approx(0.0, abs=1e-6)
-    assert state[3:5] == pytest.approx(env.scenario.finger.home, abs=1e-6)
+    assert state[3:5] == pytest.approx(env.robot.home(), abs=1e-6)
 
 
 def test_set_scenario_only_changes_what_a_reset_draws():
     env = fingergym.make_env()
-    with pytest.raises(ValueError, match="box"):
-        env.set_scenario(env.scenario.replace(**{"box.mass": 2.0}))
-    env.set_scenario(env.scenario.replace(**{"randomization.box_tilt": [1.2, 1.2]}))
+    with pytest.raises(ValueError, match="episode"):
+        env.set_scenario(env.scenario.replace(**{"episode.time_limit": 5.0}))
+    env.set_scenario(env.scenario.replace(**{"box.tilt_range": [1.2, 1.2]}))
     env.reset(seed=0)
     assert env.true_state()[2] % np.pi == pytest.approx(1.2, abs=0.02)
 
@@ -116,8 +116,9 @@ def test_callback_promotes_on_success_at_the_current_difficulty(tmp_path):
 
 @pytest.mark.parametrize("keys, key", [
     ({"randomization.no_such": [0, 1]}, "curriculum.keys.randomization.no_such"),
-    ({"randomization.box_tilt": 1.0}, "curriculum.keys.randomization.box_tilt"),
-    ({"randomization.box_tilt": [0.0, 3.0]}, "randomization.box_tilt"),
+    ({"box.tilt_range": 1.0}, "curriculum.keys.box.tilt_range"),
+    ({"box.tilt_range": [0.0, 3.0]}, "box.tilt_range"),
+    ({"box.no_such": [0, 1]}, "curriculum.keys.box.no_such"),
 ])
 def test_curriculum_config_errors_name_file_and_key(tmp_path, keys, key):
     path = tmp_path / "train.yaml"

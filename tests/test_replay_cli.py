@@ -12,7 +12,7 @@ from fingergym.cli import main
 from fingergym.env import make_env
 from fingergym.replay.reader import read_episode
 from fingergym.replay.sim_log import RecordEpisodes
-from fingergym.sim.scripted import ScriptedFlip
+from fingergym.tasks.box_flipup.experts import ScriptedFlip
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +121,9 @@ def test_eval_log_writes_one_bag_per_episode(tmp_path, monkeypatch, capsys):
 
         def __call__(self, obs):
             return np.array([0.5, -0.5], dtype=np.float32)
+
+        def check_layout(self, observation, action=None):
+            pass
 
     monkeypatch.setattr(runner, "load_shipped_policy", lambda: FakePolicy())
     log = tmp_path / "log"

@@ -21,7 +21,11 @@ TINY = ["--total-timesteps", "512", "--n-envs", "2", "--no-progress",
 
 
 def test_default_config_loads():
+    from fingergym.policies.config import TrainConfig
+
     cfg = load_train_config()
+    # the code's defaults are the shipped file (one source of truth)
+    assert cfg.to_dict() == TrainConfig().to_dict()
     assert cfg.policy.pi == [64, 64] and cfg.policy.vf == [64, 64]
     assert cfg.total_timesteps > 0 and len(cfg.digest()) == 64
     # the evaluation scenario is always the full default randomization
@@ -36,10 +40,13 @@ def test_default_config_loads():
     ({"ppo": {"gamma": 1.5}}, "ppo.gamma"),
     ({"policy": {"activation": "gelu"}}, "policy.activation"),
     ({"normalize": {"obs": "yes"}}, "normalize.obs"),
-    ({"env": {"overrides": {"randomization.box_x": [0.5, 0.1]}}}, "randomization.box_x"),
+    ({"env": {"overrides": {"box.x_range": [0.5, 0.1]}}}, "box.x_range"),
     ({"env": {"overrides": {"no.such": 1}}}, "env.overrides"),
     ({"bogus": 1}, "bogus"),
     ({"ppo": {"batch_size": 4096}, "env": {"n_envs": 2}}, "ppo.batch_size"),
+    ({"env": {"backend": "dask"}}, "env.backend"),
+    ({"env": {"ray_address": "auto"}}, "env.ray_address"),
+    ({"env": {"backend": "ray", "envs_per_worker": 0}}, "env.envs_per_worker"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, data, key):
     path = tmp_path / "train.yaml"
@@ -50,9 +57,9 @@ def test_config_errors_name_file_and_key(tmp_path, data, key):
 
 
 def test_training_overrides_do_not_touch_eval_scenario():
-    cfg = config_from_dict({"env": {"overrides": {"randomization.box_x": [-0.02, 0.02]}}})
-    assert cfg.train_scenario().randomization.box_x == [-0.02, 0.02]
-    assert cfg.eval_scenario().randomization.box_x == [-0.1, 0.1]
+    cfg = config_from_dict({"env": {"overrides": {"box.x_range": [-0.02, 0.02]}}})
+    assert cfg.train_scenario().box.x_range == [-0.02, 0.02]
+    assert cfg.eval_scenario().box.x_range == [-0.1, 0.1]
 
 
 def test_cli_bad_config_is_a_clean_error(tmp_path, capsys):
@@ -69,8 +76,7 @@ def test_standing_expert_beats_scripted_baseline():
     """The warm-start expert (fixed press once standing) flips more boxes than ScriptedFlip."""
     import fingergym
     from fingergym.policies.evaluate import evaluate
-    from fingergym.policies.warmstart import StandingExpert
-    from fingergym.sim.scripted import ScriptedFlip
+    from fingergym.tasks.box_flipup.experts import ScriptedFlip, StandingExpert
 
     env = fingergym.make_env()
     seeds = [1014, 1036, 1037, 1000]  # the first three: ScriptedFlip ends rocking (failure)
@@ -261,3 +267,32 @@ def test_learning_curve_axes_read_without_offsets(tmp_path, monkeypatch):
         assert ax.xaxis.get_major_formatter().get_offset() == ""
     assert {"500k", "1M", "3M"} <= {t.get_text() for t in fig.axes[1].get_xticklabels()}
     assert any(t.get_text().startswith("920.") for t in fig.axes[1].get_yticklabels())
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"configurations": {"a": {}}, "seeds": "0"}, "seeds"),
+    ({"configurations": {"a": {}}, "seeds": [1, 1]}, "seeds"),
+    ({"configurations": {}}, "configurations"),
+    ({"configurations": {"a": {"ppo.nope": 1}}}, "configurations.a"),
+    ({"configurations": {"a": {"ppo.gamma": 2.0}}}, "ppo.gamma"),
+    ({"configurations": {"a": {}}, "set": {"bogus": 1}}, "set"),
+    ({"configurations": {"a": {}}, "cpus": 2}, "cpus"),
+])
+def test_sweep_config_errors_name_file_and_key(tmp_path, data, key):
+    from fingergym.policies.sweep import load_sweep
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ScenarioError) as e:
+        load_sweep(path)
+    assert str(path) in str(e.value) and key in str(e.value)
+
+
+def test_shipped_sweep_config_loads():
+    from pathlib import Path
+
+    from fingergym.policies.sweep import load_sweep
+
+    settings, configs = load_sweep(Path(__file__).parents[1] / "configs" / "sweep.yaml")
+    assert len(settings["seeds"]) >= 2 and len(configs) >= 2
+    assert len({c.digest() for c in configs.values()}) == len(configs)
