@@ -74,6 +74,14 @@ def report_run(run_dir: Path, episodes: int) -> dict:
            "steps": rows[-1]["timesteps"] if rows else 0,
            "wall_s": rows[-1]["wall_s"] if rows else 0.0,
            "first_80": first, "held_out_first_80": None, "held_out_best": None}
+    if (run_dir / "summary.json").exists():  # the run's own end (after its last evaluation)
+        end = json.loads((run_dir / "summary.json").read_text())
+        out["steps"] = max(out["steps"], end.get("timesteps") or 0)
+        out["wall_s"] = max(out["wall_s"], end.get("wall_s") or 0.0)
+    if (run_dir / "curriculum.json").exists():
+        out["difficulty"] = json.loads((run_dir / "curriculum.json").read_text())[-1]["difficulty"]
+    if episodes <= 0:  # curves and time-to-80% only
+        return out
     if first is not None and (run_dir / "checkpoints" / f"step_{first['timesteps']}.zip").exists():
         out["held_out_first_80"] = held_out(run_dir, f"step_{first['timesteps']}", episodes)
     if (run_dir / "best.zip").exists():
@@ -95,32 +103,35 @@ def summarize(label: str, runs: list[dict]) -> dict:
 
 
 def plot(groups: dict[str, list[Path]], path: Path) -> None:
+    """Held-out success (top) and curriculum difficulty (bottom) vs env steps, one line per
+    run, one colour per label."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, axes = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
     for i, (label, dirs) in enumerate(groups.items()):
         for j, d in enumerate(dirs):
-            f = d / "eval.json"
-            if not f.exists():
-                continue
-            rows = json.loads(f.read_text())
-            kw = {"color": f"C{i}", "alpha": 0.8, "marker": ".",
+            kw = {"color": f"C{i}", "alpha": 0.85, "marker": ".",
                   "label": label if j == 0 else None}
-            axes[0].plot([r["wall_s"] / 60 for r in rows], [r["success_rate"] for r in rows],
-                         **kw)
-            axes[1].plot([r["timesteps"] for r in rows], [r["success_rate"] for r in rows],
-                         **kw)
-    for ax, xl in zip(axes, ("wall-clock [min] (2 shared cores)", "env steps"), strict=True):
-        ax.axhline(THRESHOLD, ls="--", c="gray", lw=0.8)
-        ax.set_xlabel(xl)
+            if (d / "eval.json").exists():
+                rows = json.loads((d / "eval.json").read_text())
+                axes[0].plot([r["timesteps"] for r in rows], [r["success_rate"] for r in rows],
+                             **kw)
+            if (d / "curriculum.json").exists():
+                rows = json.loads((d / "curriculum.json").read_text())
+                axes[1].step([r["timesteps"] for r in rows], [r["difficulty"] for r in rows],
+                             where="post", **kw)
+    axes[0].axhline(THRESHOLD, ls="--", c="gray", lw=0.8)
+    axes[0].set_ylabel("success, 20 eval episodes\n(task's own starts)")
+    axes[1].set_ylabel("curriculum difficulty\n(1 = task's own starts)")
+    axes[1].set_xlabel("env steps")
+    for ax in axes:
+        ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("success, 20 held-out episodes")
-    axes[0].set_ylim(-0.02, 1.02)
-    axes[0].legend(loc="lower right", fontsize=8)
-    fig.suptitle("box flip-up: held-out success while training (one line per seed)")
+    axes[0].legend(loc="center right", fontsize=7)
+    fig.suptitle("box flip-up without an expert: training curves")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -143,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="parent of the run directories (<out>/<label>/seed<k>)")
     p.add_argument("--runs", type=Path, nargs="+", default=None,
                    help="report these existing run directories instead of training")
-    p.add_argument("--episodes", type=int, default=50, help="held-out episodes per snapshot")
+    p.add_argument("--episodes", type=int, default=50, help="held-out episodes per snapshot "
+                   "(0: none, curves and time-to-80%% only)")
     p.add_argument("--plot", type=Path, default=None, help="learning curves PNG (all labels "
                    "in bench/results.json)")
     args = p.parse_args(argv)
