@@ -45,7 +45,9 @@ class QosParams:
     commands: QosSpec = _qos("reliable", 1)
     joint_states: QosSpec = _qos("best_effort", 5)
     box_pose: QosSpec = _qos("best_effort", 5)
-    estop: QosSpec = _qos("reliable", 10)
+    # transient_local: an e-stop `true` published (by a transient_local publisher) before we
+    # subscribe is still seen; a volatile publisher is matched by a second, volatile subscription
+    estop: QosSpec = field(default_factory=lambda: QosSpec("reliable", "transient_local", 10))
 
 
 @dataclass
@@ -61,6 +63,18 @@ class CommandParams:
 class SafetyParams:
     max_step: float = _f(0.03, 0.0, 1.0, lo_open=True, doc="max target change per command [m]")
     watchdog_age: float = _f(0.1, 0.0, 10.0, lo_open=True, doc="max state message age [s]")
+    # state validity (fingergym.hardware.validity)
+    stamp_tolerance: float = _f(0.1, 0.0, 10.0, doc="a stamp may lie this far ahead of our "
+                                "clock [s] (clock sync); further: a fault")
+    max_stamp_age: float = _f(0.5, 0.0, 60.0, lo_open=True, doc="older stamps on arrival are "
+                              "rejected [s]")
+    plausibility_margin: float = _f(0.05, 0.0, 1.0, doc="beyond the joint limits and the scene "
+                                    "[m]: an implausible state, a fault")
+    max_joint_speed: float = _f(10.0, 0.0, 1000.0, lo_open=True, doc="plausible |joint "
+                                "velocity| [m/s]")
+    quaternion_tolerance: float = _f(0.01, 0.0, 0.5, lo_open=True, doc="| |q| - 1 | allowed")
+    on_fault: str = _f("stop", choices=("stop", "continue"), doc="after an episode ended by a "
+                       "fault (invalid state, watchdog): deploy stops, or goes on with the next")
 
 
 @dataclass

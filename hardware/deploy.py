@@ -7,8 +7,13 @@ success and return. ``--virtual-robot`` starts ``fingergym-virtual-robot`` as a 
 (and stops it at the end) and resets the box through its service.
 
 Policies are loaded with :class:`fingergym.policies.runner.Policy` (safetensors, never a pickle).
-Exit codes: 0 done; 2 bad arguments or config; 3 the robot stopped answering (watchdog, homing
-timeout, no ROS peers); 130 interrupted.
+An episode succeeds only if it ran to its time limit without a fault; the summary counts
+requested, run, succeeded and faulted episodes and prints why a run stopped early. Exit codes
+(:mod:`fingergym.hardware.outcome`): 0 every episode ran to its time limit; 2 bad arguments,
+config or policy; 3 the robot stopped answering (watchdog, homing timeout, no ROS peers, the
+virtual robot exited); 4 invalid robot state; 5 e-stop; 6 another commander on the command
+topic; 130 interrupted. After a watchdog or invalid-state fault deploy stops, or goes on with the
+next episode with ``safety.on_fault: continue`` in the hardware config.
 """
 
 from __future__ import annotations
@@ -20,11 +25,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from fingergym.hardware.outcome import (
+    EXIT_CONFLICT,
+    EXIT_ESTOP,
+    EXIT_INTERRUPTED,
+    EXIT_ROBOT,
+    EXIT_STATE,
+    RunSummary,
+    episode_success,
+    fault_code,
+)
 from fingergym.scenario import Scenario, ScenarioError, as_scenario
 
 
@@ -84,7 +100,8 @@ class _Out:
 
 
 def start_virtual_robot(args: argparse.Namespace) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "fingergym.hardware.virtual_robot", "--quiet"]
+    cmd = [sys.executable, "-m", "fingergym.hardware.virtual_robot", "--quiet",
+           "--parent-pid", str(os.getpid())]  # it exits if we die (even by SIGKILL)
     if args.config:
         cmd += ["--config", str(args.config)]
     if args.scenario:
@@ -145,7 +162,12 @@ def run(args: argparse.Namespace) -> int:
     except (ScenarioError, ValueError, FileNotFoundError, ImportError) as e:
         out.say(f"fingergym deploy: {e}")
         return 2
-    from fingergym.hardware.ros_bridge import HardwareError
+    from fingergym.hardware.ros_bridge import (
+        ControlConflict,
+        EStopEngaged,
+        HardwareError,
+        StateFault,
+    )
 
     def _terminate(signum, frame):  # SIGTERM (e.g. ros2 launch shutting down): clean up as Ctrl-C
         raise KeyboardInterrupt
@@ -168,12 +190,14 @@ def run(args: argparse.Namespace) -> int:
     robot = None
     env = None
     results: list[dict] = []
-    code = 0
+    run_summary = RunSummary(requested=args.episodes)
+    watcher = None
     try:
         if args.virtual_robot:
             robot = start_virtual_robot(args)
             out.say(f"virtual robot started (pid {robot.pid})")
-            # Our own robot is still importing Drake: allow it time to appear.
+            # Our own robot is still importing Drake: allow it time to appear (a robot that
+            # exits is noticed within a second by the watcher below).
             config.ros.discovery_timeout = max(config.ros.discovery_timeout, 60.0)
         from fingergym.env import make_env
         from fingergym.hardware.pacing import use_realtime_priority
@@ -181,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
         out.say(use_realtime_priority(config.command.realtime_priority))
         env = make_env(scenario, mode="hardware", config=config)
         station = env.station
+        if robot is not None:
+            watcher = ChildWatcher(robot, station.bridge)
         out.say(f"policy: {name} (sha256 {sha[:12]}); {args.episodes} episode(s), box reset: "
                 f"{reset_mode}; logs: {log_root or 'off'}")
         for i in range(args.episodes):
@@ -195,8 +221,9 @@ def run(args: argparse.Namespace) -> int:
                     "virtual_robot": bool(args.virtual_robot), "episode": i,
                     "hardware_config": config.source}, scenario, station.bridge)
             out.say(f"episode {i + 1}/{args.episodes}: started")
-            total, done, steps = 0.0, False, 0
+            total, done, steps, truncated = 0.0, False, 0, False
             t_obs, wall_ns = info["sim_time"], time.time_ns()
+            end_reason = "interrupted"
             try:
                 while not done:
                     action = controller(obs)
@@ -211,40 +238,81 @@ def run(args: argparse.Namespace) -> int:
                     total += reward
                     steps += 1
                     done = terminated or truncated
+                end_reason = info.get("end_reason", "terminated")
+            except KeyboardInterrupt:
+                end_reason = "interrupted"
+                raise
+            except Exception as e:
+                end_reason = f"error: {type(e).__name__}: {e}"[:200]
+                raise
             finally:
                 station.bridge.raw_hook = None
-                end_reason = info.get("end_reason", "terminated" if done else "interrupted")
+                success = episode_success(end_reason, bool(info.get("success")))
+                rejected = info.get("rejected", {})
+                run_summary.add(end_reason, success)
                 if recorder is not None:
-                    recorder.close(end_reason=end_reason, success=bool(info.get("success")),
-                                   episode_return=total, final_observation=obs)
-            result = {"episode": i, "success": bool(info["success"]), "return": round(total, 3),
+                    recorder.close(end_reason=end_reason, success=success,
+                                   episode_return=total, final_observation=obs,
+                                   extra={"rejected": rejected,
+                                          "faulted": fault_code(end_reason) != 0})
+            result = {"episode": i, "success": success, "return": round(total, 3),
                       "steps": steps, "end_reason": end_reason,
                       "truncated": bool(truncated), "overruns": int(info.get("overruns", 0)),
+                      "rejected": rejected,
                       "log": str(log_root / f"episode_{i:03d}") if log_root else None}
             results.append(result)
             out.say(f"episode {i + 1}/{args.episodes}: success={result['success']} "
-                    f"return={total:.1f} steps={steps} end={end_reason}")
+                    f"return={total:.1f} steps={steps} end={end_reason}"
+                    + (f" rejected={rejected}" if rejected else ""))
             out.record(result)
-            if end_reason.startswith("watchdog"):
+            code = fault_code(end_reason)
+            if code and (code in (EXIT_ESTOP, EXIT_CONFLICT, EXIT_INTERRUPTED)
+                         or config.safety.on_fault == "stop" or station.bridge.abort):
+                run_summary.stop(end_reason, code)
                 out.say(f"stopping: {end_reason}; the finger holds its last safe target")
-                code = 3
                 break
     except HardwareError as e:
         out.say(f"fingergym deploy: {e}")
-        code = 3
+        run_summary.stop(str(e), EXIT_ESTOP if isinstance(e, EStopEngaged) else
+                         EXIT_CONFLICT if isinstance(e, ControlConflict) else
+                         EXIT_STATE if isinstance(e, StateFault) else EXIT_ROBOT)
     except KeyboardInterrupt:
         out.say("interrupted: the finger holds its last target")
-        code = 130
+        run_summary.stop("interrupted", EXIT_INTERRUPTED)
     finally:
+        if watcher is not None:
+            watcher.stop()
         if env is not None:
             env.close()
         stop_process(robot)
-    n = len(results)
-    wins = sum(r["success"] for r in results)
-    summary = {"episodes": n, "successes": wins,
-               "success_rate": wins / n if n else 0.0,
-               "mean_return": float(np.mean([r["return"] for r in results])) if n else 0.0,
-               "policy": name, "policy_sha256": sha, "exit_code": code}
-    out.say(f"{wins}/{n} episodes succeeded")
+    if run_summary.run < run_summary.requested and not run_summary.stopped_early:
+        run_summary.stop("unknown", EXIT_ROBOT)
+    summary = {**run_summary.as_dict(),
+               "mean_return": float(np.mean([r["return"] for r in results])) if results else 0.0,
+               "policy": name, "policy_sha256": sha}
+    out.say(run_summary.line())
     out.record({"summary": summary})
-    return code
+    return run_summary.exit_code
+
+
+class ChildWatcher:
+    """Polls a child process (the virtual robot) every 0.1 s; when it exits, sets the bridge's
+    ``abort`` so waits and the running episode stop within a second, with the reason."""
+
+    def __init__(self, proc: subprocess.Popen, bridge, period: float = 0.1):
+        self.proc, self.bridge, self.period = proc, bridge, period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="child-watcher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            code = self.proc.poll()
+            if code is not None:
+                self.bridge.abort = (f"the virtual robot (pid {self.proc.pid}) exited with code "
+                                     f"{code}; see its messages above")
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(1.0)

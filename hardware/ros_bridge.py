@@ -30,7 +30,9 @@ from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 
 from fingergym.hardware.config import HardwareConfig, QosSpec
+from fingergym.hardware.estop import EStopLatch
 from fingergym.hardware.pacing import use_realtime_priority
+from fingergym.hardware.validity import StateValidator
 from fingergym.observation import PoseVelocityEstimator, planar_angle, window_velocity
 
 RawHook = Callable[[str, str, object, int], None]
@@ -40,6 +42,18 @@ class HardwareError(RuntimeError):
     """The robot did not answer as expected (no messages, homing timed out, ...)."""
 
 
+class EStopEngaged(HardwareError):
+    """The e-stop is engaged (homing refused)."""
+
+
+class ControlConflict(HardwareError):
+    """Another node publishes on our command topic (a rogue commander, another deploy)."""
+
+
+class StateFault(HardwareError):
+    """The robot's state is invalid (see :mod:`fingergym.hardware.validity`)."""
+
+
 def qos_profile(spec: QosSpec) -> QoSProfile:
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST, depth=spec.depth,
@@ -47,6 +61,13 @@ def qos_profile(spec: QosSpec) -> QoSProfile:
                      else ReliabilityPolicy.BEST_EFFORT),
         durability=(DurabilityPolicy.TRANSIENT_LOCAL if spec.durability == "transient_local"
                     else DurabilityPolicy.VOLATILE))
+
+
+def _estop_profiles(spec: QosSpec) -> list[QosSpec]:
+    """The configured e-stop QoS and, unless it is already that, reliable/volatile (which
+    matches volatile publishers; see :mod:`fingergym.hardware.estop`)."""
+    volatile = QosSpec("reliable", "volatile", spec.depth)
+    return [spec] if spec == volatile else [spec, volatile]
 
 
 def _fifo_priority() -> int:
@@ -97,10 +118,15 @@ class RosBridge:
     """The finger's ROS 2 interfaces, spun in a background thread."""
 
     def __init__(self, config: HardwareConfig, velocity_window: float, *,
-                 domain_id: int | None = None, node_name: str | None = None):
+                 domain_id: int | None = None, node_name: str | None = None,
+                 validity: StateValidator | None = None):
         self.config = config
         self.domain_id = domain_id
         self.raw_hook: RawHook | None = None
+        self.validity = validity  # checks every state message first (None: accept all)
+        self.estop = EStopLatch()
+        self.abort = ""  # set by a supervisor (e.g. "the virtual robot exited"): waits give up
+        self.last_foreign_joint_names: list[str] = []
         self._lock = threading.Lock()
         self.context = rclpy.context.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
@@ -113,8 +139,9 @@ class RosBridge:
                                                      qos_profile(qos.joint_states))
         self._pose_sub = self.node.create_subscription(PoseStamped, ros.box_pose_topic,
                                                        self._on_pose, qos_profile(qos.box_pose))
-        self._estop_sub = self.node.create_subscription(Bool, ros.estop_topic, self._on_estop,
-                                                        qos_profile(qos.estop))
+        self._estop_subs = [self.node.create_subscription(Bool, ros.estop_topic, self._on_estop,
+                                                          qos_profile(q))
+                            for q in _estop_profiles(qos.estop)]
         self._reset_client = None
         self._names = list(ros.joint_names)
         self._finger_q = np.full(2, np.nan)
@@ -161,10 +188,17 @@ class RosBridge:
             q = np.array([msg.position[i] for i in idx], dtype=float)
         except (ValueError, IndexError):
             self.counts["bad_joint_states"] += 1
+            self.last_foreign_joint_names = list(msg.name)[:8]
             return
         stamp = stamp_to_sec(msg.header.stamp)
+        has_v = len(msg.velocity) == len(msg.name)
+        if self.validity is not None and self.validity.joint_state(
+                self.config.ros.joint_states_topic, stamp, time.time(), q,
+                np.array([msg.velocity[i] for i in idx], dtype=float) if has_v else None):
+            self._raw(self.config.ros.joint_states_topic, "sensor_msgs/msg/JointState", msg)
+            return  # rejected (counted): the state and its arrival time stay as they were
         with self._lock:
-            if len(msg.velocity) == len(msg.name):
+            if has_v:
                 v = np.array([msg.velocity[i] for i in idx], dtype=float)
             else:  # no velocities: difference positions over the box's window
                 self._finger_hist = [h for h in self._finger_hist
@@ -181,6 +215,11 @@ class RosBridge:
         now = time.monotonic()
         p, o = msg.pose.position, msg.pose.orientation
         stamp = stamp_to_sec(msg.header.stamp)
+        if self.validity is not None and self.validity.pose(
+                self.config.ros.box_pose_topic, stamp, time.time(), np.array([p.x, p.y, p.z]),
+                np.array([o.w, o.x, o.y, o.z])):
+            self._raw(self.config.ros.box_pose_topic, "geometry_msgs/msg/PoseStamped", msg)
+            return  # rejected (counted)
         with self._lock:
             self._box.add(stamp, p.x, p.z, planar_angle(o.w, o.x, o.y, o.z))
             self._pose_arrival, self._pose_stamp = now, stamp
@@ -188,8 +227,9 @@ class RosBridge:
         self._raw(self.config.ros.box_pose_topic, "geometry_msgs/msg/PoseStamped", msg)
 
     def _on_estop(self, msg: Bool) -> None:
+        self.estop.update(bool(msg.data))
         with self._lock:
-            self._estop = bool(msg.data)
+            self._estop = self.estop.engaged
         self._raw(self.config.ros.estop_topic, "std_msgs/msg/Bool", msg)
 
     # ------------------------------------------------------------------ caller side
@@ -226,6 +266,22 @@ class RosBridge:
             self.config.ros.box_pose_topic: self._pose_sub.get_publisher_count() > 0,
         }
 
+    def other_commanders(self) -> list[str]:
+        """Other nodes publishing on our command topic (``ns/name``); a second node with our
+        own name (another deploy) is listed too."""
+        ours = self.node.get_namespace().rstrip("/") + "/" + self.node.get_name()
+        names = [i.node_namespace.rstrip("/") + "/" + i.node_name
+                 for i in self.node.get_publishers_info_by_topic(self.config.ros.commands_topic)]
+        others = [n for n in names if n != ours]
+        if names.count(ours) > 1:
+            others.append(f"{ours} (a second node of our name: another deploy?)")
+        return others
+
+    def check_abort(self) -> None:
+        """Raise :class:`HardwareError` if a supervisor set :attr:`abort`."""
+        if self.abort:
+            raise HardwareError(self.abort)
+
     def wait_for_matching(self, timeout: float) -> None:
         """Block until the command topic has a subscriber and the state topics publishers.
 
@@ -233,6 +289,7 @@ class RosBridge:
         """
         deadline = time.monotonic() + timeout
         while True:
+            self.check_abort()
             matched = self.matched()
             if all(matched.values()):
                 return

@@ -5,9 +5,11 @@ Every target goes through :meth:`SafetyFilter.filter`, which returns what may ac
 - non-finite targets are rejected: the last safe target is held;
 - targets are clamped to the reachable workspace
   (:meth:`fingergym.task.ActionScaling.clamp_target`);
-- the change per command is limited to ``max_step`` (m, Euclidean), which also gives a soft
-  start: :meth:`reset` starts the ramp from the measured finger position;
-- while the e-stop is engaged, the target is frozen where the finger was when it engaged.
+- the change per command is limited to ``max_step`` (m, Euclidean) from the last command sent,
+  always: at the first command of an episode (soft start), at e-stop engage and release. Only
+  the very first command of a stream ramps from the measured finger position (:meth:`reset`);
+- while the e-stop is engaged, the last command sent is held (re-anchoring to the measured
+  position would be a jump as large as the finger's lag).
 
 What :meth:`filter` returns is what gets published and logged (LeRobot's ``send_action``).
 """
@@ -46,18 +48,17 @@ class SafetyFilter:
         return cls(ActionScaling.from_scenario(scenario), config.safety.max_step)
 
     def reset(self, measured: np.ndarray) -> None:
-        """Soft start: the next command ramps from the measured finger position [m]."""
+        """Soft start: the next command ramps from the last command sent on this stream, or,
+        before the first one, from the measured finger position [m]."""
         measured = np.asarray(measured, dtype=float)
         if measured.shape != (2,) or not np.all(np.isfinite(measured)):
             raise ValueError(f"measured finger position must be finite (2,), got {measured}")
-        self.last = self.scaling.clamp_target(measured)
+        if self.last is None:
+            self.last = self.scaling.clamp_target(measured)
 
     def set_estop(self, engaged: bool, measured: np.ndarray | None = None) -> None:
-        """Engage: freeze at ``measured`` (or the last target). Release: soft start again."""
-        if engaged and not self.estop and measured is not None and np.all(np.isfinite(measured)):
-            self.last = self.scaling.clamp_target(measured)
-        elif not engaged and self.estop and measured is not None:
-            self.reset(measured)
+        """Engage: hold the last command sent. Release: go on from it, rate limited.
+        (``measured`` is accepted for compatibility and not used: no re-anchoring.)"""
         self.estop = bool(engaged)
 
     def filter(self, target: np.ndarray) -> SafeCommand:

@@ -39,7 +39,15 @@ from pydrake.systems.framework import (
 
 from fingergym.hardware.config import HardwareConfig
 from fingergym.hardware.pacing import Pacer, sleep_until
-from fingergym.hardware.ros_bridge import HardwareError, RosBridge, Snapshot, domain_hint
+from fingergym.hardware.ros_bridge import (
+    ControlConflict,
+    EStopEngaged,
+    HardwareError,
+    RosBridge,
+    Snapshot,
+    StateFault,
+    domain_hint,
+)
 from fingergym.hardware.safety import SafetyFilter
 from fingergym.scenario import Scenario
 from fingergym.task import ACTION_DIM, OBS_DIM, ActionScaling, RewardSystem, add_action_scaling
@@ -120,6 +128,8 @@ class CommandSender(LeafSystem):
         self.fault = ""
         self.estop = False
         self.reasons: dict[str, int] = {}
+        self.commander_check_period = 0.5  # [s] between graph queries for other commanders
+        self._next_commander_check = 0.0
         self._origin: float | None = None  # monotonic time of sim time 0 (armed)
         self._target = self.DeclareVectorInputPort("target", ACTION_DIM)
         self._sent = self.DeclareDiscreteState(ACTION_DIM)
@@ -137,13 +147,34 @@ class CommandSender(LeafSystem):
         if self._origin is not None:
             sleep_until(self._origin + context.get_time())
         if not self.fault:
-            snap = self.bridge.snapshot()
-            for name, age in (("joint states", snap.joint_age), ("box pose", snap.pose_age)):
-                if age > self.watchdog_age:
-                    self.fault = (f"watchdog: no {name} for {age:.3f} s "
-                                  f"(limit {self.watchdog_age:.3f} s)")
-                    break
+            self.fault = self.check()
         return EventStatus.Succeeded()
+
+    def check(self) -> str:
+        """Why the episode must stop now ('' if it need not): a supervisor's abort, invalid
+        state, the e-stop, another commander, or the watchdog (no valid state message)."""
+        b = self.bridge
+        if b.abort:
+            return b.abort
+        if b.validity is not None and b.validity.fault:
+            return b.validity.fault
+        if b.estop.engaged:
+            return f"estop: engaged on {b.config.ros.estop_topic}"
+        now = time.monotonic()
+        if now >= self._next_commander_check:
+            self._next_commander_check = now + self.commander_check_period
+            others = b.other_commanders()
+            if others:
+                return (f"control conflict: {', '.join(others)} also publish on "
+                        f"{b.config.ros.commands_topic}")
+        snap = b.snapshot()
+        for name, age in (("joint states", snap.joint_age), ("box pose", snap.pose_age)):
+            if age > self.watchdog_age:
+                rejected = b.validity.counts() if b.validity is not None else {}
+                why = f"; rejected as invalid: {rejected}" if rejected else ""
+                return (f"watchdog: no valid {name} for {age:.3f} s "
+                        f"(limit {self.watchdog_age:.3f} s{why})")
+        return ""
 
     def _send(self, context: Context, discrete: DiscreteValues) -> EventStatus:
         t = context.get_time()
@@ -156,13 +187,13 @@ class CommandSender(LeafSystem):
             deadline = self._origin + t
             self.timing.slack.append(deadline - time.monotonic())
             self.timing.late.append(self.pacer.wait_until(deadline))
-        snap = self.bridge.snapshot()
-        if snap.estop != self.estop:
-            self.safety.set_estop(snap.estop, snap.finger)
-            self.estop = snap.estop
-        if self.fault:  # hold position: keep sending the last safe target
+        if not self.fault and self.bridge.estop.engaged:  # engaged since _before
+            self.fault = f"estop: engaged on {self.bridge.config.ros.estop_topic}"
+        self.estop = self.bridge.estop.engaged
+        self.safety.set_estop(self.estop)
+        if self.fault:  # hold: keep sending the last command sent (no jump)
             target = self.safety.last.copy()
-            reason = "watchdog"
+            reason = self.fault.split(":")[0]
         else:
             cmd = self.safety.filter(self._target.Eval(context))
             target, reason = cmd.target, cmd.reason
@@ -198,10 +229,9 @@ class HardwareStation:
     def hold_setpoint(self, root_context: Context, target: np.ndarray) -> None:
         """Start the episode holding ``target`` [m]; the first command ramps from there."""
         ctx = self.sender.GetMyMutableContextFromRoot(root_context)
-        ctx.SetDiscreteState(np.asarray(target, dtype=float))
         self.safety.reset(target)
-        self.safety.estop = False
-        self.sender.estop = False
+        ctx.SetDiscreteState(self.safety.last.copy())  # what was last sent: no jump at start
+        self.safety.estop = self.sender.estop = self.bridge.estop.engaged
         self.sender.disarm()
         self.state_source.invalidate()
 
@@ -216,7 +246,9 @@ class HardwareStation:
         return {"sent_target": np.array(ctx.get_discrete_state_vector().value()),
                 "joint_state_age": snap.joint_age, "box_pose_age": snap.pose_age,
                 "box_pose_latency": snap.pose_latency, "estop": bool(snap.estop),
-                "overruns": self.sender.pacer.overruns}
+                "overruns": self.sender.pacer.overruns,
+                "rejected": (self.bridge.validity.counts() if self.bridge.validity is not None
+                             else {})}
 
     def monitor(self, root_context: Context) -> EventStatus:
         if self.sender.fault:
@@ -234,19 +266,49 @@ class HardwareStation:
             self._matched = True
         deadline = time.monotonic() + self.config.home.timeout
         while True:
+            self.refuse_if_unsafe()
             snap = self.bridge.snapshot()
             age = self.config.safety.watchdog_age
             if snap.joint_age < age and snap.pose_age < age:
                 return
             if time.monotonic() > deadline:
-                missing = [n for n, a in ((self.config.ros.joint_states_topic, snap.joint_age),
-                                          (self.config.ros.box_pose_topic, snap.pose_age))
-                           if not a < age]
-                raise HardwareError(
-                    f"set_home: no fresh messages on {', '.join(missing)} within "
-                    f"{self.config.home.timeout:.1f} s: is the robot (or "
-                    f"`fingergym-virtual-robot`) running? ({domain_hint(self.bridge.domain_id)})")
+                raise HardwareError(self._no_fresh_state(snap, age))
             time.sleep(0.01)
+
+    def _no_fresh_state(self, snap: Snapshot, age: float) -> str:
+        ros = self.config.ros
+        missing = [n for n, a in ((ros.joint_states_topic, snap.joint_age),
+                                  (ros.box_pose_topic, snap.pose_age)) if not a < age]
+        why = [f"set_home: no fresh valid messages on {', '.join(missing)} within "
+               f"{self.config.home.timeout:.1f} s"]
+        foreign = self.bridge.counts.get("bad_joint_states", 0)
+        if foreign and not snap.joint_age < age:
+            why.append(f"{foreign} JointState message(s) arrived naming "
+                       f"{self.bridge.last_foreign_joint_names}, not ros.joint_names "
+                       f"{list(ros.joint_names)}")
+        rejected = self.bridge.validity.counts() if self.bridge.validity is not None else {}
+        if rejected:
+            why.append(f"messages rejected as invalid: {rejected}")
+        if len(why) == 1:
+            why.append("is the robot (or `fingergym-virtual-robot`) running?")
+        return "; ".join(why) + f" ({domain_hint(self.bridge.domain_id)})"
+
+    def refuse_if_unsafe(self) -> None:
+        """Raise if the robot may not be moved now: a supervisor's abort, the e-stop, invalid
+        state, or another commander on the command topic."""
+        b = self.bridge
+        b.check_abort()
+        if b.estop.engaged:
+            raise EStopEngaged(f"set_home: the e-stop is engaged ({self.config.ros.estop_topic}"
+                               f"); refusing to move the robot. Release it by publishing "
+                               f"`false` on that topic")
+        if b.validity is not None and b.validity.fault:
+            raise StateFault(f"set_home: {b.validity.fault}; refusing to move the robot")
+        others = b.other_commanders()
+        if others:
+            raise ControlConflict(f"set_home: {', '.join(others)} also publish on "
+                                  f"{self.config.ros.commands_topic}; refusing to command the "
+                                  f"robot alongside another commander")
 
     def go_home(self) -> np.ndarray:
         """Command the finger to ``scenario.finger.home`` and wait until it is within tolerance.
@@ -254,18 +316,26 @@ class HardwareStation:
         Raises :class:`HardwareError` after ``home.timeout`` (no robot, e-stop, blocked).
         Returns the measured finger position [m].
         """
+        if self.bridge.validity is not None:
+            self.bridge.validity.new_episode()  # counts and faults are per episode
         self.wait_for_robot()
         home = np.asarray(self.scenario.finger.home, dtype=float)
         h = self.config.home
         snap = self.bridge.snapshot()
         self.safety.reset(snap.finger)
+        self.safety.set_estop(False)
         pacer = Pacer(self.config.command_period)
         deadline = time.monotonic() + h.timeout
+        checks = 0
         while True:
             pacer.wait()
+            if checks % 50 == 0:
+                self.refuse_if_unsafe()  # graph queries: twice a second
+            elif self.bridge.estop.engaged or self.bridge.abort or (
+                    self.bridge.validity is not None and self.bridge.validity.fault):
+                self.refuse_if_unsafe()
+            checks += 1
             snap = self.bridge.snapshot()
-            if snap.estop != self.safety.estop:
-                self.safety.set_estop(snap.estop, snap.finger)
             self.bridge.publish_command(self.safety.filter(home).target)
             err = float(np.hypot(*(snap.finger - home)))
             fresh = snap.joint_age < self.config.safety.watchdog_age
@@ -290,6 +360,7 @@ class HardwareStation:
         self.bridge.reset_box_estimator()
         limit = time.monotonic() + self.config.home.timeout
         while self.bridge.box_pose_count < 3:
+            self.bridge.check_abort()
             if time.monotonic() > limit:
                 raise HardwareError(f"set_home: fewer than 3 box poses on "
                                     f"{self.config.ros.box_pose_topic} in "

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import heapq
 import math
+import os
 import signal
 import sys
 import threading
@@ -27,7 +28,7 @@ import numpy as np
 from fingergym.hardware.config import HardwareConfig, VirtualRobotParams, as_hardware_config
 from fingergym.hardware.pacing import Pacer, use_realtime_priority
 from fingergym.observation import planar_quaternion
-from fingergym.scenario import Scenario, as_scenario
+from fingergym.scenario import Scenario, as_scenario, workspace_bounds
 
 
 def robot_params(scenario: Scenario, vr: VirtualRobotParams, box_x: float | None = None,
@@ -64,15 +65,13 @@ class Physics:
         self.context = self.simulator.get_mutable_context()
         self.plant_context = self.plant.GetMyMutableContextFromRoot(self.context)
         self.desired = self.diagram.GetInputPort("desired_state")
-        self.lo = np.array([scenario.finger.x_limits[0], scenario.finger.z_limits[0]])
-        self.hi = np.array([scenario.finger.x_limits[1], scenario.finger.z_limits[1]])
         self.set_target(np.asarray(scenario.finger.home, dtype=float))
         self.simulator.Initialize()
         self.h = scenario.plant.time_step
 
     def set_target(self, target: np.ndarray) -> None:
-        """The position controller's set point [m], within the joint limits."""
-        self.desired.FixValue(self.context, np.r_[np.clip(target, self.lo, self.hi), 0.0, 0.0])
+        """The position controller's set point [m] (already clamped to the workspace)."""
+        self.desired.FixValue(self.context, np.r_[target, 0.0, 0.0])
 
     def advance(self, t: float) -> None:
         if t > self.context.get_time():
@@ -170,7 +169,12 @@ class VirtualRobot:
         self._wake = threading.Condition()
         self._commands: list[tuple[float, int, np.ndarray]] = []  # (apply at, seq, target)
         self._seq = 0
-        self.counts = {"commands": 0, "joint_states": 0, "box_poses": 0, "dropped": 0}
+        # a real controller's limits: every command is clamped into the scenario's workspace
+        lo, hi = workspace_bounds(scenario)
+        self.workspace = (np.array(lo), np.array(hi))
+        self.counts = {"commands": 0, "joint_states": 0, "box_poses": 0, "dropped": 0,
+                       "refused": 0, "clamped": 0}
+        self.parent_pid: int | None = None  # exit when this process is no longer our parent
         self._stop = threading.Event()
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self.node)
@@ -191,14 +195,22 @@ class VirtualRobot:
         return latency + (self.rng.uniform(0.0, self.vr.jitter) if self.vr.jitter > 0 else 0.0)
 
     def _on_command(self, msg) -> None:
+        """Take a command like ros2_control's forward controller: a command of the wrong size
+        or with a non-finite value is refused (counted), the rest clamped to the workspace."""
         now = time.monotonic()
-        if len(msg.data) != 2 or not all(math.isfinite(v) for v in msg.data):
-            self.log(f"ignored a bad command {list(msg.data)}")
+        data = list(msg.data)
+        if len(data) != 2 or not all(math.isfinite(v) for v in data):
+            self.counts["refused"] += 1
+            if self.counts["refused"] <= 3:
+                self.log(f"refused a malformed command {data[:4]}")
             return
+        target = np.clip(np.array(data, dtype=float), *self.workspace)
+        if not np.array_equal(target, data):
+            self.counts["clamped"] += 1
         with self._wake:
             self._seq += 1
             heapq.heappush(self._commands, (now + self._delay(self.vr.command_latency),
-                                            self._seq, np.array(msg.data, dtype=float)))
+                                            self._seq, target))
             self.counts["commands"] += 1
             self._wake.notify()
 
@@ -257,10 +269,16 @@ class VirtualRobot:
                  f"service {self.config.ros.reset_box_service}")
         end = math.inf if duration is None else t0 + duration
         h = self.scenario.plant.time_step
+        next_parent_check = t0
         while not self._stop.is_set() and self.context.ok():
             now = time.monotonic()
             if now >= end:
                 break
+            if self.parent_pid is not None and now >= next_parent_check:
+                next_parent_check = now + 0.2
+                if os.getppid() != self.parent_pid:
+                    self.log(f"parent process {self.parent_pid} is gone: stopping")
+                    break
             with self._wake:
                 while self._commands and self._commands[0][0] <= now:
                     _, _, target = heapq.heappop(self._commands)
@@ -355,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain-id", type=int, default=None,
                    help="ROS domain (default: $ROS_DOMAIN_ID)")
     p.add_argument("--quiet", action="store_true", help="no status lines")
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="exit when this process (e.g. the deploy that started us) is gone")
     g = p.add_argument_group("sim-to-real gap (default: the config's virtual_robot: values)")
     for flag, name, text in _FLAGS:
         kind = int if name in ("seed", "realtime_priority") else float
@@ -383,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     robot = VirtualRobot(scenario, config, mock=args.mock, domain_id=args.domain_id,
                          verbose=not args.quiet)
+    robot.parent_pid = args.parent_pid
     signal.signal(signal.SIGTERM, robot.stop)
     signal.signal(signal.SIGINT, robot.stop)
     return robot.run(args.duration)
