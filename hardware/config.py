@@ -27,6 +27,10 @@ class RosParams:
     reset_box_service: str = _f("/virtual_robot/reset_box")
     joint_names: list[str] = _f(["finger_x", "finger_z"], point=True)
     discovery_timeout: float = _f(10.0, 0.0, 600.0, lo_open=True)
+    estop_timeout: float = _f(0.0, 0.0, 600.0, doc="> 0: an e-stop publisher must be on the "
+                              "domain within this many seconds of matching the robot, and its "
+                              "latched value is awaited before the first command (set it on a "
+                              "real robot); 0: use it if already discovered")
 
 
 @dataclass

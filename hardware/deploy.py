@@ -254,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
                     recorder.close(end_reason=end_reason, success=success,
                                    episode_return=total, final_observation=obs,
                                    extra={"rejected": rejected,
+                                          "rejected_first": info.get("rejected_first", {}),
                                           "faulted": fault_code(end_reason) != 0})
             result = {"episode": i, "success": success, "return": round(total, 3),
                       "steps": steps, "end_reason": end_reason,
@@ -263,7 +264,8 @@ def run(args: argparse.Namespace) -> int:
             results.append(result)
             out.say(f"episode {i + 1}/{args.episodes}: success={result['success']} "
                     f"return={total:.1f} steps={steps} end={end_reason}"
-                    + (f" rejected={rejected}" if rejected else ""))
+                    + (f" rejected={rejected} (first: {info.get('rejected_first')})"
+                       if rejected else ""))
             out.record(result)
             code = fault_code(end_reason)
             if code and (code in (EXIT_ESTOP, EXIT_CONFLICT, EXIT_INTERRUPTED)

@@ -125,6 +125,7 @@ class RosBridge:
         self.raw_hook: RawHook | None = None
         self.validity = validity  # checks every state message first (None: accept all)
         self.estop = EStopLatch()
+        self.estop_messages = 0
         self.abort = ""  # set by a supervisor (e.g. "the virtual robot exited"): waits give up
         self.last_foreign_joint_names: list[str] = []
         self._lock = threading.Lock()
@@ -227,6 +228,7 @@ class RosBridge:
         self._raw(self.config.ros.box_pose_topic, "geometry_msgs/msg/PoseStamped", msg)
 
     def _on_estop(self, msg: Bool) -> None:
+        self.estop_messages += 1
         self.estop.update(bool(msg.data))
         with self._lock:
             self._estop = self.estop.engaged
@@ -276,6 +278,27 @@ class RosBridge:
         if names.count(ours) > 1:
             others.append(f"{ours} (a second node of our name: another deploy?)")
         return others
+
+    def wait_for_estop(self, required_within: float, latch_wait: float) -> None:
+        """Before the first command: if an e-stop publisher with our (transient_local) QoS is
+        matched, give its latched value up to ``latch_wait`` s to arrive (it is sent right after
+        matching), so a ``true`` published before we started is seen. ``required_within > 0``:
+        wait that long for such a publisher, and raise :class:`HardwareError` without one."""
+        topic = self.config.ros.estop_topic
+        deadline = time.monotonic() + required_within
+        while not self._estop_subs[0].get_publisher_count():
+            if time.monotonic() >= deadline:
+                if required_within > 0:
+                    raise HardwareError(f"no e-stop publisher on {topic} within "
+                                        f"{required_within:.1f} s (ros.estop_timeout): refusing "
+                                        f"to command the robot without one "
+                                        f"({domain_hint(self.domain_id)})")
+                return
+            self.check_abort()
+            time.sleep(0.01)
+        deadline = time.monotonic() + latch_wait
+        while self.estop_messages == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def check_abort(self) -> None:
         """Raise :class:`HardwareError` if a supervisor set :attr:`abort`."""

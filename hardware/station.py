@@ -52,6 +52,9 @@ from fingergym.hardware.safety import SafetyFilter
 from fingergym.scenario import Scenario
 from fingergym.task import ACTION_DIM, OBS_DIM, ActionScaling, RewardSystem, add_action_scaling
 
+DISCOVERY_SETTLE = 0.5  # [s] after the first matching, before the first commander check
+ESTOP_LATCH_WAIT = 2.0  # [s] for a matched e-stop publisher's latched value, once
+
 
 class RosStateSource(LeafSystem):
     """Outputs the bridge's newest state; one :class:`Snapshot` per sim time (then cached)."""
@@ -248,7 +251,9 @@ class HardwareStation:
                 "box_pose_latency": snap.pose_latency, "estop": bool(snap.estop),
                 "overruns": self.sender.pacer.overruns,
                 "rejected": (self.bridge.validity.counts() if self.bridge.validity is not None
-                             else {})}
+                             else {}),
+                "rejected_first": (dict(self.bridge.validity.first)
+                                   if self.bridge.validity is not None else {})}
 
     def monitor(self, root_context: Context) -> EventStatus:
         if self.sender.fault:
@@ -263,6 +268,10 @@ class HardwareStation:
         """Wait for DDS matching (once) and a fresh joint state and box pose."""
         if not self._matched:
             self.bridge.wait_for_matching(self.config.ros.discovery_timeout)
+            # Let discovery finish beyond the endpoints we waited for, so the first check for
+            # other commanders (below) sees a deploy or a rogue node already on the domain.
+            time.sleep(DISCOVERY_SETTLE)
+            self.bridge.wait_for_estop(self.config.ros.estop_timeout, ESTOP_LATCH_WAIT)
             self._matched = True
         deadline = time.monotonic() + self.config.home.timeout
         while True:
@@ -317,7 +326,7 @@ class HardwareStation:
         Returns the measured finger position [m].
         """
         if self.bridge.validity is not None:
-            self.bridge.validity.new_episode()  # counts and faults are per episode
+            self.bridge.validity.new_episode(since=time.time())  # per episode
         self.wait_for_robot()
         home = np.asarray(self.scenario.finger.home, dtype=float)
         h = self.config.home

@@ -80,22 +80,30 @@ class StateValidator:
         self._lock = threading.Lock()
         self._last_stamp: dict[str, float] = {}
         self.rejected: dict[str, int] = {}
+        self.first: dict[str, str] = {}  # reason -> "topic (detail)" of its first rejection
         self.fault = ""
+        self._since = -math.inf
 
-    def new_episode(self) -> None:
-        """Clear the counts and the fault (stamps stay: they must keep increasing)."""
+    def new_episode(self, since: float = -math.inf) -> None:
+        """Clear the counts and the fault (stamps stay: they must keep increasing). An invalid
+        message measured before ``since`` (wall s; e.g. the start of homing) is still rejected
+        and counted, but is no fault of the new episode: it belongs to the previous one."""
         with self._lock:
             self.rejected = {}
+            self.first = {}
             self.fault = ""
+            self._since = since
 
     def counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self.rejected)
 
-    def _reject(self, topic: str, reason: str, detail: str) -> str:
+    def _reject(self, topic: str, reason: str, detail: str, stamp: float = math.inf) -> str:
         with self._lock:
             self.rejected[reason] = self.rejected.get(reason, 0) + 1
-            if reason in FAULT_REASONS and not self.fault:
+            self.first.setdefault(reason, f"{topic} ({detail})")
+            current = not stamp < self._since  # NaN stamps count as current
+            if reason in FAULT_REASONS and current and not self.fault:
                 self.fault = f"invalid state: {reason} on {topic} ({detail})"
         return reason
 
@@ -129,14 +137,14 @@ class StateValidator:
         v = None if velocity is None else np.asarray(velocity, dtype=float)
         if not np.all(np.isfinite(q)) or (v is not None and not np.all(np.isfinite(v))):
             return self._reject(topic, "non_finite", f"position {_short(q)}, velocity "
-                                                     f"{_short(v)}")
+                                                     f"{_short(v)}", stamp)
         if np.any(q < lim.joint_lower) or np.any(q > lim.joint_upper):
             return self._reject(topic, "joint_limits", f"position {_short(q)} outside "
                                                        f"{_short(lim.joint_lower)}.."
-                                                       f"{_short(lim.joint_upper)}")
+                                                       f"{_short(lim.joint_upper)}", stamp)
         if v is not None and np.any(np.abs(v) > lim.joint_speed):
             return self._reject(topic, "joint_limits", f"velocity {_short(v)} beyond "
-                                                       f"{_short(lim.joint_speed)}")
+                                                       f"{_short(lim.joint_speed)}", stamp)
         return self._stamp(topic, stamp, now_wall) or self._accept(topic, stamp)
 
     def pose(self, topic: str, stamp: float, now_wall: float, position: np.ndarray,
@@ -148,15 +156,15 @@ class StateValidator:
         q = np.asarray(quaternion, dtype=float)
         if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))):
             return self._reject(topic, "non_finite", f"position {_short(p)}, quaternion "
-                                                     f"{_short(q)}")
+                                                     f"{_short(q)}", stamp)
         norm = float(np.linalg.norm(q))
         if abs(norm - 1.0) > lim.quaternion_tolerance:
-            return self._reject(topic, "quaternion", f"norm {norm:.4g}")
+            return self._reject(topic, "quaternion", f"norm {norm:.4g}", stamp)
         xz = p[[0, 2]]
         if np.any(xz < lim.object_lower) or np.any(xz > lim.object_upper):
             return self._reject(topic, "workspace", f"(x, z) {_short(xz)} outside "
                                                     f"{_short(lim.object_lower)}.."
-                                                    f"{_short(lim.object_upper)}")
+                                                    f"{_short(lim.object_upper)}", stamp)
         return self._stamp(topic, stamp, now_wall) or self._accept(topic, stamp)
 
 

@@ -263,6 +263,7 @@ class VirtualRobot:
         js_pacer, pose_pacer = Pacer(1.0 / vr.joint_state_rate), Pacer(1.0 / vr.box_pose_rate)
         next_js, next_pose = t0, t0
         outgoing: list[tuple[float, int, object, object]] = []  # (publish at, seq, pub, msg)
+        last_due = {"js": -math.inf, "pose": -math.inf}
         seq = 0
         self.log(f"running: commands on {self.config.ros.commands_topic}, joint states at "
                  f"{vr.joint_state_rate:g} Hz, box pose at {vr.box_pose_rate:g} Hz, reset "
@@ -303,7 +304,9 @@ class VirtualRobot:
                 msg = (self._joint_state(t_meas, state) if kind == "js"
                        else self._box_pose(t_meas, state))
                 seq += 1
-                heapq.heappush(outgoing, (now + self._delay(latency), seq,
+                # a link delivers one topic in order: jitter never reorders a stream
+                due_at = last_due[kind] = max(now + self._delay(latency), last_due[kind])
+                heapq.heappush(outgoing, (due_at, seq,
                                           self.js_pub if kind == "js" else self.pose_pub, msg))
             while outgoing and outgoing[0][0] <= now:
                 _, _, pub, msg = heapq.heappop(outgoing)
