@@ -17,7 +17,8 @@ reason             what                                            reaction
 ``workspace``      an object position outside the scene (+margin)  reject, count, **fault**
 ``quaternion``     a quaternion whose norm is not 1 (tolerance)    reject, count, **fault**
 ``stamp_future``   a stamp ahead of our clock (> tolerance)        reject, count, **fault**
-``stamp_order``    a stamp not newer than the topic's last one     reject, count
+``stamp_order``    a stamp older than the topic's last one         reject, count
+``stamp_repeat``   the topic's last stamp again (a re-sent sample) reject, count
 ``stamp_stale``    a stamp older than ``max_stamp_age`` on arrival reject, count
 =================  ==============================================  ========================
 
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 FAULT_REASONS = ("non_finite", "joint_limits", "workspace", "quaternion", "stamp_future")
-REJECT_REASONS = ("stamp_order", "stamp_stale")
+REJECT_REASONS = ("stamp_order", "stamp_repeat", "stamp_stale")
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,9 @@ class StateValidator:
             return self._reject(topic, "stamp_stale", f"{now_wall - stamp:.3f} s old")
         with self._lock:
             last = self._last_stamp.get(topic, -math.inf)
-        if stamp <= last:
+        if stamp == last:
+            return self._reject(topic, "stamp_repeat", "the previous sample again")
+        if stamp < last:
             return self._reject(topic, "stamp_order", f"stamp {stamp - last:+.6f} s after the "
                                                       f"previous one")
         return ""

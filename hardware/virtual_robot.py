@@ -264,6 +264,7 @@ class VirtualRobot:
         next_js, next_pose = t0, t0
         outgoing: list[tuple[float, int, object, object]] = []  # (publish at, seq, pub, msg)
         last_due = {"js": -math.inf, "pose": -math.inf}
+        last_sample = {"js": -math.inf, "pose": -math.inf}  # plant time of the last message
         seq = 0
         self.log(f"running: commands on {self.config.ros.commands_topic}, joint states at "
                  f"{vr.joint_state_rate:g} Hz, box pose at {vr.box_pose_rate:g} Hz, reset "
@@ -300,6 +301,9 @@ class VirtualRobot:
                 if vr.drop_rate > 0 and self.rng.uniform() < vr.drop_rate:
                     self.counts["dropped"] += 1
                     continue
+                if t_state <= last_sample[kind]:
+                    continue  # no new plant step since the last message: nothing to send
+                last_sample[kind] = t_state
                 t_meas = wall0 + t_state
                 msg = (self._joint_state(t_meas, state) if kind == "js"
                        else self._box_pose(t_meas, state))
