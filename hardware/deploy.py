@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fingergym.cli import optional_path
 from fingergym.hardware.outcome import (
     EXIT_CONFLICT,
     EXIT_ESTOP,
@@ -45,7 +46,7 @@ from fingergym.scenario import Scenario, ScenarioError, as_scenario
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policy", type=Path, default=None,
+    parser.add_argument("--policy", type=optional_path, default=None,
                         help="exported policy (.safetensors; default: the shipped policy)")
     parser.add_argument("--scripted", action="store_true",
                         help="run the scripted flip-up on the observation instead of a policy")
@@ -58,11 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--virtual-robot), or wait --reset-wait seconds")
     parser.add_argument("--reset-wait", type=float, default=10.0,
                         help="seconds to wait with --reset wait (default 10)")
-    parser.add_argument("--config", type=Path, default=None,
+    parser.add_argument("--config", type=optional_path, default=None,
                         help="hardware config YAML (default: the shipped configs/hardware.yaml)")
-    parser.add_argument("--scenario", type=Path, default=None,
+    parser.add_argument("--scenario", type=optional_path, default=None,
                         help="scenario YAML (default: the shipped configs/scenario.yaml)")
-    parser.add_argument("--log-dir", type=Path, default=None,
+    parser.add_argument("--log-dir", type=optional_path, default=None,
                         help="episode bags go here (default: logs/deploy-<UTC time>/)")
     parser.add_argument("--no-log", action="store_true", help="do not record episodes")
     parser.add_argument("--json", action="store_true",

@@ -101,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="scenario YAML (default: the shipped configs/scenario.yaml)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--video", type=Path, default=None,
-                        help="also save the first episode as a GIF/MP4")
+                        help="also save the first episode as a .gif or .mp4 (10 fps, real time)")
     parser.add_argument("--log", type=Path, default=None, metavar="DIR",
                         help="log every episode as a rosbag2 (MCAP) bag in DIR "
                              "(see `fingergym replay`, `fingergym episodes`)")
@@ -135,11 +135,9 @@ def run(args: argparse.Namespace) -> int:
     if args.video:
         video_env = make_env(args.scenario, render_mode="rgb_array")
         ep = run_episode(video_env, policy, args.seed, render=True)
-        import imageio.v2 as imageio
+        from fingergym.video import save_video
 
-        args.video.parent.mkdir(parents=True, exist_ok=True)
-        imageio.mimsave(args.video, [np.asarray(f) for f in ep.frames],
-                        duration=video_env.scenario.episode.step, loop=0)
+        save_video(args.video, ep.frames, fps=1.0 / video_env.scenario.episode.step)
         result["video"] = str(args.video)
     if args.json:
         print(json.dumps(result))

@@ -131,13 +131,19 @@ def run(args: argparse.Namespace) -> int:
 
             print(f"wrote {plot_episode(ep, args.plot, replay)}")
         if args.meshcat:
+            from pydrake.geometry import StartMeshcat
+
+            from fingergym.cli import serve_until_interrupted
+
             from .meshcat_view import show_episode
 
-            meshcat = show_episode(ep, speed=args.speed)
-            print(f"shown in Meshcat at {meshcat.web_url()} (the animation stays scrubbable "
-                  f"there); press Enter to quit")
-            if sys.stdin.isatty():
-                input()
+            meshcat = StartMeshcat()
+            print(f"playing in Meshcat (2D view of the bin) at {meshcat.web_url()}, "
+                  f"{args.speed:g}x real time", flush=True)
+            show_episode(ep, speed=args.speed, meshcat=meshcat)
+            print("the episode stays there as an animation (replay or scrub it with the "
+                  "controls); Ctrl-C to exit", flush=True)
+            serve_until_interrupted()
     except (BagError, ValueError, ScenarioError) as e:
         print(f"fingergym replay: {e}", file=sys.stderr)
         return 2

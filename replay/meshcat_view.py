@@ -35,6 +35,7 @@ def show_episode(ep: Episode, *, speed: float = 1.0, meshcat: Meshcat | None = N
                  states: np.ndarray | None = None) -> Meshcat:
     """Play ``ep`` (or ``states`` (N, 10), e.g. a replay) in Meshcat; returns the Meshcat."""
     from fingergym.sim.plant import add_box_flipup_plant
+    from fingergym.sim.station import set_2d_bin_view
 
     if speed <= 0:
         raise ValueError(f"speed must be > 0, got {speed}")
@@ -45,9 +46,7 @@ def show_episode(ep: Episode, *, speed: float = 1.0, meshcat: Meshcat | None = N
     handles = add_box_flipup_plant(builder, scenario, episode_params_for(ep, scenario))
     vis = MeshcatVisualizer.AddToBuilder(builder, handles.scene_graph, meshcat,
                                          MeshcatVisualizerParams(role=Role.kIllustration))
-    b = scenario.bin
-    meshcat.Set2dRenderMode(xmin=b.wall_x[0] - 0.1, xmax=b.wall_x[1] + 0.1,
-                            ymin=b.floor_z - 0.1, ymax=b.floor_z + b.wall_height + 0.1)
+    set_2d_bin_view(meshcat, scenario)
     meshcat.SetObject(TARGET_PATH, Sphere(0.006), Rgba(0.2, 0.8, 0.3, 0.8))
     diagram = builder.Build()
     context = diagram.CreateDefaultContext()

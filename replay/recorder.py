@@ -292,7 +292,9 @@ class EpisodeRecorder:
             return False
         if kind == "raw":
             _, topic, msgtype, data, stamp = item
-            self._write(topic, msgtype, data, stamp)
+            # rclpy's serialize_message pads some messages (4 bytes after a JointState) that
+            # strict readers (rosbags' deserialize_cdr) reject: write rosbags' own encoding.
+            self._write(topic, msgtype, T.serialize(T.deserialize(data, msgtype)), stamp)
             return False
         _, topic, msgtype, msg, stamp, flush_now = item
         self._write(topic, msgtype, T.serialize(msg), stamp)

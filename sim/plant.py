@@ -49,6 +49,7 @@ BOX_COLOR = [0.45, 0.55, 0.9, 1.0]
 FINGER_COLOR = [0.9, 0.45, 0.4, 1.0]
 BIN_COLOR = [0.55, 0.55, 0.55, 0.6]
 CORNER_RADIUS = 0.002  # [m] point-contact spheres in the box corners
+FLOOR_THICKNESS = 0.05  # [m] the bin floor slab, below floor_z
 _CONTACT_MODEL = {
     "point": "point",
     "hydroelastic": "hydroelastic",
@@ -109,9 +110,9 @@ def _add_bin(plant: MultibodyPlant, scenario: Scenario, props: ProximityProperti
     world = plant.world_body()
     span = b.wall_x[1] - b.wall_x[0] + 2 * b.wall_thickness
     depth = scenario.box.depth + 0.04  # out of plane: just deeper than the box
-    floor = Box(span, depth, 0.05)
+    floor = Box(span, depth, FLOOR_THICKNESS)
     x_mid = 0.5 * (b.wall_x[0] + b.wall_x[1])
-    X_floor = RigidTransform([x_mid, 0, b.floor_z - 0.025])
+    X_floor = RigidTransform([x_mid, 0, b.floor_z - 0.5 * FLOOR_THICKNESS])
     plant.RegisterCollisionGeometry(world, X_floor, floor, "bin_floor", props)
     plant.RegisterVisualGeometry(world, X_floor, floor, "bin_floor", BIN_COLOR)
     wall = Box(b.wall_thickness, depth, b.wall_height)

@@ -49,10 +49,11 @@ from pydrake.systems.sensors import CameraInfo, RgbdSensor
 
 from fingergym.scenario import Scenario
 from fingergym.sim.params import EpisodeParams
-from fingergym.sim.plant import add_box_flipup_plant, add_finger_controller
+from fingergym.sim.plant import FLOOR_THICKNESS, add_box_flipup_plant, add_finger_controller
 from fingergym.task import ACTION_DIM, OBS_DIM, ActionScaling, RewardSystem, add_action_scaling
 
 RENDER_SIZE = (480, 320)  # width, height of rgb_array frames
+VIEW_MIN_ASPECT = 1.25  # narrowest browser pane (width/height) that shows the whole bin
 
 
 @dataclass
@@ -171,11 +172,27 @@ def add_meshcat(builder: DiagramBuilder, scene_graph, plant, meshcat: Meshcat,
     """Meshcat visuals in a 2D view of the bin, with contact forces drawn."""
     MeshcatVisualizer.AddToBuilder(builder, scene_graph, meshcat,
                                    MeshcatVisualizerParams(role=Role.kIllustration))
-    b = scenario.bin
-    meshcat.Set2dRenderMode(xmin=b.wall_x[0] - 0.1, xmax=b.wall_x[1] + 0.1,
-                            ymin=b.floor_z - 0.1, ymax=b.floor_z + b.wall_height + 0.1)
+    set_2d_bin_view(meshcat, scenario)
+    # 200 N/m: the box's weight (~10 N) is a 5 cm arrow, the finger's push stays in view.
     ContactVisualizer.AddToBuilder(builder, plant, meshcat,
-                                   ContactVisualizerParams(radius=0.005, newtons_per_meter=40.0))
+                                   ContactVisualizerParams(radius=0.005, newtons_per_meter=200.0))
+
+
+def set_2d_bin_view(meshcat: Meshcat, scenario: Scenario, margin: float = 0.04) -> None:
+    """Meshcat's 2D view (orthographic, the x-z plane) framing the whole bin [m].
+
+    Meshcat keeps the view's left edge, bottom and top and extends the right edge to the
+    browser pane's aspect ratio, so the height is chosen for the narrowest common pane
+    (width/height ``VIEW_MIN_ASPECT``, e.g. 1280x1024); wider panes show more room on the right.
+    """
+    b = scenario.bin
+    xmin = b.wall_x[0] - b.wall_thickness - margin
+    xmax = b.wall_x[1] + b.wall_thickness + margin
+    zmin = b.floor_z - FLOOR_THICKNESS - margin
+    zmax = b.floor_z + b.wall_height + margin
+    height = max(zmax - zmin, (xmax - xmin) / VIEW_MIN_ASPECT)
+    pad = 0.5 * (height - (zmax - zmin))
+    meshcat.Set2dRenderMode(xmin=xmin, xmax=xmax, ymin=zmin - pad, ymax=zmax + pad)
 
 
 def make_sim_simulator(scenario: Scenario, params: EpisodeParams, **kwargs) -> Simulator:

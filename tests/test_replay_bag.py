@@ -227,7 +227,8 @@ def test_recorder_context_manager_records_error(tmp_path, logged):
 
 
 def test_raw_rclpy_messages_round_trip(tmp_path, logged):
-    """Deploy records rclpy's serialize_message bytes as they are; we read them back."""
+    """Deploy hands the recorder rclpy's serialize_message bytes (4 padding bytes after a
+    JointState); the bag holds them re-encoded, so rosbags' strict reader decodes them."""
     pytest.importorskip("rclpy")
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import JointState
@@ -241,6 +242,12 @@ def test_raw_rclpy_messages_round_trip(tmp_path, logged):
                          scenario=ep.scenario) as rec:
         rec.record_raw("/joint_states", "sensor_msgs/msg/JointState", serialize_message(msg), 5)
         rec.close(end_reason="done", success=False, episode_return=0.0)
+    ts = get_typestore(Stores.ROS2_KILTED)
+    with Reader(tmp_path / "raw") as reader:
+        strict = [ts.deserialize_cdr(raw, c.msgtype) for c, _, raw in reader.messages()
+                  if c.topic == "/joint_states"]
+    assert list(strict[0].name) == ["finger_x", "finger_z"]
+    np.testing.assert_array_equal(strict[0].velocity, [0.0, -0.3])
     out = read_episode(tmp_path / "raw")
     assert out.topic_counts["/joint_states"] == 1
     assert not any("decoded" in n for n in out.notes)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,7 +103,12 @@ def test_tiny_run_resume_and_export(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     # step 0 (the clone), then every 256 steps
     assert [int(r["timesteps"]) for r in rows] == [0, 256, 512]
-    assert all(0.0 <= float(r["success_rate"]) <= 1.0 for r in rows)
+    # each rate is a count of the evaluation's episodes, and the JSON log says the same
+    for r in rows:
+        wins = float(r["success_rate"]) * int(r["episodes"])
+        assert wins == pytest.approx(round(wins)) and int(r["episodes"]) == 1
+    assert [float(r["success_rate"]) for r in rows] == [
+        r["success_rate"] for r in json.loads((run_dir / "eval.json").read_text())]
 
     # resume to more steps: continues the step count and the eval log
     capsys.readouterr()
@@ -145,7 +149,7 @@ def test_keyboard_interrupt_saves_snapshot(tmp_path, monkeypatch):
     assert (tmp_path / "interrupted_normalize.json").exists()
     assert latest_snapshot(tmp_path) == tmp_path / "interrupted.zip"
     assert not (tmp_path / "final.zip").exists()
-    assert isinstance(Path(summary["run_dir"]), Path)
+    assert summary["run_dir"] == str(tmp_path)
 
 
 @pytest.mark.slow
@@ -189,3 +193,48 @@ def test_ctrl_c_on_a_real_run(tmp_path):
         time.sleep(0.2)
     else:
         pytest.fail("processes of the interrupted run are still alive")
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_warm_start_saves_and_exits_cleanly(tmp_path):
+    """SIGTERM to the whole process group (what `timeout`, Slurm and `docker stop` send) during
+    the warm start: the trainer saves what exists, exits 143 with no traceback from itself or
+    its workers, and no process is left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fingergym.cli", "train", "--run-dir", str(run_dir),
+         "--n-envs", "2", "--no-progress", "--set", "warm_start.episodes=400"],
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:  # each phase is announced as it starts
+            lines.append(line)
+            if line.startswith("warm start"):
+                break
+        time.sleep(2)  # inside the expert episodes
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+        out = "".join(lines) + out
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, out
+    assert "Traceback" not in out and "Error" not in out, out
+    assert "saved" in out and (run_dir / "interrupted.zip").exists()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["interrupted"] and summary["signal"] == signal.SIGTERM
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("processes of the stopped run are still alive")
