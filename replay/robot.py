@@ -71,6 +71,7 @@ def replay_on_robot(ep: Episode, *, scenario: Scenario | None = None, virtual: b
     from fingergym.env import make_env
     from fingergym.hardware.config import as_hardware_config
     from fingergym.hardware.deploy import (
+        ChildWatcher,
         open_recorder,
         reset_box,
         start_virtual_robot,
@@ -83,7 +84,7 @@ def replay_on_robot(ep: Episode, *, scenario: Scenario | None = None, virtual: b
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     base = Path(log_dir) if log_dir else ep.path.parent
     bag = base / f"{ep.path.name}_replay_{stamp}"
-    robot = env = None
+    robot = env = watcher = None
     obs_l: list[np.ndarray] = []
     rewards: list[float] = []
     end_reason, success = "interrupted", False
@@ -95,6 +96,8 @@ def replay_on_robot(ep: Episode, *, scenario: Scenario | None = None, virtual: b
             config.ros.discovery_timeout = max(config.ros.discovery_timeout, 60.0)
         env = make_env(scenario, mode="hardware", config=config)
         station = env.station
+        if robot is not None:  # a virtual robot that exits stops the replay with the reason
+            watcher = ChildWatcher(robot, station.bridge)
         say("homing")
         station.go_home()
         s0 = ep.true_state[0]
@@ -122,12 +125,17 @@ def replay_on_robot(ep: Episode, *, scenario: Scenario | None = None, virtual: b
                     break
             end_reason = info.get("end_reason") or (
                 "logged_actions_done" if len(rewards) == ep.steps else "terminated")
-            success = bool(info.get("success", is_success(obs_l[-1], scenario)))
+            # honest: a replay stopped by a fault (watchdog, invalid state, e-stop, another
+            # commander) is no success, whatever the box did
+            success = end_reason in ("time_limit", "logged_actions_done") and bool(
+                info.get("success", is_success(obs_l[-1], scenario)))
         finally:
             station.bridge.raw_hook = None
             recorder.close(end_reason=end_reason, success=success,
                            episode_return=float(sum(rewards)), final_observation=obs_l[-1])
     finally:
+        if watcher is not None:
+            watcher.stop()
         if env is not None:
             env.close()
         stop_process(robot)

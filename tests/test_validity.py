@@ -59,8 +59,8 @@ def test_stamp_order_and_staleness_reject_without_a_fault(v):
     assert v.counts() == {"stamp_future": 1, "stamp_order": 1, "stamp_stale": 1}
     v.new_episode()
     assert v.counts() == {} and v.fault == ""
-    assert v.pose(POSE, T + 0.02, T + 0.06, [0.0, 0.0, 0.025], UNIT) == "stamp_order"
-    assert v.fault == ""  # order and staleness only stop the stream (the watchdog trips)
+    assert v.pose(POSE, T + 0.02, T + 0.06, [0.0, 0.0, 0.025], UNIT) == "stamp_repeat"
+    assert v.fault == ""  # order, repeats and staleness only stop the stream (the watchdog)
 
 
 def test_a_bad_message_from_before_the_episode_is_no_fault_of_it(v):
