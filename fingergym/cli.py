@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("fingergym.replay.cli_replay",
                "replay a logged episode: in sim (sim-to-real gap), on the robot, plot, Meshcat"),
     "episodes": ("fingergym.replay.episodes", "table of the logged episodes in a directory"),
+    "tasks": ("fingergym.registry", "list the registered gym ids with their robot and task"),
 }
 
 
@@ -45,12 +46,14 @@ def ros_hint(error: ModuleNotFoundError) -> str | None:
             f"or source your ROS 2 (e.g. source /opt/ros/<distro>/setup.bash)")
 
 
-def serve_until_interrupted() -> None:
-    """Block until Ctrl-C or SIGTERM (a Meshcat server stays up meanwhile), whether or not stdin
-    is a terminal, and also when started with SIGINT ignored (``cmd &`` in a script)."""
+def serve_until_interrupted(message: str) -> None:
+    """Print ``message``, then block until Ctrl-C or SIGTERM (a Meshcat server stays up
+    meanwhile), whether or not stdin is a terminal, and also when started with SIGINT ignored
+    (``cmd &`` in a script). A signal arriving as soon as the message is out is caught too."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
+        print(message, flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -60,7 +63,8 @@ def serve_until_interrupted() -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fingergym",
-        description="Train a box flip-up policy in Drake, deploy it over ROS 2, replay episodes.")
+        description="Train a contact-rich policy in Drake (any registered task on any "
+                    "registered robot), deploy it over ROS 2, replay episodes.")
     from fingergym import __version__
 
     parser.add_argument("--version", action="version", version=f"fingergym {__version__}")

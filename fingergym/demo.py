@@ -57,20 +57,22 @@ def _describe(result: dict) -> str:
 
 
 def _controller(env, scripted: bool):
-    """(name, obs -> action, held-out result or None): the shipped policy if available."""
+    """(name, obs -> action, held-out result or None): the shipped policy if available (and
+    made for this env's observation layout), else the task's scripted expert (true state)."""
     if not scripted:
         try:
             from fingergym.policies.runner import load_shipped_policy
 
             policy = load_shipped_policy()
+            policy.check_layout(env.observation_layout)
             return (f"shipped policy {policy.path.name} (sha256 {policy.sha256[:12]})",
                     lambda obs: policy(obs), heldout_result(policy))
-        except (ImportError, FileNotFoundError):
+        except (ImportError, FileNotFoundError, ValueError):
             pass
-    from fingergym.sim.scripted import ScriptedFlip
-
-    script = ScriptedFlip(env.scenario)
-    return "scripted flip-up", lambda obs: script(env.true_state()), None
+    expert = env.task.expert()
+    if expert is None:
+        raise SystemExit(f"fingergym demo: no policy and no scripted expert for {env.task.name}")
+    return f"{env.task.name} scripted expert", lambda obs: expert(env.true_state()), None
 
 
 def _meshcat_visualizer(env):
@@ -122,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
         done = terminated or truncated
         if args.gif:
             frames.append(env.render())
+    details = ", ".join(f"{k} {v:+.3f}" for k, v in env.task.info(env.true_state()).items())
     print(f"seed {seed}: return {total:.1f} over {info['sim_time']:.1f} s, "
-          f"success={info['success']} (angle from vertical {info['angle_from_vertical']:+.3f} rad,"
-          f" omega {info['box_omega']:+.3f} rad/s)")
+          f"success={info['success']}" + (f" ({details})" if details else ""))
     if args.gif:
         from fingergym.video import save_video
 
@@ -136,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if vis is not None:
         vis.StopRecording()
         vis.PublishRecording()
-        print(f"serving the episode at {env.meshcat.web_url()} (replay it with the animation "
-              f"controls); Ctrl-C to exit", flush=True)
-        serve_until_interrupted()
+        serve_until_interrupted(f"serving the episode at {env.meshcat.web_url()} (replay it "
+                                f"with the animation controls); Ctrl-C to exit")
     return 0
 

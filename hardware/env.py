@@ -1,16 +1,16 @@
 """``make_env(mode="hardware")``: the same :class:`~fingergym.env.FingerGymEnv` on a ROS 2 robot.
 
 Same spaces, same ``actions``/``observations``/``reward`` ports, same reward code; the station
-behind the ports is :mod:`fingergym.hardware.station`. ``reset()`` homes the finger
-(``set_home``: no randomized reset); the box is reset by a person (or the virtual robot's reset
-service) before it. ``step()`` takes ``scenario.episode.step`` seconds of wall time.
+behind the ports is :mod:`fingergym.hardware.station`. ``reset()`` homes the robot
+(``set_home``: no randomized reset); the scene is reset by a person (or the virtual robot's
+reset service) before it. ``step()`` takes ``scenario.episode.step`` seconds of wall time.
 
 ``info`` adds ``sent_target`` (what was last published after the safety layer),
-``joint_state_age``/``box_pose_age`` [s], ``box_pose_latency`` [s], ``estop``, ``overruns`` and
-``rejected`` (state messages rejected as invalid, by reason: :mod:`fingergym.hardware.validity`).
-A fault — invalid state, the e-stop, another commander on the command topic, the watchdog —
-ends the episode as ``truncated`` with ``info["end_reason"]`` naming it, while the last command
-sent is held.
+``joint_state_age``/``object_pose_age`` [s], ``object_pose_latency`` [s], ``estop``,
+``overruns`` and ``rejected`` (state messages rejected as invalid, by reason:
+:mod:`fingergym.hardware.validity`). A fault — invalid state, the e-stop, another commander on
+the command topic, the watchdog — ends the episode as ``truncated`` with ``info["end_reason"]``
+naming it, while the last command sent is held.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 from pydrake.systems.analysis import Simulator
 
 from fingergym.env import FingerGymEnv
-from fingergym.hardware.config import HardwareConfig, as_hardware_config
+from fingergym.hardware.config import HardwareConfig, as_hardware_config, topics
 from fingergym.hardware.ros_bridge import RosBridge
-from fingergym.hardware.station import HardwareStation, build_hardware_station
+from fingergym.hardware.station import build_hardware_station
 from fingergym.scenario import Scenario, as_scenario
 
 
@@ -50,11 +50,14 @@ def make_hardware_env(scenario: Scenario | str | Path | None = None, *,
     if render_mode not in (None, "ansi"):
         raise ValueError(f"hardware mode renders only 'ansi' (got {render_mode!r}); watch the "
                          f"robot, or replay the episode's log in sim to render it")
+    task, robot = scenario.plugins()
+    spec = task.observation()
     from fingergym.hardware.validity import StateValidator, ValidityLimits
 
-    validity = StateValidator(ValidityLimits.from_scenario(scenario, config.safety))
-    bridge = RosBridge(config, scenario.observation.velocity_window, domain_id=domain_id,
-                       node_name=node_name, validity=validity)
+    validity = StateValidator(ValidityLimits.from_plugins(task, robot, config.safety))
+    bridge = RosBridge(config, topics(config, robot, spec.objects), spec, robot.joint_names,
+                       robot.command_layout.names, scenario.observation.velocity_window,
+                       domain_id=domain_id, node_name=node_name, validity=validity)
     try:
         station = build_hardware_station(scenario, config, bridge)
         simulator = Simulator(station.diagram)
@@ -68,8 +71,3 @@ def make_hardware_env(scenario: Scenario | str | Path | None = None, *,
         raise
     env.hardware_config = config
     return env
-
-
-def station_of(env) -> HardwareStation:
-    """The hardware station of a (possibly gymnasium-wrapped) hardware env."""
-    return env.unwrapped.station

@@ -1,15 +1,17 @@
 """The one safety layer between a policy and the command publisher (deploy and replay).
 
-Every target goes through :meth:`SafetyFilter.filter`, which returns what may actually be sent:
+Every command (the robot's joint position targets, ``Robot.command_layout`` order) goes through
+:meth:`SafetyFilter.filter`, which returns what may actually be sent:
 
-- non-finite targets are rejected: the last safe target is held;
-- targets are clamped to the reachable workspace
-  (:meth:`fingergym.task.ActionScaling.clamp_target`);
-- the change per command is limited to ``max_step`` (m, Euclidean) from the last command sent,
-  always: at the first command of an episode (soft start), at e-stop engage and release. Only
-  the very first command of a stream ramps from the measured finger position (:meth:`reset`);
+- non-finite or wrong-sized commands are rejected: the last safe command is held;
+- commands are clamped to the reachable workspace
+  (:meth:`fingergym.scaling.ActionScaling.clamp_target`);
+- the change per command is limited in every dimension to ``max_step`` (n,) (the model file's
+  joint velocity limits times the command period) from the last command sent, always: at the
+  first command of an episode (soft start), at e-stop engage and release. Only the very first
+  command of a stream ramps from the measured position (:meth:`reset`);
 - while the e-stop is engaged, the last command sent is held (re-anchoring to the measured
-  position would be a jump as large as the finger's lag).
+  position would be a jump as large as the robot's lag).
 
 What :meth:`filter` returns is what gets published and logged (LeRobot's ``send_action``).
 """
@@ -20,39 +22,40 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fingergym.scenario import Scenario
-from fingergym.task import ActionScaling
+from fingergym.scaling import ActionScaling
 
 
 @dataclass(frozen=True)
 class SafeCommand:
-    target: np.ndarray  # (2,) what to send [m]
-    clipped: bool       # differs from the requested target
+    target: np.ndarray  # (n,) what to send
+    clipped: bool       # differs from the requested command
     reason: str         # "" | "workspace" | "rate_limit" | "non_finite" | "estop"
 
 
 class SafetyFilter:
-    """Stateful filter of finger targets [m]; one instance per command stream."""
+    """Stateful filter of commands; one instance per command stream."""
 
-    def __init__(self, scaling: ActionScaling, max_step: float):
-        if not max_step > 0:
-            raise ValueError(f"max_step must be > 0, got {max_step}")
+    def __init__(self, scaling: ActionScaling, max_step: np.ndarray | float):
+        step = np.broadcast_to(np.asarray(max_step, dtype=float), (scaling.dim,)).copy()
+        if not np.all(step > 0):
+            raise ValueError(f"max_step must be > 0 in every dimension, got {step.tolist()}")
         self.scaling = scaling
-        self.max_step = float(max_step)
-        self.last: np.ndarray | None = None  # last target sent
+        self.max_step = step
+        self.last: np.ndarray | None = None  # last command sent
         self.estop = False
-        self.rejected = 0  # non-finite targets seen
+        self.rejected = 0  # non-finite commands seen
 
-    @classmethod
-    def from_config(cls, scenario: Scenario, config) -> SafetyFilter:
-        return cls(ActionScaling.from_scenario(scenario), config.safety.max_step)
+    def _measured(self, measured: np.ndarray) -> np.ndarray:
+        measured = np.asarray(measured, dtype=float)
+        if measured.shape != (self.scaling.dim,) or not np.all(np.isfinite(measured)):
+            raise ValueError(f"measured position must be finite ({self.scaling.dim},), "
+                             f"got {measured}")
+        return measured
 
     def reset(self, measured: np.ndarray) -> None:
         """Soft start: the next command ramps from the last command sent on this stream, or,
-        before the first one, from the measured finger position [m]."""
-        measured = np.asarray(measured, dtype=float)
-        if measured.shape != (2,) or not np.all(np.isfinite(measured)):
-            raise ValueError(f"measured finger position must be finite (2,), got {measured}")
+        before the first one, from the measured position."""
+        measured = self._measured(measured)
         if self.last is None:
             self.last = self.scaling.clamp_target(measured)
 
@@ -62,21 +65,21 @@ class SafetyFilter:
         self.estop = bool(engaged)
 
     def filter(self, target: np.ndarray) -> SafeCommand:
-        """The target that may be sent now, given the requested one [m]."""
+        """The command that may be sent now, given the requested one."""
         if self.last is None:
             raise RuntimeError("SafetyFilter.reset(measured) must be called before filter()")
         target = np.asarray(target, dtype=float)
         if self.estop:
             return SafeCommand(self.last.copy(), True, "estop")
-        if target.shape != (2,) or not np.all(np.isfinite(target)):
+        if target.shape != self.last.shape or not np.all(np.isfinite(target)):
             self.rejected += 1
             return SafeCommand(self.last.copy(), True, "non_finite")
         safe = self.scaling.clamp_target(target)
         reason = "" if np.array_equal(safe, target) else "workspace"
         delta = safe - self.last
-        dist = float(np.hypot(*delta))
-        if dist > self.max_step:
-            safe = self.last + delta * (self.max_step / dist)
+        limited = np.clip(delta, -self.max_step, self.max_step)
+        if not np.array_equal(limited, delta):
+            safe = self.last + limited
             reason = reason or "rate_limit"
         self.last = safe
         return SafeCommand(safe.copy(), bool(reason), reason)

@@ -43,7 +43,7 @@ REJECT_REASONS = ("stamp_order", "stamp_repeat", "stamp_stale")
 class ValidityLimits:
     """What a plausible state is (SI units)."""
 
-    joint_lower: np.ndarray        # (n,) joint position bounds [m or rad], margin included
+    joint_lower: np.ndarray        # (n,) bounds of the JointState joints [m or rad], margin in
     joint_upper: np.ndarray        # (n,)
     joint_speed: np.ndarray        # (n,) largest plausible |velocity| [m/s or rad/s]
     object_lower: np.ndarray       # (2,) x, z bounds of a tracked object's position [m]
@@ -53,18 +53,23 @@ class ValidityLimits:
     max_stamp_age: float = 0.5     # s a stamp may lie behind our clock on arrival
 
     @classmethod
-    def from_scenario(cls, scenario, safety) -> ValidityLimits:
-        """The finger and box scenario's limits with the hardware config's ``safety`` margins."""
+    def from_plugins(cls, task, robot, safety) -> ValidityLimits:
+        """A robot's joints (its model file's limits for the command joints; others are only
+        checked for finiteness) and a task's tracked objects (its reach region), widened by the
+        hardware config's ``safety`` margins."""
         m = safety.plausibility_margin
-        f, b = scenario.finger, scenario.bin
-        lo = np.array([f.x_limits[0], f.z_limits[0]]) - m
-        hi = np.array([f.x_limits[1], f.z_limits[1]]) + m
-        wall = b.wall_thickness
-        return cls(joint_lower=lo, joint_upper=hi,
-                   joint_speed=np.full(2, safety.max_joint_speed),
-                   object_lower=np.array([b.wall_x[0] - wall - m, b.floor_z - m]),
-                   object_upper=np.array([b.wall_x[1] + wall + m,
-                                          b.floor_z + b.wall_height + scenario.box.length + m]),
+        names = list(robot.joint_names)
+        lo, hi = np.full(len(names), -np.inf), np.full(len(names), np.inf)
+        speed = np.full(len(names), float(safety.max_joint_speed))
+        lim = robot.limits
+        for k, joint in enumerate(robot.command_layout.names):
+            i = names.index(joint)
+            lo[i], hi[i] = lim.lower[k] - m, lim.upper[k] + m
+            speed[i] = max(speed[i], 2.0 * float(lim.velocity[k]))
+        region = task.reach_region()
+        return cls(joint_lower=lo, joint_upper=hi, joint_speed=speed,
+                   object_lower=np.array([region.x[0] - m, region.floor - m]),
+                   object_upper=np.array([region.x[1] + m, region.ceiling + m]),
                    quaternion_tolerance=safety.quaternion_tolerance,
                    stamp_tolerance=safety.stamp_tolerance,
                    max_stamp_age=safety.max_stamp_age)

@@ -147,6 +147,11 @@ class HeldOutEvalCallback(BaseCallback):
         return row
 
 
+def _steps_label(x: float, _pos=None) -> str:
+    """Env steps as 0, 50k, 1.5M (no "1e6" multiplier at the end of the axis)."""
+    return f"{x / 1e6:g}M" if abs(x) >= 1e6 else (f"{x / 1e3:g}k" if x else "0")
+
+
 def plot_learning_curve(rows: list[dict], path: Path, title: str = "") -> Path | None:
     """Success rate and mean return vs env steps, as a PNG. ``None`` if there is no data."""
     if not rows:
@@ -160,7 +165,7 @@ def plot_learning_curve(rows: list[dict], path: Path, title: str = "") -> Path |
     t = np.array([r["timesteps"] for r in rows])
     fig, ax = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
     ax[0].plot(t, [r["success_rate"] for r in rows], "o-")
-    ax[0].set_ylabel("success rate (held out)")
+    ax[0].set_ylabel("success rate (eval seeds)")
     ax[0].set_ylim(-0.02, 1.02)
     ax[0].axhline(0.8, ls="--", c="gray", lw=0.8)
     ax[1].plot(t, [r["mean_return"] for r in rows], "o-", c="C1")
@@ -170,7 +175,7 @@ def plot_learning_curve(rows: list[dict], path: Path, title: str = "") -> Path |
         ax[0].set_title(title)
     for a in ax:  # no "+9.2e2" offsets: read values off the axes as they are
         a.ticklabel_format(style="plain", useOffset=False)
-    ax[1].xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e3:g}k" if x else "0"))
+    ax[1].xaxis.set_major_formatter(FuncFormatter(_steps_label))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -21,7 +21,11 @@ TINY = ["--total-timesteps", "512", "--n-envs", "2", "--no-progress",
 
 
 def test_default_config_loads():
+    from fingergym.policies.config import TrainConfig
+
     cfg = load_train_config()
+    # the code's defaults are the shipped file (one source of truth)
+    assert cfg.to_dict() == TrainConfig().to_dict()
     assert cfg.policy.pi == [64, 64] and cfg.policy.vf == [64, 64]
     assert cfg.total_timesteps > 0 and len(cfg.digest()) == 64
     # the evaluation scenario is always the full default randomization
@@ -36,7 +40,7 @@ def test_default_config_loads():
     ({"ppo": {"gamma": 1.5}}, "ppo.gamma"),
     ({"policy": {"activation": "gelu"}}, "policy.activation"),
     ({"normalize": {"obs": "yes"}}, "normalize.obs"),
-    ({"env": {"overrides": {"randomization.box_x": [0.5, 0.1]}}}, "randomization.box_x"),
+    ({"env": {"overrides": {"box.x_range": [0.5, 0.1]}}}, "box.x_range"),
     ({"env": {"overrides": {"no.such": 1}}}, "env.overrides"),
     ({"bogus": 1}, "bogus"),
     ({"ppo": {"batch_size": 4096}, "env": {"n_envs": 2}}, "ppo.batch_size"),
@@ -50,9 +54,9 @@ def test_config_errors_name_file_and_key(tmp_path, data, key):
 
 
 def test_training_overrides_do_not_touch_eval_scenario():
-    cfg = config_from_dict({"env": {"overrides": {"randomization.box_x": [-0.02, 0.02]}}})
-    assert cfg.train_scenario().randomization.box_x == [-0.02, 0.02]
-    assert cfg.eval_scenario().randomization.box_x == [-0.1, 0.1]
+    cfg = config_from_dict({"env": {"overrides": {"box.x_range": [-0.02, 0.02]}}})
+    assert cfg.train_scenario().box.x_range == [-0.02, 0.02]
+    assert cfg.eval_scenario().box.x_range == [-0.1, 0.1]
 
 
 def test_cli_bad_config_is_a_clean_error(tmp_path, capsys):
@@ -69,8 +73,7 @@ def test_standing_expert_beats_scripted_baseline():
     """The warm-start expert (fixed press once standing) flips more boxes than ScriptedFlip."""
     import fingergym
     from fingergym.policies.evaluate import evaluate
-    from fingergym.policies.warmstart import StandingExpert
-    from fingergym.sim.scripted import ScriptedFlip
+    from fingergym.tasks.box_flipup.experts import ScriptedFlip, StandingExpert
 
     env = fingergym.make_env()
     seeds = [1014, 1036, 1037, 1000]  # the first three: ScriptedFlip ends rocking (failure)
@@ -238,3 +241,26 @@ def test_sigterm_during_the_warm_start_saves_and_exits_cleanly(tmp_path):
         time.sleep(0.2)
     else:
         pytest.fail("processes of the stopped run are still alive")
+
+
+def test_learning_curve_axes_read_without_offsets(tmp_path, monkeypatch):
+    """Returns that differ in the fourth decimal are labelled as they are (no "+9.2e2" offset);
+    env steps read as 500k, 1M, ... (no "1e6" multiplier)."""
+    import matplotlib.figure
+
+    from fingergym.policies.callbacks import plot_learning_curve
+
+    figures = []
+    savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda self, *a, **k: (figures.append(self), savefig(self, *a, **k))[1])
+    rows = [{"timesteps": 150_000 * i, "success_rate": 0.05 * i, "mean_return": 920 + 1e-4 * i}
+            for i in range(21)]  # 3 M steps (the reference's budget), returns within 0.002
+    assert plot_learning_curve(rows, tmp_path / "curve.png").exists()
+    (fig,) = figures
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert ax.yaxis.get_major_formatter().get_offset() == ""
+        assert ax.xaxis.get_major_formatter().get_offset() == ""
+    assert {"500k", "1M", "3M"} <= {t.get_text() for t in fig.axes[1].get_xticklabels()}
+    assert any(t.get_text().startswith("920.") for t in fig.axes[1].get_yticklabels())
