@@ -100,6 +100,15 @@ def load_controller(args: argparse.Namespace, scenario: Scenario, observation_la
     return str(policy.path), policy.sha256, policy
 
 
+def _code(e: Exception) -> int:
+    """The exit code of a :class:`~fingergym.hardware.ros_bridge.HardwareError`."""
+    from fingergym.hardware.ros_bridge import ControlConflict, EStopEngaged, StateFault
+
+    return (EXIT_ESTOP if isinstance(e, EStopEngaged) else
+            EXIT_CONFLICT if isinstance(e, ControlConflict) else
+            EXIT_STATE if isinstance(e, StateFault) else EXIT_ROBOT)
+
+
 class _Out:
     """Human lines on stderr when --json owns stdout."""
 
@@ -133,12 +142,7 @@ def run(args: argparse.Namespace) -> int:
     except (ScenarioError, ValueError, FileNotFoundError, ImportError) as e:
         out.say(f"fingergym deploy: {e}")
         return 2
-    from fingergym.hardware.ros_bridge import (
-        ControlConflict,
-        EStopEngaged,
-        HardwareError,
-        StateFault,
-    )
+    from fingergym.hardware.ros_bridge import HardwareError
 
     def _terminate(signum, frame):  # SIGTERM (e.g. ros2 launch shutting down): clean up as Ctrl-C
         raise KeyboardInterrupt
@@ -181,7 +185,13 @@ def run(args: argparse.Namespace) -> int:
                         "virtual_robot": bool(args.virtual_robot), "episode": i,
                         "hardware_config": config.source}, scenario, station)
                 out.say(f"episode {i + 1}/{args.episodes}: started")
-                ep = run_episode(env, lambda obs, k: controller(obs), recorder)
+                try:
+                    ep = run_episode(env, lambda obs, k: controller(obs), recorder)
+                except HardwareError as e:  # the episode started and could not go on
+                    run_summary.add(str(e), False, _code(e))
+                    out.record({"episode": i, "success": False, "return": 0.0, "steps": 0,
+                                "end_reason": str(e), "truncated": True, "rejected": {}})
+                    raise
                 run_summary.add(ep.end_reason, ep.success)
                 result = {"episode": i, "success": ep.success, "return": round(ep.ret, 3),
                           "steps": ep.steps, "end_reason": ep.end_reason,
@@ -201,9 +211,7 @@ def run(args: argparse.Namespace) -> int:
                     break
     except HardwareError as e:
         out.say(f"fingergym deploy: {e}")
-        run_summary.stop(str(e), EXIT_ESTOP if isinstance(e, EStopEngaged) else
-                         EXIT_CONFLICT if isinstance(e, ControlConflict) else
-                         EXIT_STATE if isinstance(e, StateFault) else EXIT_ROBOT)
+        run_summary.stop(str(e), _code(e))
     except KeyboardInterrupt:
         out.say("interrupted: the robot holds its last command")
         run_summary.stop("interrupted", EXIT_INTERRUPTED)

@@ -55,12 +55,14 @@ class RunSummary:
     exit_code: int = EXIT_OK
     end_reasons: list[str] = field(default_factory=list)
 
-    def add(self, end_reason: str, success: bool) -> None:
+    def add(self, end_reason: str, success: bool, code: int | None = None) -> None:
+        """One episode that started; ``code``: its fault's exit code if known (else from the
+        end reason)."""
         self.run += 1
         self.end_reasons.append(end_reason)
         if success:
             self.succeeded += 1
-        code = fault_code(end_reason)
+        code = fault_code(end_reason) if code is None else code
         if code:
             self.faulted += 1
             self.exit_code = self.exit_code or code

@@ -163,11 +163,12 @@ def run_episode(env, act: Callable[[np.ndarray, int], np.ndarray | None], record
     episode that ran to its time limit (or ``exhausted``) without a fault."""
     station = env.station
     out = RobotEpisode()
-    obs, info = env.reset()
-    out.observations.append(np.asarray(obs, dtype=float))
-    t_obs, wall_ns = info["sim_time"], time.time_ns()
-    done, k = False, 0
+    info: dict = {}
     try:
+        obs, info = env.reset()
+        out.observations.append(np.asarray(obs, dtype=float))
+        t_obs, wall_ns = info["sim_time"], time.time_ns()
+        done, k = False, 0
         while not done:
             action = act(obs, k)
             if action is None:
@@ -194,14 +195,18 @@ def run_episode(env, act: Callable[[np.ndarray, int], np.ndarray | None], record
         out.end_reason = "interrupted"
         raise
     except Exception as e:
-        out.end_reason = f"error: {type(e).__name__}: {e}"[:200]
+        from fingergym.hardware.ros_bridge import HardwareError
+
+        out.end_reason = (str(e) if isinstance(e, HardwareError)
+                          else f"error: {type(e).__name__}: {e}")[:300]
         raise
     finally:
         station.bridge.raw_hook = None
         out.rejected = dict(info.get("rejected", {}))
         if recorder is not None:
             recorder.close(end_reason=out.end_reason, success=out.success,
-                           episode_return=out.ret, final_observation=out.observations[-1],
+                           episode_return=out.ret,
+                           final_observation=out.observations[-1] if out.observations else None,
                            extra={"rejected": out.rejected,
                                   "rejected_first": info.get("rejected_first", {}),
                                   "faulted": out.faulted and out.end_reason != exhausted})

@@ -93,7 +93,7 @@ def test_safety_soft_start_and_estop(scenario):
     assert f.filter([0.0, 0.2]).target == pytest.approx([0.08, 0.2])
     f.reset([0.0, 0.3])  # a new episode's soft start: still no jump from the last command
     cmd = f.filter([0.0, 0.3])
-    assert np.hypot(*(cmd.target - [0.08, 0.2])) == pytest.approx(0.01)
+    assert cmd.target == pytest.approx([0.07, 0.21])  # one step per joint from the last command
 
 
 def test_pacer_keeps_period_and_reports_overruns():

@@ -11,7 +11,7 @@ from fingergym.hardware.config import load_hardware_config
 from fingergym.hardware.estop import EStopLatch
 from fingergym.hardware.outcome import RunSummary, episode_success, fault_code
 from fingergym.hardware.validity import StateValidator, ValidityLimits
-from fingergym.scenario import Scenario
+from fingergym.scenario import load_scenario
 
 T = 1000.0  # a wall clock [s]
 JS, POSE = "/joint_states", "/box/pose"
@@ -20,8 +20,9 @@ UNIT = np.array([1.0, 0.0, 0.0, 0.0])
 
 @pytest.fixture
 def v() -> StateValidator:
-    return StateValidator(ValidityLimits.from_scenario(Scenario(),
-                                                       load_hardware_config().safety))
+    task, robot = load_scenario().plugins()
+    return StateValidator(ValidityLimits.from_plugins(task, robot,
+                                                      load_hardware_config().safety))
 
 
 def test_valid_stream_is_accepted(v):

@@ -78,22 +78,26 @@ class Bus:
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Bool, Float64MultiArray
 
+        from fingergym.hardware.config import topics
+        from fingergym.scenario import load_scenario
+
         self.msg = {"js": JointState, "pose": PoseStamped, "bool": Bool,
                     "array": Float64MultiArray}
-        c = self.config = load_hardware_config()
+        task, robot = load_scenario().plugins()
+        self.joint_names = list(robot.joint_names)
+        t = self.topics = topics(load_hardware_config(), robot, task.observation().objects)
         self.context = rclpy.context.Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node("fault_injector", context=self.context)
         self.commands: list[tuple[float, list[float], bytes]] = []
         self._lock = threading.Lock()
-        self.node.create_subscription(Float64MultiArray, c.ros.commands_topic, self._on_command,
-                                      100)
+        self.node.create_subscription(Float64MultiArray, t.commands, self._on_command, 100)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.js_pub = self.node.create_publisher(JointState, c.ros.joint_states_topic, reliable)
-        self.pose_pub = self.node.create_publisher(PoseStamped, c.ros.box_pose_topic, reliable)
+        self.js_pub = self.node.create_publisher(JointState, t.joint_states, reliable)
+        self.pose_pub = self.node.create_publisher(PoseStamped, t.objects["box"], reliable)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.estop_pub = self.node.create_publisher(Bool, c.ros.estop_topic, latched)
+        self.estop_pub = self.node.create_publisher(Bool, t.estop, latched)
         self.rogue = rclpy.create_node("rogue", context=self.context)
         self.rogue_pub = None
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -127,7 +131,7 @@ class Bus:
             return [d for _, d, _ in self.commands]
 
     def rogue_gids(self) -> set[bytes]:
-        infos = self.node.get_publishers_info_by_topic(self.config.ros.commands_topic)
+        infos = self.node.get_publishers_info_by_topic(self.topics.commands)
         return {bytes(i.endpoint_gid) for i in infos if i.node_name == "rogue"}
 
     # ------------------------------------------------------------------ injection
@@ -156,7 +160,7 @@ class Bus:
         def make():
             msg = self.msg["js"]()
             self._stamp(msg, stamp)
-            msg.name = list(self.config.ros.joint_names)
+            msg.name = list(self.joint_names)
             msg.position = [float(v) for v in position]
             msg.velocity = [float(v) for v in velocity]
             return msg
@@ -188,13 +192,25 @@ class Bus:
         self.node.create_subscription(self.msg["pose"], source, relay, QoSProfile(
             depth=10, reliability=ReliabilityPolicy.RELIABLE))
 
+    def relay_joint_states(self, source: str, names: list[str]) -> None:
+        """Republish the joint states of ``source`` with other joint names (a robot whose
+        driver names its joints differently)."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        def relay(msg) -> None:
+            msg.name = list(names)
+            self.js_pub.publish(msg)
+
+        self.node.create_subscription(self.msg["js"], source, relay, QoSProfile(
+            depth=10, reliability=ReliabilityPolicy.RELIABLE))
+
     def estop(self, engaged: bool) -> None:
         self.estop_pub.publish(self.msg["bool"](data=engaged))
 
     def rogue_command(self, data) -> None:
         if self.rogue_pub is None:
-            self.rogue_pub = self.rogue.create_publisher(self.msg["array"],
-                                                         self.config.ros.commands_topic, 10)
+            self.rogue_pub = self.rogue.create_publisher(self.msg["array"], self.topics.commands,
+                                                         10)
         self.wait_subscribed(self.rogue_pub, n=2)  # our spy and the robot
         self.rogue_pub.publish(self.msg["array"](data=[float(v) for v in data]))
 
@@ -284,7 +300,8 @@ def robot_counts(robot: LineReader, procs: Processes) -> dict:
     return yaml.safe_load(line.split("stopped: ", 1)[1])
 
 
-def max_step_of(bus_commands: np.ndarray) -> float:
+def max_step_of(bus_commands: np.ndarray) -> np.ndarray:
+    """The largest change between consecutive commands, per joint (n,)."""
     if len(bus_commands) < 2:
-        return 0.0
-    return float(np.max(np.hypot(*np.diff(bus_commands, axis=0).T)))
+        return np.zeros(bus_commands.shape[1] if bus_commands.ndim == 2 else 0)
+    return np.max(np.abs(np.diff(bus_commands, axis=0)), axis=0)

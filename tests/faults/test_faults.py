@@ -14,8 +14,9 @@ from conftest import max_step_of, robot_counts, start_deploy, start_robot
 
 from fingergym.hardware.config import load_hardware_config
 from fingergym.replay.reader import read_episode
+from fingergym.scenario import load_scenario
 
-MAX_STEP = load_hardware_config().safety.max_step
+MAX_STEP = load_scenario().plugins()[1].max_step(load_hardware_config().command_period)
 BOX = (0.0, 0.025)  # where the mock robot's box lies (the scenario's default centre, flat)
 
 
@@ -27,7 +28,7 @@ def _assert_commands_safe(bus, at_least: int = 20) -> np.ndarray:
     cmds = bus.command_log()
     assert len(cmds) >= at_least
     assert np.all(np.isfinite(cmds))
-    assert max_step_of(cmds) <= MAX_STEP + 1e-9  # also across homing, soft start, faults
+    assert np.all(max_step_of(cmds) <= MAX_STEP + 1e-9)  # also homing, soft start, faults
     return cmds
 
 
@@ -69,7 +70,7 @@ def test_invalid_state_ends_the_episode_and_is_logged(procs, files, bus):
 def test_bad_stamps_tracker_clock_stepping_back_and_future_pose(procs, files, bus):
     """A tracker whose clock steps back 1 s has every later pose rejected, so the watchdog ends
     the episode and names the rejections; a pose stamped in the future is a fault."""
-    robot_cfg = files.config("robot.yaml", ros={"box_pose_topic": "/box/pose_raw"})
+    robot_cfg = files.config("robot.yaml", ros={"object_pose_topic": "/{object}/pose_raw"})
     config = files.config(safety={"on_fault": "continue"})
     start_robot(procs, files, robot_cfg)
     offset = [0.0]
@@ -83,7 +84,7 @@ def test_bad_stamps_tracker_clock_stepping_back_and_future_pose(procs, files, bu
     run.inject_until_ended(2, lambda: bus.pose(*BOX, stamp=time.time() + 100.0))
     assert run.wait() == 3, run.err.text()[-3000:]  # the first fault's kind: the watchdog
     first, second = (e["end_reason"] for e in run.episodes)
-    assert first.startswith("watchdog: no valid box pose") and "stamp_stale" in first
+    assert first.startswith("watchdog: no valid object pose") and "stamp_stale" in first
     assert run.episodes[0]["rejected"].get("stamp_stale", 0) >= 1
     assert second.startswith("invalid state: stamp_future on /box/pose")
     assert run.summary["faulted"] == 2 and run.summary["succeeded"] == 0
@@ -116,7 +117,7 @@ def test_estop_latched_before_start_and_engaged_mid_episode(procs, files, bus):
     assert bag.end_reason.startswith("estop") and bag.success is False
     # nothing new was commanded once engaged: the last command is the last one logged (or its
     # repetition), which the position controller holds
-    assert np.hypot(*(cmds[-1] - bag.target[-1])) <= MAX_STEP + 1e-9
+    assert np.all(np.abs(cmds[-1] - bag.target[-1]) <= MAX_STEP + 1e-9)
     assert robot.proc.poll() is None
 
 
@@ -219,10 +220,14 @@ def test_killed_deploy_takes_its_virtual_robot_down(procs, files):
     assert bag.status == "incomplete" and bag.success is None
 
 
-def test_joint_name_mismatch_is_named(procs, files):
-    start_robot(procs, files, files.config("robot.yaml", ros={"joint_names": ["a_x", "a_z"]}))
+def test_joint_name_mismatch_is_named(procs, files, bus):
+    """JointStates arrive, but name other joints: homing fails saying so (not "is the robot
+    running?")."""
+    start_robot(procs, files, files.config("robot.yaml",
+                                           ros={"joint_states_topic": "/joint_states_raw"}))
+    bus.relay_joint_states("/joint_states_raw", ["a_x", "a_z"])
     run = start_deploy(procs, files, config=files.config(home={"timeout": 3.0}))
     assert run.wait() == 3
     err = run.err.text()
-    assert "arrived naming ['a_x', 'a_z'], not ros.joint_names ['finger_x', 'finger_z']" in err
+    assert "arrived naming ['a_x', 'a_z'], not the robot's joints ['finger_x', 'finger_z']" in err
     assert "Traceback" not in err
