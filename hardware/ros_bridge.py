@@ -316,6 +316,7 @@ class RosBridge:
         own name (another deploy) is listed too."""
         ours = self.node.get_namespace().rstrip("/") + "/" + self.node.get_name()
         names = [i.node_namespace.rstrip("/") + "/" + i.node_name
+                 if "_UNKNOWN_" not in i.node_name else "an unidentified node"
                  for i in self.node.get_publishers_info_by_topic(self.topics.commands)]
         others = [n for n in names if n != ours]
         if names.count(ours) > 1:
