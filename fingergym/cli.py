@@ -22,13 +22,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("fingergym.replay.cli_replay",
                "replay a logged episode: in sim (sim-to-real gap), on the robot, plot, Meshcat"),
     "episodes": ("fingergym.replay.episodes", "table of the logged episodes in a directory"),
+    "tasks": ("fingergym.registry", "list the registered gym ids with their robot and task"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fingergym",
-        description="Train a box flip-up policy in Drake, deploy it over ROS 2, replay episodes.")
+        description="Train a contact-rich policy in Drake (any registered task on any "
+                    "registered robot), deploy it over ROS 2, replay episodes.")
     from fingergym import __version__
 
     parser.add_argument("--version", action="version", version=f"fingergym {__version__}")

@@ -24,19 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _controller(env, scripted: bool):
-    """(name, obs -> action): the shipped policy if available, else the scripted flip."""
+    """(name, obs -> action): the shipped policy if available, else the task's scripted expert
+    (on the true state)."""
     if not scripted:
         try:
             from fingergym.policies.runner import load_shipped_policy
 
             policy = load_shipped_policy()
+            policy.check_layout(env.observation_layout)
             return f"shipped policy {policy.path.name}", lambda obs: policy(obs)
-        except (ImportError, FileNotFoundError):
+        except (ImportError, FileNotFoundError, ValueError):
             pass
-    from fingergym.sim.scripted import ScriptedFlip
-
-    script = ScriptedFlip(env.scenario)
-    return "scripted flip-up", lambda obs: script(env.true_state())
+    expert = env.task.expert()
+    if expert is None:
+        raise SystemExit(f"fingergym demo: no policy and no scripted expert for {env.task.name}")
+    return f"{env.task.name} scripted expert", lambda obs: expert(env.true_state())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
         if args.meshcat:
             env.render()
     print(f"controller: {name}")
+    details = ", ".join(f"{k} {v:+.3f}" for k, v in env.task.info(env.true_state()).items())
     print(f"seed {args.seed}: return {total:.1f} over {info['sim_time']:.1f} s, "
-          f"success={info['success']} (angle from vertical {info['angle_from_vertical']:+.3f} rad,"
-          f" omega {info['box_omega']:+.3f} rad/s)")
+          f"success={info['success']}" + (f" ({details})" if details else ""))
     if args.gif:
         import imageio.v2 as imageio
 

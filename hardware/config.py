@@ -1,7 +1,10 @@
 """The hardware config (``configs/hardware.yaml``): ROS 2 names, rates, QoS, safety, homing.
 
 Validated like the scenario (same rules, same :class:`~fingergym.scenario.ScenarioError`
-naming the file and the dotted key). Physical parameters stay in the scenario file.
+naming the file and the dotted key). Physical parameters stay in the scenario file; joint names
+and limits in the robot's model file. Every topic name derives from here (:func:`topics`): the
+command topic from the forward position controller's name (``/<controller>/commands``), object
+poses from ``ros.object_pose_topic``, so the robot side, sim bags and replay all agree.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ DEFAULT_HARDWARE_CONFIG = "hardware.yaml"
 @dataclass
 class RosParams:
     node_name: str = _f("fingergym_hardware")
-    commands_topic: str = _f("/finger_controller/commands")
+    controller: str = _f("", doc="forward position controller; '' = the robot's (its "
+                                 "controllers.yaml); commands go to /<controller>/commands")
     joint_states_topic: str = _f("/joint_states")
-    box_pose_topic: str = _f("/box/pose")
-    estop_topic: str = _f("/finger/estop")
-    reset_box_service: str = _f("/virtual_robot/reset_box")
-    joint_names: list[str] = _f(["finger_x", "finger_z"], point=True)
+    object_pose_topic: str = _f("/{object}/pose", doc="PoseStamped per tracked object")
+    estop_topic: str = _f("/{robot}/estop", doc="std_msgs/Bool; {robot}: the robot's name")
+    reset_service: str = _f("/virtual_robot/reset_scene", doc="std_srvs/Trigger")
     discovery_timeout: float = _f(10.0, 0.0, 600.0, lo_open=True)
 
 
@@ -43,7 +46,7 @@ def _qos(reliability: str, depth: int) -> Any:
 class QosParams:
     commands: QosSpec = _qos("reliable", 1)
     joint_states: QosSpec = _qos("best_effort", 5)
-    box_pose: QosSpec = _qos("best_effort", 5)
+    object_pose: QosSpec = _qos("best_effort", 5)
     estop: QosSpec = _qos("reliable", 10)
 
 
@@ -58,7 +61,6 @@ class CommandParams:
 
 @dataclass
 class SafetyParams:
-    max_step: float = _f(0.03, 0.0, 1.0, lo_open=True, doc="max target change per command [m]")
     watchdog_age: float = _f(0.1, 0.0, 10.0, lo_open=True, doc="max state message age [s]")
 
 
@@ -72,20 +74,20 @@ class HomeParams:
 @dataclass
 class VirtualRobotParams:
     joint_state_rate: float = _f(200.0, 1.0, 2000.0)
-    box_pose_rate: float = _f(60.0, 1.0, 1000.0)
+    object_pose_rate: float = _f(60.0, 1.0, 1000.0)
     command_latency: float = _f(0.005, 0.0, 1.0)
     joint_state_latency: float = _f(0.002, 0.0, 1.0)
-    box_pose_latency: float = _f(0.010, 0.0, 1.0)
+    object_pose_latency: float = _f(0.010, 0.0, 1.0)
     jitter: float = _f(0.001, 0.0, 1.0)
     pose_noise_position: float = _f(0.001, 0.0, 0.1)
     pose_noise_angle: float = _f(0.005, 0.0, 1.0)
     drop_rate: float = _f(0.01, 0.0, 1.0, doc="probability each state message is lost")
     seed: int = _f(0, 0, 2**31 - 1)
     realtime_priority: int = _f(20, 0, 99, doc="SCHED_FIFO priority of its loop; 0 = off")
-    box_mass_scale: float = _f(1.0, 0.0, 10.0, lo_open=True)
     friction_scale: float = _f(1.0, 0.0, 10.0, lo_open=True)
     gain_scale: float = _f(1.0, 0.0, 10.0, lo_open=True)
-    box_size_scale: float = _f(1.0, 0.5, 2.0)
+    param_scale: dict[str, float] = field(default_factory=dict, metadata={
+        "doc": "the task's episode parameters scaled by these factors, e.g. {box_mass: 1.2}"})
 
 
 @dataclass
@@ -107,11 +109,49 @@ def default_hardware_config_path() -> Path:
     return Path(str(resources.files("fingergym.configs").joinpath(DEFAULT_HARDWARE_CONFIG)))
 
 
+@dataclass(frozen=True)
+class Topics:
+    """Every ROS name of one robot running one task, derived from the hardware config."""
+
+    commands: str                 # std_msgs/Float64MultiArray, the command joints' targets
+    joint_states: str             # sensor_msgs/JointState
+    objects: dict[str, str]       # tracked object -> geometry_msgs/PoseStamped topic
+    estop: str                    # std_msgs/Bool
+    reset_service: str            # std_srvs/Trigger
+
+    @property
+    def robot_topics(self) -> list[str]:
+        """The robot's raw topics a bag records (states and commands)."""
+        return [self.joint_states, *self.objects.values(), self.commands]
+
+
+def topics(config: HardwareConfig, robot: Any, objects: tuple[str, ...] | list[str]) -> Topics:
+    """The topic names for ``robot`` (a :class:`~fingergym.interfaces.Robot`) and the tracked
+    ``objects`` of a task."""
+    ros = config.ros
+    controller = ros.controller or robot.controller_name
+    return Topics(commands=f"/{controller.strip('/')}/commands",
+                  joint_states=ros.joint_states_topic,
+                  objects={o: ros.object_pose_topic.format(object=o) for o in objects},
+                  estop=ros.estop_topic.format(robot=robot.name),
+                  reset_service=ros.reset_service)
+
+
 def hardware_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> HardwareConfig:
     config = _build(HardwareConfig, data, source, "")
     config.source = source
-    if len(set(config.ros.joint_names)) != 2:
-        raise ScenarioError(f"{source}: ros.joint_names: need two distinct names")
+    for key in ("object_pose_topic", "estop_topic"):
+        try:
+            getattr(config.ros, key).format(object="o", robot="r")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ScenarioError(f"{source}: ros.{key}: bad placeholder {e} (known: {{object}}, "
+                                f"{{robot}})") from e
+    scale = config.virtual_robot.param_scale
+    if not isinstance(scale, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and v > 0 for k, v in scale.items()):
+        raise ScenarioError(f"{source}: virtual_robot.param_scale: expected a mapping of "
+                            f"parameter names to positive numbers, got {scale!r}")
     return config
 
 

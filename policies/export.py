@@ -19,8 +19,8 @@ import numpy as np
 import yaml
 
 from fingergym.policies.runner import FORMAT, METADATA_KEY, VERSION, Policy, PolicyFormatError
+from fingergym.scaling import ActionScaling
 from fingergym.scenario import as_scenario
-from fingergym.task import ACTION_DIM, OBS_DIM, OBS_NAMES, ActionScaling
 
 
 def snapshot_path(run_dir: Path, which: str = "best") -> Path:
@@ -70,30 +70,36 @@ def export(run_dir: Path, out: Path, which: str = "best") -> Policy:
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     meta = json.loads((run_dir / "meta.json").read_text())
     activation = cfg["policy"]["activation"]
+    scenario = as_scenario(cfg["env"]["scenario"] or None)
+    task, robot = scenario.plugins()
+    obs_layout, act_layout = task.observation_layout, robot.command_layout
     layers = actor_layers(actor_state(snap))
-    if layers[0][0].shape[1] != OBS_DIM or layers[-1][0].shape[0] != ACTION_DIM:
+    if layers[0][0].shape[1] != obs_layout.size or layers[-1][0].shape[0] != act_layout.size:
         raise ValueError(f"{snap}: actor maps {layers[0][0].shape[1]} -> "
-                         f"{layers[-1][0].shape[0]}, expected {OBS_DIM} -> {ACTION_DIM}")
+                         f"{layers[-1][0].shape[0]}, expected {obs_layout.size} -> "
+                         f"{act_layout.size} ({task.name} on {robot.name})")
     tensors, layer_spec = {}, []
     for i, (w, b) in enumerate(layers):
         tensors[f"actor.{i}.weight"] = np.ascontiguousarray(w, dtype=np.float32)
         tensors[f"actor.{i}.bias"] = np.ascontiguousarray(b, dtype=np.float32)
         layer_spec.append({"weight": f"actor.{i}.weight", "bias": f"actor.{i}.bias",
                            "activation": activation if i < len(layers) - 1 else None})
-    scaling = ActionScaling.from_scenario(as_scenario(cfg["env"]["scenario"] or None))
+    scaling = ActionScaling.from_scenario(scenario)
     evals = []
     eval_json = run_dir / "eval.json"
     if eval_json.exists():
         evals = json.loads(eval_json.read_text())
     spec = {
         "format": FORMAT, "version": VERSION,
-        "obs_dim": OBS_DIM, "action_dim": ACTION_DIM, "obs_names": list(OBS_NAMES),
+        "obs_dim": obs_layout.size, "action_dim": act_layout.size,
+        "obs_names": list(obs_layout.names),
+        "observation_layout": obs_layout.to_dict(), "action_layout": act_layout.to_dict(),
+        "task": scenario.task, "robot": scenario.robot,
         "layers": layer_spec, "activation": activation,
-        "output": "clip(last layer, -1, 1): the agent action in [-1, 1]^2",
+        "output": f"clip(last layer, -1, 1): the agent action in [-1, 1]^{act_layout.size}",
         "normalization": norm,
-        "action_scaling": {"note": "information only; the station maps actions to targets",
-                           "units": "m", "low": scaling.low.tolist(),
-                           "high": scaling.high.tolist()},
+        "action_scaling": {"note": "information only; the station maps actions to commands",
+                           "units": "m or rad (per command joint)", **scaling.as_dict()},
         "training": {"snapshot": snap.name, "run_dir": str(run_dir),
                      "config_sha256": meta.get("config_sha256"),
                      "git_commit": meta.get("git_commit"),

@@ -1,4 +1,4 @@
-"""``fingergym train``: PPO (stable-baselines3) on the randomized box flip-up.
+"""``fingergym train``: PPO (stable-baselines3) on a randomized task (default: the box flip-up).
 
 A run directory holds everything a run produced::
 
@@ -228,7 +228,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
         venv.close()
     rows = evaluator.rows
     plot_learning_curve(rows, run_dir / "learning_curve.png",
-                        title=f"PPO box flip-up (seed {cfg.seed})")
+                        title=f"PPO {cfg.eval_scenario().task} (seed {cfg.seed})")
     best = max(rows, key=lambda r: (r["success_rate"], r["mean_return"])) if rows else None
     summary = {"run_dir": str(run_dir), "timesteps": int(model.num_timesteps),
                "wall_s": round(time.perf_counter() - t_start, 1), "interrupted": interrupted,
@@ -252,6 +252,9 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None,
                         help="training config YAML (default: the shipped configs/train.yaml)")
+    parser.add_argument("--task", default=None, metavar="ID_OR_TASK",
+                        help="a registered gym id or task (`fingergym tasks`): trains on its "
+                             "default scenario (sets env.scenario)")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="output directory (default: runs/<UTC time>)")
     parser.add_argument("--resume", type=Path, default=None,
@@ -277,6 +280,11 @@ def run(args: argparse.Namespace) -> int:
                           ("env.n_envs", "n_envs")):
             if getattr(args, attr) is not None:
                 changes[key] = getattr(args, attr)
+        if args.task:
+            from fingergym.registry import scenario_path
+
+            path = scenario_path(args.task, None)
+            changes["env.scenario"] = str(path) if path else ""
         if changes:
             try:
                 cfg = cfg.replace(**changes)

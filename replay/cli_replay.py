@@ -30,11 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-simulate the logged actions open-loop from the logged initial "
                              "state and report the divergence (the sim-to-real gap)")
     parser.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
-                        help="--in sim: override an episode physics parameter, e.g. "
-                             "friction=0.5, box_mass=1.2, kp=80 (repeatable)")
+                        help="--in sim: override an episode physics parameter, e.g. friction=0.5, "
+                             "kp=80, or one of the task's (box_mass=1.2) (repeatable)")
     parser.add_argument("--scenario", type=Path, default=None,
                         help="scenario YAML to replay with (default: the one logged in the bag); "
-                             "must match the logged workspace (finger, bin, step)")
+                             "must match the logged task, robot, layouts, workspace and step")
     parser.add_argument("--every", type=int, default=10,
                         help="--in sim: print the divergence every N steps (default 10)")
     parser.add_argument("--on-robot", action="store_true",

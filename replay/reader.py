@@ -19,8 +19,8 @@ import yaml
 from mcap.records import Channel, Footer, Message, Metadata, Schema
 from mcap.stream_reader import StreamReader
 
-from fingergym.scenario import Scenario, ScenarioError, scenario_from_dict, to_dict
-from fingergym.task import ACTION_DIM, OBS_DIM, OBS_NAMES
+from fingergym.layout import Layout, LayoutError
+from fingergym.scenario import Scenario, ScenarioError, scenario_from_dict
 
 from . import topics as T
 
@@ -37,14 +37,14 @@ class Episode:
 
     path: Path
     metadata: dict[str, Any]
-    observation: np.ndarray  # (N, 10) what the policy saw
-    action: np.ndarray       # (N, 2) applied, agent units
-    target: np.ndarray       # (N, 2) commanded [m]
+    observation: np.ndarray  # (N, n) what the policy saw (observation_layout)
+    action: np.ndarray       # (N, m) applied, agent units (action_layout)
+    target: np.ndarray       # (N, m) commanded
     reward: np.ndarray       # (N,)
     sim_time: np.ndarray     # (N,) [s]
     wall_time: np.ndarray    # (N,) [s since the epoch]
     stamp_ns: np.ndarray     # (N,) bag log time
-    state: np.ndarray | None = None  # (N, 10) noise-free (sim bags only)
+    state: np.ndarray | None = None  # (N, n) noise-free (sim bags only)
     topic_counts: dict[str, int] = field(default_factory=dict)
     truncated: bool = False
     notes: list[str] = field(default_factory=list)
@@ -52,6 +52,18 @@ class Episode:
     @property
     def steps(self) -> int:
         return len(self.reward)
+
+    @property
+    def observation_layout(self) -> Layout:
+        """The observation's names (``obs_names`` in bags from before the layouts)."""
+        return _layout(self.metadata, "observation_layout", "obs_names", self.path)
+
+    @property
+    def action_layout(self) -> Layout:
+        """The action's names (bags from before the layouts: the logged robot's)."""
+        if "action_layout" in self.metadata:
+            return _layout(self.metadata, "action_layout", None, self.path)
+        return self.scenario.plugins()[1].command_layout
 
     @property
     def finished(self) -> bool:
@@ -108,6 +120,13 @@ class Episode:
         """Seconds since the first step (sim time if it advanced, else wall time)."""
         t = self.sim_time if len(t := self.sim_time) > 1 and np.ptp(t) > 0 else self.wall_time
         return t - t[0] if len(t) else t
+
+
+def _layout(meta: dict, key: str, legacy: str | None, path: Path) -> Layout:
+    try:
+        return Layout.from_dict(meta.get(key) or (meta.get(legacy) if legacy else None) or [])
+    except LayoutError as e:
+        raise BagError(f"{path}: the logged {key} is invalid: {e}") from e
 
 
 def find_mcap(path: Path) -> Path:
@@ -226,53 +245,57 @@ def read_episode(path: str | Path) -> Episode:
     meta.pop("event", None)
     if not str(meta.get("format", "")).startswith(T.FORMAT.split("/")[0]):
         raise BagError(f"{path}: unknown episode format {meta.get('format')!r}")
-    if tuple(meta.get("obs_names", ())) != OBS_NAMES or meta.get("action_dim") != ACTION_DIM:
-        raise BagError(f"{path}: recorded with a different observation/action layout "
-                       f"(obs {meta.get('obs_names')}, action dim {meta.get('action_dim')}); "
-                       f"this fingergym uses obs {list(OBS_NAMES)}, action dim {ACTION_DIM}")
+    n = _layout(meta, "observation_layout", "obs_names", path).size
+    m = meta.get("action_dim")
+    if not n or not isinstance(m, int) or m < 1:
+        raise BagError(f"{path}: the bag does not say its observation/action layout "
+                       f"(obs {meta.get('obs_names')}, action dim {m})")
 
     step_topics = [T.OBSERVATION, T.ACTION, T.TARGET, T.REWARD, T.TIME]
     counts = {t: len(msgs.get(t, [])) for t in step_topics}
-    n = min(counts.values())
+    k = min(counts.values())
     if len(set(counts.values())) > 1:
-        notes.append(f"step topics have unequal counts {counts}; using the first {n} steps")
-    if n == 0:
+        notes.append(f"step topics have unequal counts {counts}; using the first {k} steps")
+    if k == 0:
         notes.append("the bag holds no step")
-    rows = {t: msgs.get(t, [])[:n] for t in [*step_topics, T.STATE]}
+    rows = {t: msgs.get(t, [])[:k] for t in [*step_topics, T.STATE]}
     times = _array(rows[T.TIME], 2, T.TIME, path)
     state = None
-    if len(rows[T.STATE]) == n and n:
-        state = _array(rows[T.STATE], OBS_DIM, T.STATE, path)
+    if len(rows[T.STATE]) == k and k:
+        state = _array(rows[T.STATE], n, T.STATE, path)
     ep = Episode(
         path=path, metadata=meta,
-        observation=_array(rows[T.OBSERVATION], OBS_DIM, T.OBSERVATION, path),
-        action=_array(rows[T.ACTION], ACTION_DIM, T.ACTION, path),
-        target=_array(rows[T.TARGET], ACTION_DIM, T.TARGET, path),
+        observation=_array(rows[T.OBSERVATION], n, T.OBSERVATION, path),
+        action=_array(rows[T.ACTION], m, T.ACTION, path),
+        target=_array(rows[T.TARGET], m, T.TARGET, path),
         reward=np.array([m.data for _, m in rows[T.REWARD]], dtype=float),
         sim_time=times[:, 0], wall_time=times[:, 1],
         stamp_ns=np.array([s for s, _ in rows[T.OBSERVATION]], dtype=np.int64),
         state=state, topic_counts={t: len(v) for t, v in msgs.items()},
         truncated=truncated, notes=notes)
-    if ep.finished and ep.metadata.get("steps") not in (None, n):
-        ep.notes.append(f"the end record says {ep.metadata['steps']} steps, the bag holds {n}")
+    if ep.finished and ep.metadata.get("steps") not in (None, k):
+        ep.notes.append(f"the end record says {ep.metadata['steps']} steps, the bag holds {k}")
     return ep
 
 
-def layout_keys() -> tuple[str, ...]:
-    """Scenario sections that define the observation/action meaning (must match to replay)."""
-    return ("finger", "bin", "episode.step")
-
-
 def scenario_mismatch(logged: Scenario, current: Scenario) -> list[str]:
-    """Dotted keys in which two scenarios differ where it changes what actions/observations mean."""
-    a, b = to_dict(logged), to_dict(current)
+    """How two scenarios differ where it changes what actions and observations mean: task and
+    robot, the observation layout, the action scaling (workspace), the step."""
+    from fingergym.scaling import ActionScaling
+
     out = []
-    for key in layout_keys():
-        sec, _, leaf = key.partition(".")
-        va, vb = a[sec], b[sec]
-        if leaf:
-            va, vb = {leaf: va[leaf]}, {leaf: vb[leaf]}
-        for k in sorted(set(va) | set(vb)):
-            if va.get(k) != vb.get(k):
-                out.append(f"{sec}.{k}: logged {va.get(k)!r}, here {vb.get(k)!r}")
+    for key in ("task", "robot"):
+        if getattr(logged, key) != getattr(current, key):
+            out.append(f"{key}: logged {getattr(logged, key)!r}, here {getattr(current, key)!r}")
+    if out:
+        return out
+    a, b = logged.plugins()[0].observation_layout, current.plugins()[0].observation_layout
+    if not a.same_names(b):
+        out.append(f"observation: logged {list(a.names)}, here {list(b.names)}")
+    sa, sb = ActionScaling.from_scenario(logged), ActionScaling.from_scenario(current)
+    if not (np.allclose(sa.low, sb.low) and np.allclose(sa.high, sb.high)):
+        out.append(f"workspace: logged {sa.low.tolist()}..{sa.high.tolist()}, here "
+                   f"{sb.low.tolist()}..{sb.high.tolist()}")
+    if logged.episode.step != current.episode.step:
+        out.append(f"episode.step: logged {logged.episode.step!r}, here {current.episode.step!r}")
     return out

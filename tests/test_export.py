@@ -12,7 +12,6 @@ import pytest
 from safetensors.numpy import save_file
 
 from fingergym.policies.runner import METADATA_KEY, Policy, PolicyFormatError
-from fingergym.task import OBS_DIM
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +30,9 @@ def trained(tmp_path_factory):
     out = run_dir / "policy.safetensors"
     policy = export(run_dir, out, "final")
     return run_dir, out, policy
+
+
+OBS_DIM = 10
 
 
 def _observations(n: int = 200) -> np.ndarray:
@@ -72,12 +74,21 @@ def test_export_matches_sb3_predict(trained):
 
 
 def test_spec_contents(trained):
-    from fingergym.task import OBS_NAMES
+    import fingergym
+    from fingergym.layout import Layout
 
     _, out, policy = trained
     spec = policy.spec
+    env = fingergym.make_env()
     assert spec["format"] == "fingergym-policy" and spec["version"] == 1
-    assert spec["obs_names"] == list(OBS_NAMES) and spec["action_dim"] == 2
+    assert spec["obs_names"] == list(env.observation_layout.names) and spec["action_dim"] == 2
+    # the header carries both layouts, which round-trip
+    assert Layout.from_dict(spec["observation_layout"]) == env.observation_layout
+    assert Layout.from_dict(spec["action_layout"]) == env.action_layout
+    assert (spec["task"], spec["robot"]) == ("box_flipup", "finger")
+    policy.check_layout(env.observation_layout, env.action_layout)
+    with pytest.raises(PolicyFormatError, match="trained on observations"):
+        policy.check_layout(Layout(["a", "b"]))
     assert spec["normalization"]["enabled"] and len(spec["normalization"]["mean"]) == OBS_DIM
     assert len(spec["training"]["config_sha256"]) == 64
     assert [layer["activation"] for layer in spec["layers"]] == ["tanh", "tanh", None]

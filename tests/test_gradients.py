@@ -346,7 +346,9 @@ def test_boxflip_reward_transcription_matches_task_reward() -> None:
     from pydrake.autodiffutils import AutoDiffXd
 
     from fingergym.gradients.boxflip import _reward_autodiff
-    from fingergym.task import reward
+    from fingergym.scenario import load_scenario
+
+    reward = load_scenario().plugins()[0].reward
 
     rng = np.random.default_rng(3)
     for theta in (0.0, -1e-12, 1e-12, math.pi, -math.pi / 2, 2.5, -4.0, 7.9):

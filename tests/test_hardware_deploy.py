@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from fingergym.task import ActionScaling
+from fingergym.scaling import ActionScaling
 
 pytest.importorskip("rclpy")
 

@@ -5,7 +5,7 @@ import pytest
 
 import fingergym
 from fingergym.scenario import load_scenario
-from fingergym.sim.scripted import ScriptedFlip
+from fingergym.tasks.box_flipup.experts import ScriptedFlip
 
 
 def max_penetration(env) -> float:

@@ -20,8 +20,7 @@ from fingergym.replay.reader import BagError, read_episode
 from fingergym.replay.recorder import EpisodeRecorder
 from fingergym.replay.replay import format_sim_report, replay_in_sim
 from fingergym.replay.sim_log import RecordEpisodes
-from fingergym.sim.scripted import ScriptedFlip
-from fingergym.task import OBS_NAMES
+from fingergym.tasks.box_flipup.experts import ScriptedFlip
 
 SEED = 4
 
@@ -84,7 +83,7 @@ def test_sim_bag_read_with_rosbags(logged):
     assert end["end_reason"] == "time_limit" and end["success"] == bool(info["success"])
     assert end["episode_return"] == pytest.approx(seen["reward"].sum())
     assert custom["seed"] == SEED and custom["mode"] == "sim" and custom["policy"] == "scripted"
-    assert custom["obs_names"] == list(OBS_NAMES)
+    assert custom["obs_names"] == list(make_env().observation_layout.names)
     assert custom["scenario"]["box"]["length"] == env.unwrapped.scenario.box.length
     assert set(custom["episode_params"]) >= {"friction", "box_mass", "action_delay_periods"}
 
@@ -97,7 +96,7 @@ def test_read_episode_and_replay_in_sim_reproduces_it(logged):
     np.testing.assert_array_equal(ep.observation, seen["obs"][:-1])
     np.testing.assert_array_equal(ep.final_state, seen["state"][-1])
     rep = replay_in_sim(ep)
-    assert rep.error.shape == (ep.steps + 1, len(OBS_NAMES))
+    assert rep.error.shape == (ep.steps + 1, ep.observation_layout.size)
     assert np.abs(rep.error).max() == 0.0  # same physics, noise-free reference: exact
     np.testing.assert_array_equal(rep.reward, ep.reward)
     assert rep.success == ep.success
@@ -240,3 +239,35 @@ def test_raw_rclpy_messages_round_trip(tmp_path, logged):
     assert not any("decoded" in n for n in out.notes)
     decoded = T.deserialize(serialize_message(msg), "sensor_msgs/msg/JointState")
     np.testing.assert_array_equal(decoded.velocity, [0.0, -0.3])
+
+
+def test_bag_of_the_first_release_still_reads_and_replays_exactly():
+    """A sim bag written before tasks and robots were plug-ins (flat scenario, obs_names only)."""
+    ep = read_episode(Path(__file__).parent / "data" / "first_release_bag")
+    assert ep.steps == 8 and ep.end_reason == "closed" and not ep.notes
+    assert ep.observation_layout.same_names(make_env().observation_layout)
+    assert ep.action_layout.names == ("finger_x", "finger_z")
+    assert ep.scenario.box.x_range == [-0.1, 0.1]  # moved from randomization.box_x
+    rep = replay_in_sim(ep)
+    # its logged states (not the final one: that bag kept only the noisy final observation)
+    assert np.abs(rep.error[:-1]).max() == 0.0
+
+
+def test_raw_topic_names_come_from_the_hardware_config(tmp_path):
+    """A sim bag recorded under a non-default hardware config uses that config's topic names,
+    as the robot side does."""
+    from fingergym.hardware.config import hardware_config_from_dict
+
+    config = hardware_config_from_dict({"ros": {"controller": "arm_controller",
+                                                "object_pose_topic": "/tracker/{object}",
+                                                "joint_states_topic": "/robot/joint_states"}})
+    env = RecordEpisodes(make_env(), tmp_path, hardware_config=config)
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(np.zeros(2, np.float32))
+    env.close()
+    ep = read_episode(env.bags[0])
+    for topic in ("/arm_controller/commands", "/tracker/box", "/robot/joint_states"):
+        assert ep.topic_counts[topic] == 3, topic
+    assert ep.metadata["topics"]["commands"] == "/arm_controller/commands"
+    assert "/finger_controller/commands" not in ep.topic_counts

@@ -12,7 +12,7 @@ from fingergym.cli import main
 from fingergym.env import make_env
 from fingergym.replay.reader import read_episode
 from fingergym.replay.sim_log import RecordEpisodes
-from fingergym.sim.scripted import ScriptedFlip
+from fingergym.tasks.box_flipup.experts import ScriptedFlip
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,11 @@ TINY = ["--total-timesteps", "512", "--n-envs", "2", "--no-progress",
 
 
 def test_default_config_loads():
+    from fingergym.policies.config import TrainConfig
+
     cfg = load_train_config()
+    # the code's defaults are the shipped file (one source of truth)
+    assert cfg.to_dict() == TrainConfig().to_dict()
     assert cfg.policy.pi == [64, 64] and cfg.policy.vf == [64, 64]
     assert cfg.total_timesteps > 0 and len(cfg.digest()) == 64
     # the evaluation scenario is always the full default randomization
@@ -37,7 +41,7 @@ def test_default_config_loads():
     ({"ppo": {"gamma": 1.5}}, "ppo.gamma"),
     ({"policy": {"activation": "gelu"}}, "policy.activation"),
     ({"normalize": {"obs": "yes"}}, "normalize.obs"),
-    ({"env": {"overrides": {"randomization.box_x": [0.5, 0.1]}}}, "randomization.box_x"),
+    ({"env": {"overrides": {"box.x_range": [0.5, 0.1]}}}, "box.x_range"),
     ({"env": {"overrides": {"no.such": 1}}}, "env.overrides"),
     ({"bogus": 1}, "bogus"),
     ({"ppo": {"batch_size": 4096}, "env": {"n_envs": 2}}, "ppo.batch_size"),
@@ -51,9 +55,9 @@ def test_config_errors_name_file_and_key(tmp_path, data, key):
 
 
 def test_training_overrides_do_not_touch_eval_scenario():
-    cfg = config_from_dict({"env": {"overrides": {"randomization.box_x": [-0.02, 0.02]}}})
-    assert cfg.train_scenario().randomization.box_x == [-0.02, 0.02]
-    assert cfg.eval_scenario().randomization.box_x == [-0.1, 0.1]
+    cfg = config_from_dict({"env": {"overrides": {"box.x_range": [-0.02, 0.02]}}})
+    assert cfg.train_scenario().box.x_range == [-0.02, 0.02]
+    assert cfg.eval_scenario().box.x_range == [-0.1, 0.1]
 
 
 def test_cli_bad_config_is_a_clean_error(tmp_path, capsys):
@@ -70,8 +74,7 @@ def test_standing_expert_beats_scripted_baseline():
     """The warm-start expert (fixed press once standing) flips more boxes than ScriptedFlip."""
     import fingergym
     from fingergym.policies.evaluate import evaluate
-    from fingergym.policies.warmstart import StandingExpert
-    from fingergym.sim.scripted import ScriptedFlip
+    from fingergym.tasks.box_flipup.experts import ScriptedFlip, StandingExpert
 
     env = fingergym.make_env()
     seeds = [1014, 1036, 1037, 1000]  # the first three: ScriptedFlip ends rocking (failure)
