@@ -117,7 +117,7 @@ class Gripper(Robot):
     def add_to_plant(self, plant: Any, scene_graph: Any, contact: Any) -> Any:
         """Parse the URDF (the ``<mimic>`` becomes a coupler constraint), start at home and
         declare the drives PD-controlled with the nominal gains."""
-        from pydrake.multibody.plant import PdControllerGains
+        from pydrake.multibody.tree import PdControllerGains
 
         from fingergym.robot_model import add_model
 
@@ -131,15 +131,23 @@ class Gripper(Robot):
         return instance
 
     def _actuators(self, plant: Any, instance: Any) -> list[Any]:
-        """The drives in command order."""
-        by_joint = {plant.get_joint_actuator(i).joint().name(): plant.get_joint_actuator(i)
-                    for i in plant.GetJointActuatorIndices(instance)}
-        return [by_joint[j] for j in self.command_layout.names]
+        """The drives in command order (works before and after ``Finalize``)."""
+        from pydrake.multibody.tree import JointActuatorIndex
+
+        mine = [plant.get_joint_actuator(JointActuatorIndex(i))
+                for i in range(plant.num_actuators())]
+        mine = [a for a in mine if a.model_instance() == instance]
+        # The plant's per-instance actuation and desired-state ports are in actuator order.
+        names = [a.joint().name() for a in mine]
+        if names != list(self.command_layout.names):
+            raise RuntimeError(f"{self.model_file}: transmissions {names} must be declared in "
+                               f"command order {list(self.command_layout.names)}")
+        return mine
 
     def add_controller(self, builder: Any, plant: Any, instance: Any, params: Any) -> Any:
         """The episode's PD gains (``gain_scale`` of the draw: kp times it, kd times its square
         root) on the plant's drives, a gravity feed-forward, and the command input (3,)."""
-        from pydrake.multibody.plant import PdControllerGains
+        from pydrake.multibody.tree import PdControllerGains
         from pydrake.systems.primitives import ConstantVectorSource, Multiplexer
 
         c, g = self.scenario.controller, self.scenario.gripper
