@@ -14,13 +14,17 @@ Reward per step (dense, so PPO learns from it alone; each term in [0, 1]):
 
 - ``reach = 1 - tanh(10 d)``, ``d`` the distance [m] from the grasp point (gripper x, z) to
   the box centre: come to the box;
+- ``open = jaw / jaw_open``: keep the jaw open on the way (weight 0.25, so that closing it at
+  the box pays); without it the first policies, whose mean action half-closes the jaw, park
+  their pads on the box's top face;
 - ``grip = near * clip((jaw_open - jaw) / 0.03, 0, 1)``, ``near`` when the grasp point is
   within 2 cm (x) and 3 cm (z) of the box centre, ``jaw_open`` the fully open jaw: close the
   jaw there (the pads stop on the box's ends, so a closed jaw around the box reads ~L/2);
 - ``lift = clip(h / lift.reward_height, 0, 1)``, ``h`` the lowest point's height [m]: raise it;
 - ``hold = 1`` while the success condition holds: keep it up and still.
 
-``reward = 1 reach + 1 grip + 2 lift + 1 hold`` (at most 5 per step).
+``reward = 1 reach + 0.25 open + 1 grip + 2 lift + 1 hold`` (at most ~5.2 per step: the
+jaw around the box reads about 0.7 of open).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from fingergym.interfaces import ObservationSpec, Region, Source, Task
 from fingergym.scenario import ScenarioError, param
 from fingergym.tasks.box_flipup import scene
 
-WEIGHTS = {"reach": 1.0, "grip": 1.0, "lift": 2.0, "hold": 1.0}
+WEIGHTS = {"reach": 1.0, "open": 0.25, "grip": 1.0, "lift": 2.0, "hold": 1.0}
 REACH_SCALE = 10.0  # [1/m] in reach = 1 - tanh(REACH_SCALE d)
 NEAR = (0.02, 0.03)  # [m] |dx|, |dz| of the grasp point from the box centre that count as near
 GRIP_SPAN = 0.03  # [m] of jaw travel from fully open over which `grip` rises to 1
@@ -143,6 +147,7 @@ class GripperLift(Task):
         closing = np.clip((self._jaw_open - state[..., self._jaw]) / GRIP_SPAN, 0.0, 1.0)
         h = self.lowest_point(state)
         return {"reach": 1.0 - np.tanh(REACH_SCALE * np.hypot(dx, dz)),
+                "open": np.clip(state[..., self._jaw] / self._jaw_open, 0.0, 1.0),
                 "grip": near * closing,
                 "lift": np.clip(h / self.scenario.lift.reward_height, 0.0, 1.0),
                 "hold": self._holding(state).astype(float)}
