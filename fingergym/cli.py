@@ -10,6 +10,8 @@ import argparse
 import importlib
 import signal
 import sys
+import time
+from pathlib import Path
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -24,6 +26,36 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "episodes": ("fingergym.replay.episodes", "table of the logged episodes in a directory"),
     "tasks": ("fingergym.registry", "list the registered gym ids with their robot and task"),
 }
+
+
+def optional_path(text: str) -> Path | None:
+    """argparse type: a path, or ``None`` for ``""`` (launch files pass ``""`` for "default")."""
+    return Path(text) if text else None
+
+
+ROS_MODULES = ("rclpy", "rosidl_runtime_py", "std_msgs", "sensor_msgs", "geometry_msgs",
+               "std_srvs", "builtin_interfaces", "rmw_fastrtps_cpp")
+
+
+def ros_hint(error: ModuleNotFoundError) -> str | None:
+    """One line telling how to get ROS 2's Python packages, if ``error`` is about one."""
+    name = (error.name or "").split(".")[0]
+    if name not in ROS_MODULES:
+        return None
+    return (f"needs ROS 2's Python packages ({name} is missing): pip install 'fingergym[ros]', "
+            f"or source your ROS 2 (e.g. source /opt/ros/<distro>/setup.bash)")
+
+
+def serve_until_interrupted() -> None:
+    """Block until Ctrl-C or SIGTERM (a Meshcat server stays up meanwhile), whether or not stdin
+    is a terminal, and also when started with SIGINT ignored (``cmd &`` in a script)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as e:
+        hint = ros_hint(e)
+        if hint is None:
+            raise
+        print(f"fingergym {args.command}: {hint}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ class FingerGymEnv(DrakeGymEnv):
             obs, reward, terminated, truncated, info = super().step(a)
         finally:
             self.time_step = self._nominal_step
-        if not info:  # the simulator faulted; upstream returns an empty info
+        if not info and truncated:  # the simulator faulted; upstream returns an empty info
             info = self._info(self.simulator)
             info["end_reason"] = "simulator_error"
         time = self.simulator.get_context().get_time()
@@ -131,9 +131,22 @@ class FingerGymEnv(DrakeGymEnv):
         return np.asarray(obs, dtype=np.float32), float(reward), terminated, truncated, info
 
     def render(self):
+        """``rgb_array``: an (H, W, 3 or 4) uint8 frame; ``ansi``: one line of the state by
+        name; ``human``: redraw Meshcat. Without a render mode: ``None`` (a Meshcat passed to
+        :func:`make_env` draws as the simulation advances)."""
         if self.render_mode == "rgb_array":
             return np.ascontiguousarray(super().render())
-        return super().render()
+        if self.render_mode == "ansi":
+            # Upstream returns repr(Context) (memory addresses); show the state by name.
+            state = self.true_state()
+            t = self.simulator.get_context().get_time()
+            return f"t={t:5.2f}s " + " ".join(
+                f"{n}={v:+.3f}" for n, v in zip(self.observation_layout.names, state))
+        if self.render_mode == "human":
+            return super().render()
+        # Upstream bug: DrakeGymEnv.render falls through to `super(DrakeGymEnv).render()`
+        # (an unbound super) for any other mode, which raises AttributeError.
+        return None
 
     def close(self):
         # The hardware station owns a ROS node; the sim station nothing to release.

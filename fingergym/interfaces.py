@@ -246,6 +246,9 @@ class Task(ABC):
         sections: scenario sections this task owns, ``{section name: params dataclass}``.
         legacy_keys: ``{old dotted key: new dotted key or None}``: where keys of older scenario
             files and bags moved (``None``: dropped), applied on load (robots have it too).
+        param_rules: ``{episode parameter: scenario key}``: the key whose validation rules an
+            override of that parameter (``replay --param``) must pass, e.g.
+            ``{"box_mass": "box.mass"}``.
         tracked_objects: ``{object name: planar joint name}``: the objects whose pose the
             observation reads (a PlanarJoint in sim whose q = (x, z, theta); a PoseStamped
             topic ``/<object>/pose`` on hardware).
@@ -254,6 +257,7 @@ class Task(ABC):
     name: ClassVar[str]
     sections: ClassVar[Mapping[str, type]] = {}
     legacy_keys: ClassVar[Mapping[str, str | None]] = {}
+    param_rules: ClassVar[Mapping[str, str]] = {}
     tracked_objects: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, scenario: Scenario, robot: Robot):
@@ -311,6 +315,12 @@ class Task(ABC):
     @abstractmethod
     def reach_region(self) -> Region:
         """Where the robot's tool may go (see :class:`Region`)."""
+
+    def view_box(self) -> tuple[float, float, float, float]:
+        """(xmin, xmax, zmin, zmax) [m] of the scene for 2D views (Meshcat). Default: the
+        reach region."""
+        r = self.reach_region()
+        return r.x[0], r.x[1], r.floor, r.ceiling
 
     def reset_scene(self, plant: MultibodyPlant, plant_context: Any,
                     params: Mapping[str, float], rng: np.random.Generator) -> str:

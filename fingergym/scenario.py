@@ -13,10 +13,11 @@ Units: metres, kilograms, seconds, radians, newtons.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import json
 import math
 import re
+import reprlib
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -27,6 +28,19 @@ import yaml
 
 DEFAULT_SCENARIO = "scenario.yaml"
 _YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+MAX_CONFIG_BYTES = 1 << 20   # a config file is a few kB
+MAX_CONFIG_VALUES = 100_000  # values after YAML alias expansion (an alias bomb has billions)
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict = 2, 4, 4, 4
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 60, 60, 40
+
+
+def show(value: Any) -> str:
+    """A bounded repr for error messages: never expands a large or aliased value."""
+    try:
+        return _SHORT.repr(value)
+    except Exception:  # noqa: BLE001 - e.g. an int beyond str()'s digit limit
+        return f"<{type(value).__name__}>"
 
 
 class ScenarioError(ValueError):
@@ -133,6 +147,17 @@ class Scenario:
     sections: dict[str, Any] = field(default_factory=dict, metadata={"internal": True})
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
+    def __post_init__(self) -> None:
+        # ``Scenario()``: the task's and robot's sections at their defaults too
+        if not self.sections:
+            from fingergym.registry import RegistryError, robot_class, task_class
+
+            try:
+                owned = {**task_class(self.task).sections, **robot_class(self.robot).sections}
+            except RegistryError:
+                return  # scenario_from_dict reports it, naming the file and key
+            self.sections = {name: cls() for name, cls in owned.items()}
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name in ("sections", "source"):
             raise AttributeError(name)
@@ -183,44 +208,49 @@ def _check_value(value: Any, tp: Any, meta: dict[str, Any], where: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
-        if meta.get("point"):  # a point/list of any length
-            if not isinstance(value, (list, tuple)) or not value:
-                raise ScenarioError(f"{where}: expected a non-empty list, got {value!r}")
+        if meta.get("point"):  # a point/list of any (bounded) length
+            if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 64:
+                raise ScenarioError(f"{where}: expected a list of 1 to 64 values, "
+                                    f"got {show(value)}")
         elif not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise ScenarioError(f"{where}: expected a list of two numbers, got {value!r}")
+            raise ScenarioError(f"{where}: expected a list of two numbers, got {show(value)}")
         items = [_check_value(v, item_tp, {}, f"{where}[{i}]") for i, v in enumerate(value)]
         if not meta.get("point") and items[0] > items[1]:
             raise ScenarioError(f"{where}: lower bound {items[0]} is above upper bound {items[1]}")
         return items
     if origin is dict:
         if not isinstance(value, dict):
-            raise ScenarioError(f"{where}: expected a mapping, got {value!r}")
+            raise ScenarioError(f"{where}: expected a mapping, got {show(value)}")
         return dict(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ScenarioError(f"{where}: expected a string, got {value!r}")
+            raise ScenarioError(f"{where}: expected a string, got {show(value)}")
         if meta.get("choices") and value not in meta["choices"]:
-            raise ScenarioError(f"{where}: must be one of {list(meta['choices'])}, got {value!r}")
+            raise ScenarioError(f"{where}: must be one of {list(meta['choices'])}, "
+                                f"got {show(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ScenarioError(f"{where}: expected an integer, got {value!r}")
+            raise ScenarioError(f"{where}: expected an integer, got {show(value)}")
     elif tp is float:
         if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
             # PyYAML implements YAML 1.1, which reads `1e5`/`1.0e5` (no sign in the exponent)
             # as a string; YAML 1.2 and every user read it as a number.
             value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ScenarioError(f"{where}: expected a number, got {value!r}")
-        value = float(value)
+            raise ScenarioError(f"{where}: expected a number, got {show(value)}")
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ScenarioError(f"{where}: number out of range, got {show(value)}") from None
         if not math.isfinite(value):
-            raise ScenarioError(f"{where}: must be finite, got {value!r}")
+            raise ScenarioError(f"{where}: must be finite, got {show(value)}")
     lo, hi = meta.get("lo"), meta.get("hi")
     if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
         op = ">" if meta.get("lo_open") else ">="
-        raise ScenarioError(f"{where}: must be {op} {lo}, got {value!r}")
+        raise ScenarioError(f"{where}: must be {op} {lo}, got {show(value)}")
     if hi is not None and value > hi:
-        raise ScenarioError(f"{where}: must be <= {hi}, got {value!r}")
+        raise ScenarioError(f"{where}: must be <= {hi}, got {show(value)}")
     return value
 
 
@@ -229,9 +259,13 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
         data = {}
     if not isinstance(data, dict):
         where = prefix.rstrip(".") or "top level"
-        raise ScenarioError(f"{source}: {where}: expected a mapping, got {data!r}")
+        raise ScenarioError(f"{source}: {where}: expected a mapping, got {show(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    for key in data:
+        if not isinstance(key, str):
+            where = prefix.rstrip(".") or "top level"
+            raise ScenarioError(f"{source}: {where}: key {show(key)} is not a string")
     unknown = sorted(set(data) - set(fields))
     if unknown:
         key = f"{prefix}{unknown[0]}"
@@ -303,15 +337,15 @@ def scenario_from_dict(data: dict[str, Any], source: str = "<dict>") -> Scenario
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ScenarioError(f"{source}: top level: expected a mapping, got {data!r}")
-    data = json.loads(json.dumps(data))  # a deep copy of plain types
+        raise ScenarioError(f"{source}: top level: expected a mapping, got {show(data)}")
+    data = copy.deepcopy(data)
     classes = {}
     for key, lookup, default in (("task", task_class, "box_flipup"),
                                  ("robot", robot_class, "finger")):
         ref = data.setdefault(key, default)
         if not isinstance(ref, str):
             raise ScenarioError(f"{source}: {key}: expected a name or module.path:Class, "
-                                f"got {ref!r}")
+                                f"got {show(ref)}")
         try:
             classes[key] = lookup(ref)
         except RegistryError as e:
@@ -342,17 +376,63 @@ def default_scenario_path() -> Path:
     return Path(str(resources.files("fingergym.configs").joinpath(DEFAULT_SCENARIO)))
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader (no tags executed) that refuses values expanding beyond
+    :data:`MAX_CONFIG_VALUES` through aliases (a "billion laughs" alias bomb)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        seen: dict[int, int] = {}
+
+        def size(n: yaml.Node) -> int:  # values n stands for, aliases expanded (memoized)
+            if id(n) in seen:
+                total = seen[id(n)]
+            else:
+                seen[id(n)] = 1  # a recursive alias counts once
+                total = 1
+                if isinstance(n, yaml.SequenceNode):
+                    total += sum(size(c) for c in n.value)
+                elif isinstance(n, yaml.MappingNode):
+                    total += sum(size(k) + size(v) for k, v in n.value)
+                seen[id(n)] = total
+            if total > MAX_CONFIG_VALUES:
+                raise yaml.YAMLError(f"the document expands to more than {MAX_CONFIG_VALUES} "
+                                     f"values (YAML aliases?); refusing to load it")
+            return total
+
+        size(node)
+        return super().construct_document(node)
+
+
 def read_yaml(path: Path, what: str) -> dict[str, Any]:
-    """A YAML config file as a dict (empty file: ``{}``); errors name the file."""
+    """A YAML config file as a dict (empty file: ``{}``); errors name the file.
+
+    The file must be a regular UTF-8 file of at most :data:`MAX_CONFIG_BYTES`; aliases may not
+    expand it beyond :data:`MAX_CONFIG_VALUES` values."""
+    from fingergym.files import FileCheckError, read_regular
+
     try:
-        text = path.read_text()
+        blob = read_regular(path, what, MAX_CONFIG_BYTES)
+    except FileCheckError as e:
+        raise ScenarioError(str(e)) from None
     except OSError as e:
         raise ScenarioError(f"{path}: cannot read {what}: {e.strerror or e}") from e
     try:
-        data = yaml.safe_load(text)
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(f"{path}: {what} is not UTF-8 text (byte 0x{blob[e.start]:02x} at "
+                            f"offset {e.start})") from None
+    try:
+        data = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
-        raise ScenarioError(f"{path}: not valid YAML: {e}") from e
+        raise ScenarioError(f"{path}: not valid YAML: {_one_line(e)}") from None
+    except (ValueError, OverflowError, RecursionError) as e:  # e.g. int beyond the digit limit
+        raise ScenarioError(f"{path}: not a valid {what}: {_one_line(e)}") from None
     return {} if data is None else data
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def load_scenario(path: str | Path | None = None) -> Scenario:

@@ -9,12 +9,14 @@ poses from ``ros.object_pose_topic``, so the robot side, sim bags and replay all
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fingergym.scenario import ScenarioError, _build, _f, read_yaml
+from fingergym.scenario import ScenarioError, _build, _f, read_yaml, show
 
 DEFAULT_HARDWARE_CONFIG = "hardware.yaml"
 
@@ -137,21 +139,55 @@ def topics(config: HardwareConfig, robot: Any, objects: tuple[str, ...] | list[s
                   reset_service=ros.reset_service)
 
 
+# ROS 2 name rules (rcl's rmw_validate_full_topic_name / rmw_validate_node_name), checked here so
+# a bad name is a config error naming the key, not an exception from deep inside rclpy. Names
+# with placeholders ({object}, {robot}) are checked with a sample filled in.
+_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
+_TOPIC = re.compile(rf"(/|~/)?{_TOKEN}(/{_TOKEN})*")
+_NODE = re.compile(_TOKEN)
+_TOPIC_KEYS = ("joint_states_topic", "object_pose_topic", "estop_topic")
+_SAMPLE = {"object": "box", "robot": "robot"}
+
+
+def _check_ros_names(ros: RosParams, source: str) -> None:
+    filled: dict[str, str] = {}
+    for key in (*_TOPIC_KEYS, "reset_service"):
+        raw = getattr(ros, key)
+        try:
+            name = raw.format(**_SAMPLE)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ScenarioError(f"{source}: ros.{key}: bad placeholder {show(str(e))} (known: "
+                                f"{{object}}, {{robot}})") from None
+        if len(name) > 255 or not _TOPIC.fullmatch(name):
+            raise ScenarioError(f"{source}: ros.{key}: {show(raw)} is not a valid ROS 2 name "
+                                f"(tokens of letters, digits and _, not starting with a digit, "
+                                f"separated by single /)")
+        filled[key] = name
+    if ros.controller and (len(ros.controller) > 255 or not _TOPIC.fullmatch(ros.controller)):
+        raise ScenarioError(f"{source}: ros.controller: {show(ros.controller)} is not a valid "
+                            f"ROS 2 name")
+    if len(ros.node_name) > 255 or not _NODE.fullmatch(ros.node_name):
+        raise ScenarioError(f"{source}: ros.node_name: {show(ros.node_name)} is not a valid "
+                            f"ROS 2 node name")
+    seen: dict[str, str] = {}
+    for key in _TOPIC_KEYS:  # one topic, one message type
+        name = filled[key].lstrip("/")
+        if name in seen:
+            raise ScenarioError(f"{source}: ros.{key}: {getattr(ros, key)} is also "
+                                f"ros.{seen[name]} (a topic carries one message type)")
+        seen[name] = key
+
+
 def hardware_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> HardwareConfig:
     config = _build(HardwareConfig, data, source, "")
     config.source = source
-    for key in ("object_pose_topic", "estop_topic"):
-        try:
-            getattr(config.ros, key).format(object="o", robot="r")
-        except (KeyError, IndexError, ValueError) as e:
-            raise ScenarioError(f"{source}: ros.{key}: bad placeholder {e} (known: {{object}}, "
-                                f"{{robot}})") from e
+    _check_ros_names(config.ros, source)
     scale = config.virtual_robot.param_scale
-    if not isinstance(scale, dict) or not all(
+    if not isinstance(scale, dict) or len(scale) > 64 or not all(
             isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
-            and v > 0 for k, v in scale.items()):
+            and math.isfinite(v) and v > 0 for k, v in scale.items()):
         raise ScenarioError(f"{source}: virtual_robot.param_scale: expected a mapping of "
-                            f"parameter names to positive numbers, got {scale!r}")
+                            f"parameter names to positive numbers, got {show(scale)}")
     return config
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fingergym.cli import optional_path
 from fingergym.hardware.session import (
     RESET_MODES,
     open_recorder,
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default=None, metavar="ID_OR_TASK",
                         help="a registered gym id or task (`fingergym tasks`); picks its default "
                              "scenario (default: fingergym/BoxFlipUp-v0)")
-    parser.add_argument("--policy", type=Path, default=None,
+    parser.add_argument("--policy", type=optional_path, default=None,
                         help="exported policy (.safetensors; default: the shipped policy)")
     parser.add_argument("--scripted", action="store_true",
                         help="run the task's scripted expert on the observation instead of a "
@@ -53,12 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with --virtual-robot), or wait --reset-wait seconds")
     parser.add_argument("--reset-wait", type=float, default=10.0,
                         help="seconds to wait with --reset wait (default 10)")
-    parser.add_argument("--config", type=Path, default=None,
+    parser.add_argument("--config", type=optional_path, default=None,
                         help="hardware config YAML (default: the shipped configs/hardware.yaml)")
-    parser.add_argument("--scenario", type=Path, default=None,
+    parser.add_argument("--scenario", type=optional_path, default=None,
                         help="scenario YAML (default: the --task's, else the shipped "
                              "configs/scenario.yaml)")
-    parser.add_argument("--log-dir", type=Path, default=None,
+    parser.add_argument("--log-dir", type=optional_path, default=None,
                         help="episode bags go here (default: logs/deploy-<UTC time>/)")
     parser.add_argument("--no-log", action="store_true", help="do not record episodes")
     parser.add_argument("--json", action="store_true",
@@ -127,9 +128,17 @@ def run(args: argparse.Namespace) -> int:
     reset_mode = args.reset or ("service" if args.virtual_robot else "prompt")
     log_root = None if args.no_log else (args.log_dir or Path("logs") / (
         "deploy-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")))
-    if log_root is not None and any(log_root.glob("episode_*")):
+    if log_root is not None and log_root.is_dir() and any(log_root.glob("episode_*")):
         out.say(f"fingergym deploy: {log_root} already holds episodes; choose a new --log-dir")
         return 2
+    if log_root is not None:
+        from fingergym.files import check_output_dir
+
+        try:
+            check_output_dir(log_root, "episode logs")
+        except OSError as e:
+            out.say(f"fingergym deploy: {e}")
+            return 2
     results: list[dict] = []
     code = 0
     try:

@@ -120,10 +120,11 @@ class RobotEpisode:
         return float(sum(self.rewards))
 
 
-def run_episode(env, act: Callable[[np.ndarray, int], np.ndarray | None],
-                recorder=None) -> RobotEpisode:
-    """``env.reset()``, then ``act(obs, k)`` -> action (``None`` ends early) each step until
-    the episode ends; every step is recorded as sent (after safety). The recorder is closed."""
+def run_episode(env, act: Callable[[np.ndarray, int], np.ndarray | None], recorder=None, *,
+                exhausted: str = "actions_done") -> RobotEpisode:
+    """``env.reset()``, then ``act(obs, k)`` -> action each step until the episode ends, or
+    ``act`` returns ``None`` (end reason ``exhausted``); every step is recorded as sent (after
+    safety). The recorder is closed."""
     station = env.station
     out = RobotEpisode()
     obs, info = env.reset()
@@ -134,7 +135,7 @@ def run_episode(env, act: Callable[[np.ndarray, int], np.ndarray | None],
         while not done:
             action = act(obs, k)
             if action is None:
-                out.end_reason = "actions_done"
+                out.end_reason = exhausted
                 break
             obs, reward, terminated, truncated, info = env.step(action)
             sent = info["sent_target"]

@@ -275,10 +275,11 @@ class HardwareStation:
             if snap.estop != self.safety.estop:
                 self.safety.set_estop(snap.estop, snap.command)
             self.bridge.publish_command(self.safety.filter(home).target)
-            err = float(np.hypot(*(snap.finger - home)))
+            err = float(np.linalg.norm(snap.command - home))
             fresh = snap.joint_age < self.config.safety.watchdog_age
-            if fresh and err < h.tolerance and float(np.hypot(*snap.obs[8:10])) < 0.05:
-                return snap.finger
+            if (fresh and err < h.tolerance
+                    and float(np.linalg.norm(snap.command_velocity)) < 0.05):
+                return snap.command
             if time.monotonic() > deadline:
                 why = ("the e-stop is engaged" if snap.estop else
                        f"last joint state {snap.joint_age:.2f} s ago" if not fresh else

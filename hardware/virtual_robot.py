@@ -23,10 +23,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from fingergym.cli import optional_path
 from fingergym.hardware.config import (
     HardwareConfig,
     VirtualRobotParams,
@@ -385,11 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[1].replace("\n", " "),
         epilog="Topics, QoS and defaults come from the hardware config (--config); flags "
                "override its virtual_robot: section. Example: fingergym-virtual-robot "
-               "--object-pose-latency 0.02 --drop-rate 0.05 --friction-scale 0.8",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", type=Path, default=None,
+               "--object-pose-latency 0.02 --drop-rate 0.05 --friction-scale 0.8")
+    p.add_argument("--config", type=optional_path, default=None,
                    help="hardware config YAML (default: the shipped configs/hardware.yaml)")
-    p.add_argument("--scenario", type=Path, default=None,
+    p.add_argument("--scenario", type=optional_path, default=None,
                    help="scenario YAML (default: the shipped configs/scenario.yaml)")
     p.add_argument("--mock", action="store_true",
                    help="no physics: joint states mirror the commands, objects stay put")
@@ -430,8 +429,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ScenarioError, ValueError) as e:
         print(f"fingergym-virtual-robot: {e}", file=sys.stderr)
         return 2
-    robot = VirtualRobot(scenario, config, mock=args.mock, domain_id=args.domain_id,
-                         verbose=not args.quiet)
+    try:
+        robot = VirtualRobot(scenario, config, mock=args.mock, domain_id=args.domain_id,
+                             verbose=not args.quiet)
+    except ModuleNotFoundError as e:
+        from fingergym.cli import ros_hint
+
+        if ros_hint(e) is None:
+            raise
+        print(f"fingergym-virtual-robot: {ros_hint(e)}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, robot.stop)
     signal.signal(signal.SIGINT, robot.stop)
     return robot.run(args.duration)

@@ -171,6 +171,7 @@ def plot_learning_curve(rows: list[dict], path: Path, title: str = "") -> Path |
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     t = np.array([r["timesteps"] for r in rows])
     fig, ax = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
@@ -183,6 +184,9 @@ def plot_learning_curve(rows: list[dict], path: Path, title: str = "") -> Path |
     ax[1].set_xlabel("env steps")
     if title:
         ax[0].set_title(title)
+    for a in ax:  # no "+9.2e2" offsets: read values off the axes as they are
+        a.ticklabel_format(style="plain", useOffset=False)
+    ax[1].xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e3:g}k" if x else "0"))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

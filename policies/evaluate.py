@@ -109,13 +109,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "configs/scenario.yaml)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--video", type=Path, default=None,
-                        help="also save the first episode as a GIF/MP4")
+                        help="also save the first episode as a .gif or .mp4 (10 fps, real time)")
     parser.add_argument("--log", type=Path, default=None, metavar="DIR",
                         help="log every episode as a rosbag2 (MCAP) bag in DIR "
                              "(see `fingergym replay`, `fingergym episodes`)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from fingergym.files import check_output_dir, check_output_file, video_suffixes
     from fingergym.policies.runner import Policy, PolicyFormatError, load_shipped_policy
 
     if args.episodes < 1:
@@ -123,12 +124,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from fingergym.registry import scenario_path
 
-    try:
+    try:  # outputs checked before the evaluation, so a finished one is never thrown away
+        if args.video:
+            check_output_file(args.video, "the video", video_suffixes())
+        if args.log:
+            check_output_dir(args.log, "episode logs")
         policy = Policy.load(args.policy) if args.policy else load_shipped_policy()
         scenario = scenario_path(args.task, args.scenario)
         env = make_env(scenario)
         policy.check_layout(env.observation_layout, env.action_layout)
-    except (PolicyFormatError, FileNotFoundError) as e:
+    except (PolicyFormatError, OSError) as e:
         print(f"fingergym eval: {e}", file=sys.stderr)
         return 2
     if args.log:
@@ -142,10 +147,9 @@ def run(args: argparse.Namespace) -> int:
     if args.video:
         video_env = make_env(scenario, render_mode="rgb_array")
         ep = run_episode(video_env, policy, args.seed, render=True)
-        import imageio.v2 as imageio
+        from fingergym.video import save_video
 
-        imageio.mimsave(args.video, [np.asarray(f) for f in ep.frames],
-                        duration=video_env.scenario.episode.step, loop=0)
+        save_video(args.video, ep.frames, fps=1.0 / video_env.scenario.episode.step)
         result["video"] = str(args.video)
     if args.json:
         print(json.dumps(result))

@@ -27,14 +27,28 @@ def snapshot_path(run_dir: Path, which: str = "best") -> Path:
     """``best``/``final``/``interrupted``/``step_<n>`` of a run, or a ``.zip`` path as given."""
     p = Path(which)
     if p.suffix == ".zip":
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such snapshot file")
         return p
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run directory (`fingergym train --run-dir "
+                                f"{run_dir}` makes one)")
     for candidate in (run_dir / f"{which}.zip", run_dir / "checkpoints" / f"{which}.zip"):
         if candidate.exists():
             return candidate
     if which == "best" and (run_dir / "final.zip").exists():
         return run_dir / "final.zip"
-    raise FileNotFoundError(f"{run_dir}: no snapshot {which!r} (train first, or pick one of "
-                            f"best, final, interrupted, step_<n>)")
+    names = snapshot_names(run_dir)
+    raise FileNotFoundError(f"{run_dir}: no snapshot {which!r}; " + (
+        f"it has: {', '.join(names)}" if names else "it has none (is training still running?)"))
+
+
+def snapshot_names(run_dir: Path) -> list[str]:
+    """The snapshots a run directory holds: ``best``, ``final``, ``interrupted``, ``step_<n>``."""
+    top = sorted(p.stem for p in run_dir.glob("*.zip"))
+    steps = sorted((p.stem for p in run_dir.glob("checkpoints/step_*.zip")),
+                   key=lambda s: int(s.split("_")[1]) if s.split("_")[1].isdigit() else -1)
+    return top + steps
 
 
 def actor_state(snapshot: Path) -> dict[str, np.ndarray]:
@@ -60,7 +74,9 @@ def export(run_dir: Path, out: Path, which: str = "best") -> Policy:
     """Write ``out`` from a run's snapshot; returns it loaded back through the runner."""
     from safetensors.numpy import save_file
 
-    run_dir = Path(run_dir)
+    run_dir, out = Path(run_dir), Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"{out}: the output is a safetensors file; name it *.safetensors")
     snap = snapshot_path(run_dir, which)
     stem = str(snap.with_suffix(""))
     norm_path = Path(stem + "_normalize.json")
@@ -106,7 +122,6 @@ def export(run_dir: Path, out: Path, which: str = "best") -> Policy:
                      "fingergym_version": meta.get("fingergym_version"),
                      "seed": cfg.get("seed"), "eval_history_tail": evals[-3:]},
     }
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out), metadata={METADATA_KEY: json.dumps(spec)})
     return Policy.load(out)
@@ -115,9 +130,11 @@ def export(run_dir: Path, out: Path, which: str = "best") -> Policy:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="a training run directory")
     parser.add_argument("-o", "--output", type=Path, required=True,
-                        help="output file (.safetensors)")
+                        help="output file, *.safetensors (what eval/deploy --policy take)")
     parser.add_argument("--snapshot", default="best",
-                        help="best (default), final, interrupted, step_<n>, or a .zip path")
+                        help="which snapshot of the run: best (default: the highest success "
+                             "on the training-time evaluation; final if none), final, "
+                             "interrupted, step_<n>, or a .zip path")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -48,38 +48,64 @@ def _fail(path: Path, why: str) -> PolicyFormatError:
     return PolicyFormatError(f"{path}: not a valid {FORMAT} file: {why}")
 
 
+MAX_FILE = 64 * 1024 * 1024  # bytes; the shipped policy is tens of kB
+
+
+def _looks_like_safetensors(blob: bytes) -> bool:
+    """The safetensors layout: u64 little-endian header length n that fits the file, then n
+    bytes of header (parsed next). A pickle's first 8 bytes read as such a length are far
+    larger than any file."""
+    if len(blob) < 10:
+        return False
+    (n,) = struct.unpack("<Q", blob[:8])
+    return 2 <= n <= MAX_HEADER and 8 + n <= len(blob)
+
+
+def _what_else(blob: bytes) -> str | None:
+    """What a non-safetensors file looks like (checked only after the safetensors layout failed:
+    a header length whose low byte is 0x80 is not a pickle)."""
+    if len(blob) >= 2 and blob[0] == 0x80 and 2 <= blob[1] <= 5:
+        return "a pickle"
+    if blob[:4] == b"PK\x03\x04":
+        return "a zip archive (torch/SB3 file?)"
+    if blob[:2] == b"\x1f\x8b":
+        return "a gzip archive"
+    return None
+
+
 def _parse(path: Path, blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     """Validate the container and return (spec, tensors); never unpickles or executes."""
-    if blob[:1] == b"\x80" or blob[:2] in (b"PK", b"\x1f\x8b"):
-        kind = "a pickle" if blob[:1] == b"\x80" else "a zip/gzip archive (torch/SB3 file?)"
-        raise _fail(path, f"it is {kind}; refusing to load it (export a run with "
-                          f"`fingergym export RUN_DIR -o policy.safetensors`)")
-    if len(blob) < 8:
-        raise _fail(path, f"truncated ({len(blob)} bytes)")
-    (n,) = struct.unpack("<Q", blob[:8])
-    if n > MAX_HEADER or 8 + n > len(blob):
+    if not _looks_like_safetensors(blob):
+        kind = _what_else(blob)
+        if kind is not None:
+            raise _fail(path, f"it is {kind}; refusing to load it (export a run with "
+                              f"`fingergym export RUN_DIR -o policy.safetensors`)")
+        if len(blob) < 10:
+            raise _fail(path, f"truncated ({len(blob)} bytes)")
+        (n,) = struct.unpack("<Q", blob[:8])
         raise _fail(path, f"truncated or not safetensors (header of {n} bytes, file of "
                           f"{len(blob)} bytes)")
+    (n,) = struct.unpack("<Q", blob[:8])
     try:
         header = json.loads(blob[8:8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _fail(path, f"header is not JSON ({e})") from e
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise _fail(path, f"header is not JSON ({_short(e)})") from None
     if not isinstance(header, dict):
         raise _fail(path, "header is not a JSON object")
     meta = header.get("__metadata__") or {}
-    if METADATA_KEY not in meta:
+    if not isinstance(meta, dict) or METADATA_KEY not in meta:
         raise _fail(path, f"no '{METADATA_KEY}' metadata (a safetensors file, but not a policy)")
     try:
         spec = json.loads(meta[METADATA_KEY])
-    except (TypeError, json.JSONDecodeError) as e:
-        raise _fail(path, f"'{METADATA_KEY}' metadata is not JSON ({e})") from e
+    except (TypeError, ValueError, RecursionError) as e:
+        raise _fail(path, f"'{METADATA_KEY}' metadata is not JSON ({_short(e)})") from None
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
     try:
         tensors = load(blob)
     except (SafetensorError, ValueError, KeyError) as e:
-        raise _fail(path, f"tensor data invalid or truncated ({e})") from e
+        raise _fail(path, f"tensor data invalid or truncated ({_short(e)})") from None
     return spec, tensors
 
 
@@ -91,6 +117,11 @@ def _layouts(path: Path, spec: dict) -> tuple[Layout, Layout | None]:
         return obs, (None if act is None else Layout.from_dict(act))
     except LayoutError as e:
         raise _fail(path, f"layout: {e}") from e
+
+
+def _short(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _check_spec(path: Path, spec: Any, tensors: dict[str, np.ndarray]) -> list:
@@ -186,16 +217,25 @@ class Policy:
     @classmethod
     def load(cls, path: str | Path) -> Policy:
         """Load and validate ``path``; raises :class:`PolicyFormatError` (nothing executed)."""
+        from fingergym.files import FileCheckError, read_regular
+
         path = Path(path)
         try:
-            blob = path.read_bytes()
+            blob = read_regular(path, "policy file", MAX_FILE)
         except FileNotFoundError:
             raise
+        except FileCheckError as e:
+            raise PolicyFormatError(str(e)) from None
         except OSError as e:
             raise PolicyFormatError(f"{path}: cannot read policy file: {e.strerror or e}") from e
         spec, tensors = _parse(path, blob)
-        layers = _check_spec(path, spec, tensors)
-        norm = _check_norm(path, spec.get("normalization"), spec["obs_dim"])
+        try:
+            layers = _check_spec(path, spec, tensors)
+            norm = _check_norm(path, spec.get("normalization"), spec["obs_dim"])
+        except PolicyFormatError:
+            raise
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as e:
+            raise _fail(path, f"malformed spec ({type(e).__name__}: {_short(e)})") from None
         return cls(path, hashlib.sha256(blob).hexdigest(), spec, layers, norm)
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:

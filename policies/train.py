@@ -259,9 +259,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output directory (default: runs/<UTC time>)")
     parser.add_argument("--resume", type=Path, default=None,
                         help="resume a run directory (its newest snapshot) or a checkpoint .zip")
-    parser.add_argument("--total-timesteps", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--n-envs", type=int, default=None, help="parallel envs (0: one per core)")
+    parser.add_argument("--total-timesteps", type=int, default=None, metavar="N",
+                        help="env steps to train for, counted from the start of the run "
+                             "(default: the config's total_timesteps; with --resume, raises it)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="training seed: PPO, the envs' randomization (default: the config's "
+                             "seed); evaluation seeds are fixed by the config's eval section")
+    parser.add_argument("--n-envs", type=int, default=None, metavar="N",
+                        help="parallel env worker processes (default: the config's env.n_envs; "
+                             "0: one per core)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set ppo.learning_rate=1e-4")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

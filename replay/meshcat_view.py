@@ -36,6 +36,7 @@ def show_episode(ep: Episode, *, speed: float = 1.0, meshcat: Meshcat | None = N
     """Play ``ep`` (or ``states`` (N, n), e.g. a replay) in Meshcat; returns the Meshcat.
     A command of two elements is drawn as a point target in the (x, z) plane."""
     from fingergym.sim.plant import add_world
+    from fingergym.sim.station import set_2d_view
 
     if speed <= 0:
         raise ValueError(f"speed must be > 0, got {speed}")
@@ -46,9 +47,7 @@ def show_episode(ep: Episode, *, speed: float = 1.0, meshcat: Meshcat | None = N
     handles = add_world(builder, scenario, episode_params_for(ep, scenario))
     vis = MeshcatVisualizer.AddToBuilder(builder, handles.scene_graph, meshcat,
                                          MeshcatVisualizerParams(role=Role.kIllustration))
-    region = scenario.plugins()[0].reach_region()
-    meshcat.Set2dRenderMode(xmin=region.x[0] - 0.1, xmax=region.x[1] + 0.1,
-                            ymin=region.floor - 0.1, ymax=region.ceiling)
+    set_2d_view(meshcat, scenario)
     point_target = ep.target.shape[1] == 2
     if point_target:
         meshcat.SetObject(TARGET_PATH, Sphere(0.006), Rgba(0.2, 0.8, 0.3, 0.8))

@@ -11,6 +11,10 @@ when it chose ``action``; ``action``/``target`` are what was actually sent (afte
 safety layer); ``reward`` is what that step returned; ``sim_time`` is the time of
 ``observation``. Pass ``final_observation`` to :meth:`close` to keep the state after the last step.
 
+Every message carries an MCAP sequence number, the step number (1, 2, ...) on the step topics and
+a per-topic counter on the others, and every chunk a CRC (:mod:`.mcap_io`): the reader pairs
+step topics by step and detects lost messages and damaged chunks.
+
 ``record_*`` only put a tuple on a queue: a background thread serializes (rosbags typestore) and
 writes. It closes the MCAP chunk and flushes the file at least every ``flush_period`` seconds, so a
 crash or SIGKILL loses at most that much; :mod:`fingergym.replay.reader` reads such a bag (no
@@ -36,11 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin
 
 from fingergym.scenario import Scenario, to_dict
 
 from . import topics as T
+from .mcap_io import BagWriter
 
 log = logging.getLogger(__name__)
 FLUSH_PERIOD = 0.5  # [s] the most a crash can lose
@@ -149,7 +154,8 @@ class EpisodeRecorder:
         self._closed = False
         self._error: BaseException | None = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
+        self._writer = BagWriter(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
+        self._sequence: dict[str, int] = {}  # per-topic counter (non-step topics)
         try:
             self._writer.open()
         except Exception as e:
@@ -183,7 +189,7 @@ class EpisodeRecorder:
         self.steps += 1
         self.episode_return += float(reward)
         self._queue.put(("step", stamp, float(sim_time), int(wall_time_ns), obs, act, tgt,
-                         float(reward), st))
+                         float(reward), st, self.steps))
 
     def record_raw(self, topic: str, msgtype: str, cdr: bytes, stamp_ns: int) -> None:
         """Queue a raw CDR-serialized ROS message (e.g. ``rclpy.serialization``'s output).
@@ -268,26 +274,29 @@ class EpisodeRecorder:
             raise ValueError(f"{topic}: recorded as {conn.msgtype}, now given {msgtype}")
         return conn
 
-    def _write(self, topic: str, msgtype: str, data: bytes, stamp: int) -> None:
-        self._writer.write(self._connection(topic, msgtype), stamp, data)
+    def _write(self, topic: str, msgtype: str, data: bytes, stamp: int,
+               step: int | None = None) -> None:
+        """Write one message; its MCAP sequence number is ``step`` (1, 2, ...: step topics,
+        so a reader pairs them by step) or the topic's own counter."""
+        if step is None:
+            step = self._sequence[topic] = self._sequence.get(topic, 0) + 1
+        self._writer.write_seq(self._connection(topic, msgtype), stamp, data, step)
 
     def _handle(self, item: tuple) -> bool:
         """Write one queued item; returns whether to flush right away."""
         kind = item[0]
         if kind == "step":
-            _, stamp, sim_time, wall_ns, obs, act, tgt, reward, state = item
+            _, stamp, sim_time, wall_ns, obs, act, tgt, reward, state, k = item
             lab = self._labels
-            self._write(T.OBSERVATION, T.ARRAY,
-                        T.serialize(T.array_msg(obs, lab[T.OBSERVATION])), stamp)
-            self._write(T.ACTION, T.ARRAY, T.serialize(T.array_msg(act, lab[T.ACTION])), stamp)
-            self._write(T.TARGET, T.ARRAY, T.serialize(T.array_msg(tgt, lab[T.TARGET])), stamp)
-            self._write(T.REWARD, T.FLOAT, T.serialize(T.float_msg(reward)), stamp)
-            self._write(T.TIME, T.ARRAY,
-                        T.serialize(T.array_msg([sim_time, wall_ns * 1e-9], lab[T.TIME])),
-                        stamp)
-            if state is not None:
-                self._write(T.STATE, T.ARRAY, T.serialize(T.array_msg(state, lab[T.STATE])),
-                            stamp)
+            for topic, msg in (
+                    (T.OBSERVATION, T.array_msg(obs, lab[T.OBSERVATION])),
+                    (T.ACTION, T.array_msg(act, lab[T.ACTION])),
+                    (T.TARGET, T.array_msg(tgt, lab[T.TARGET])),
+                    (T.REWARD, T.float_msg(reward)),
+                    (T.TIME, T.array_msg([sim_time, wall_ns * 1e-9], lab[T.TIME])),
+                    *([] if state is None else
+                      [(T.STATE, T.array_msg(state, lab[T.STATE]))])):
+                self._write(topic, T.STEP_TOPICS[topic], T.serialize(msg), stamp, step=k)
             return False
         if kind == "sim_raw":
             _, obs, tgt, stamp = item
@@ -296,7 +305,9 @@ class EpisodeRecorder:
             return False
         if kind == "raw":
             _, topic, msgtype, data, stamp = item
-            self._write(topic, msgtype, data, stamp)
+            # rclpy's serialize_message pads some messages (4 bytes after a JointState) that
+            # strict readers (rosbags' deserialize_cdr) reject: write rosbags' own encoding.
+            self._write(topic, msgtype, T.serialize(T.deserialize(data, msgtype)), stamp)
             return False
         _, topic, msgtype, msg, stamp, flush_now = item
         self._write(topic, msgtype, T.serialize(msg), stamp)

@@ -82,7 +82,9 @@ def episode_params_for(ep: Episode, scenario: Scenario, overrides: dict[str, flo
         params = nominal_params(scenario, **task.params_from_state(s0))
     params = dataclasses.replace(params, obs_noise_position=0.0, obs_noise_velocity=0.0)
     if overrides:
-        params = params.replace(**overrides)
+        from fingergym.sim.params import validate_overrides
+
+        params = params.replace(**validate_overrides(overrides, scenario))
     return params
 
 

@@ -98,9 +98,8 @@ def replay_on_robot(ep: Episode, *, scenario: Scenario | None = None, virtual: b
                 "hardware_config": config.source}, scenario, station)
             say(f"replaying {ep.steps} actions")
             result = run_episode(env, lambda obs, k: ep.action[k] if k < ep.steps else None,
-                                 recorder)
-    end_reason = "logged_actions_done" if result.end_reason == "actions_done" \
-        else result.end_reason
+                                 recorder, exhausted="logged_actions_done")
+    end_reason = result.end_reason
     replayed = np.array(result.observations)
     ref = ep.observation
     if ep.final_observation is not None:

@@ -26,7 +26,7 @@ from rosbags.typesys import Stores, get_typestore
 from fingergym.layout import Layout
 from fingergym.observation import planar_quaternion  # the object pose convention
 
-FORMAT = "fingergym-episode/1"
+FORMAT = "fingergym-episode/2"  # 2: MCAP sequence = step number, chunk CRCs
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 
 EPISODE = "/fingergym/episode"

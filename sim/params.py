@@ -97,3 +97,53 @@ def draw_params(scenario: Scenario, generator: RandomGenerator) -> EpisodeParams
     rng = np.random.default_rng([generator() for _ in range(4)])
     task, _ = scenario.plugins()
     return task.draw_episode(rng)
+
+
+# Which scenario entry gives each generic parameter its validity rules (range, type,
+# cross-checks); a task adds its own (``Task.param_rules``). A range entry (a two-element list
+# such as ``randomization.<name>``) is checked as the zero-width range ``[v, v]``.
+_SCENARIO_RULE: dict[str, str] = {
+    "friction": "contact.friction", "kp": "controller.kp", "kd": "controller.kd",
+    "obs_noise_position": "randomization.obs_noise_position",
+    "obs_noise_velocity": "randomization.obs_noise_velocity",
+    "action_delay_periods": "randomization.action_delay_periods",
+}
+
+
+def validate_overrides(overrides: dict[str, float], scenario: Scenario) -> dict[str, float]:
+    """Check per-episode parameter overrides (``replay --param``) with the scenario's own rules.
+
+    Returns them typed (``action_delay_periods`` as int); raises
+    :class:`~fingergym.scenario.ScenarioError` naming the parameter.
+    """
+    from fingergym.scenario import ScenarioError, show, to_dict
+
+    task, _ = scenario.plugins()
+    rules = {**_SCENARIO_RULE, **dict(task.param_rules)}
+    known = sorted({*(f.name for f in dataclasses.fields(EpisodeParams) if f.name != "task"),
+                    *task.nominal_params()})
+    data = to_dict(scenario)
+    out: dict[str, float] = {}
+    for name, value in overrides.items():
+        if name not in known:
+            raise ScenarioError(f"--param {name}: unknown physics parameter; known: {known}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise ScenarioError(f"--param {name}: must be a finite number, got {show(value)}")
+        if name == "action_delay_periods":
+            if value != int(value):
+                raise ScenarioError(f"--param {name}: must be an integer, got {show(value)}")
+            value = int(value)
+        key = rules.get(name)
+        if key is not None:
+            section, _, leaf = key.partition(".")
+            current = data.get(section, {}).get(leaf)
+            entry = [value, value] if isinstance(current, list) and len(current) == 2 else value
+            try:
+                scenario.replace(**{key: entry})
+            except ScenarioError as e:
+                why = str(e).split(": ", 2)[-1]  # drop "<source> (overridden): <key>"
+                raise ScenarioError(f"--param {name}={show(value)}: {why} (the scenario's "
+                                    f"rule for {key})") from None
+        out[name] = float(value) if name != "action_delay_periods" else value
+    return out

@@ -52,6 +52,7 @@ from fingergym.sim.params import EpisodeParams
 from fingergym.sim.plant import add_controller, add_world, command_positions
 
 RENDER_SIZE = (480, 320)  # width, height of rgb_array frames
+VIEW_MIN_ASPECT = 1.25  # narrowest browser pane (width/height) that shows the whole bin
 
 
 @dataclass
@@ -181,7 +182,7 @@ def build_sim_station(scenario: Scenario, params: EpisodeParams, *,
     builder.ExportOutput(target, "target")
 
     if meshcat is not None:
-        add_meshcat(builder, handles.scene_graph, plant, meshcat, task.reach_region())
+        add_meshcat(builder, handles.scene_graph, plant, meshcat, scenario)
     if render:
         _add_camera(builder, handles.scene_graph, task.reach_region())
     diagram = builder.Build()
@@ -190,11 +191,27 @@ def build_sim_station(scenario: Scenario, params: EpisodeParams, *,
 
 
 def add_meshcat(builder: DiagramBuilder, scene_graph, plant, meshcat: Meshcat,
-                region: Region) -> None:
-    """Meshcat visuals in a 2D view of the task's region, with contact forces drawn."""
+                scenario: Scenario) -> None:
+    """Meshcat visuals in a 2D view of the task's scene, with contact forces drawn."""
     MeshcatVisualizer.AddToBuilder(builder, scene_graph, meshcat,
                                    MeshcatVisualizerParams(role=Role.kIllustration))
-    meshcat.Set2dRenderMode(xmin=region.x[0] - 0.1, xmax=region.x[1] + 0.1,
-                            ymin=region.floor - 0.1, ymax=region.ceiling)
+    set_2d_view(meshcat, scenario)
+    # 200 N/m: the box's weight (~10 N) is a 5 cm arrow, the finger's push stays in view.
     ContactVisualizer.AddToBuilder(builder, plant, meshcat,
-                                   ContactVisualizerParams(radius=0.005, newtons_per_meter=40.0))
+                                   ContactVisualizerParams(radius=0.005, newtons_per_meter=200.0))
+
+
+def set_2d_view(meshcat: Meshcat, scenario: Scenario, margin: float = 0.04) -> None:
+    """Meshcat's 2D view (orthographic, the x-z plane) framing the task's scene
+    (:meth:`fingergym.interfaces.Task.view_box`) [m].
+
+    Meshcat keeps the view's left edge, bottom and top and extends the right edge to the
+    browser pane's aspect ratio, so the height is chosen for the narrowest common pane
+    (width/height ``VIEW_MIN_ASPECT``, e.g. 1280x1024); wider panes show more room on the right.
+    """
+    task, _ = scenario.plugins()
+    xmin, xmax, zmin, zmax = task.view_box()
+    xmin, xmax, zmin, zmax = xmin - margin, xmax + margin, zmin - margin, zmax + margin
+    height = max(zmax - zmin, (xmax - xmin) / VIEW_MIN_ASPECT)
+    pad = 0.5 * (height - (zmax - zmin))
+    meshcat.Set2dRenderMode(xmin=xmin, xmax=xmax, ymin=zmin - pad, ymax=zmax + pad)

@@ -207,11 +207,22 @@ def test_export_cli_and_eval_json(trained, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", "--policy", str(out), "--episodes", "2", "--seed", "5", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["episodes"] == 2 and 0.0 <= result["success_rate"] <= 1.0
+    assert result["episodes"] == 2
+    assert result["success_rate"] == np.mean([r["success"] for r in result["per_episode"]])
     assert [r["seed"] for r in result["per_episode"]] == [5, 6]
     assert result["mean_return"] == pytest.approx(
         np.mean([r["return"] for r in result["per_episode"]]), abs=1e-2)
     bad = tmp_path / "bad.pkl"
     bad.write_bytes(pickle.dumps({"a": 1}))
     assert main(["eval", "--policy", str(bad), "--episodes", "1"]) == 2
+    capsys.readouterr()
     assert main(["export", str(tmp_path / "no_run"), "-o", str(out)]) == 2
+    assert "no_run: no such run directory" in capsys.readouterr().err
+    assert main(["export", str(run_dir), "-o", str(out), "--snapshot", "step_7"]) == 2
+    err = capsys.readouterr().err
+    listed = err.split("it has: ")[1].strip().split(", ")
+    assert "final" in listed and "interrupted" not in listed  # only snapshots that exist
+    assert all((run_dir / f"{name}.zip").exists() for name in listed)
+    assert main(["export", str(run_dir), "-o", str(tmp_path / "x.pt")]) == 2
+    assert "name it *.safetensors" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()

@@ -294,7 +294,7 @@ def test_bench_help_and_bad_arguments(capsys) -> None:
     assert e.value.code == 0
     assert "--boxflip" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:
-        bench.main(["--reps", "1", "--no-plot"])
+        bench.main(["--reps", "1"])
     assert e.value.code == 2
 
 

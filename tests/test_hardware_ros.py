@@ -31,11 +31,13 @@ def procs(domain):
 
 
 def make_hw_env(domain: int, **config_changes):
+    import dataclasses
+
     from fingergym.env import make_env
     from fingergym.hardware.config import hardware_config_from_dict
-    from fingergym.scenario import to_dict
 
-    data = to_dict(load_hardware_config())
+    data = dataclasses.asdict(load_hardware_config())
+    data.pop("source")
     for key, value in config_changes.items():
         section, leaf = key.split(".")
         data[section][leaf] = value

@@ -174,19 +174,24 @@ def test_bad_bags_give_clear_errors(logged, tmp_path):
                                        "std_msgs/msg/String"))
     with pytest.raises(BagError, match="not a fingergym episode"):
         read_episode(other)
-    # A bag from a robot with another observation layout.
+    # A bag of another observation layout reads (its layout is in it), but does not replay
+    # as this task.
     ep = read_episode(logged[0])
     foreign = tmp_path / "foreign"
-    with EpisodeRecorder(foreign, metadata={"mode": "hardware", "obs_names": ["a", "b"]},
+    other = {"names": ["a", "b"], "groups": {}}
+    with EpisodeRecorder(foreign, metadata={"mode": "hardware", "obs_names": ["a", "b"],
+                                            "observation_layout": other},
                          scenario=ep.scenario) as rec:
         rec.close(end_reason="done", success=False, episode_return=0.0)
-    with pytest.raises(BagError, match="different observation"):
-        read_episode(foreign)
+    assert read_episode(foreign).observation_layout.names == ("a", "b")
+    with pytest.raises(BagError, match="not what task 'box_flipup' observes"):
+        replay_in_sim(read_episode(foreign))
     # Replaying with a scenario of a different workspace.
     other_robot = ep.scenario.replace(**{"bin.wall_x": [-0.3, 0.3]})
-    with pytest.raises(BagError, match="bin.wall_x"):
+    with pytest.raises(BagError, match="workspace: logged"):
         replay_in_sim(ep, scenario=other_robot)
-    # Damaged bytes in the middle: what precedes the damage is kept.
+    # Damaged bytes in the middle: the damaged chunk is skipped (CRC), the rest is kept, each
+    # kept step still pairs its own observation, action and reward (by step number).
     dmg = tmp_path / "dmg"
     _rerecord(ep, tmp_path / "src", flush_period=0.0)
     shutil.copytree(tmp_path / "src", dmg)
@@ -197,7 +202,12 @@ def test_bad_bags_give_clear_errors(logged, tmp_path):
     raw[mid: mid + 64] = b"\xff" * 64
     (dmg / "dmg.mcap").write_bytes(bytes(raw))
     part = read_episode(dmg)
-    assert part.truncated and 0 < part.steps < ep.steps
+    assert part.damaged and 0 < part.steps < ep.steps
+    assert any("CRC" in p or "damaged" in p for p in part.problems), part.problems
+    kept = [int(np.argmin(np.abs(ep.sim_time - t))) for t in part.sim_time]
+    np.testing.assert_array_equal(part.observation, ep.observation[kept])
+    np.testing.assert_array_equal(part.action, ep.action[kept])
+    np.testing.assert_array_equal(part.reward, ep.reward[kept])
 
 
 def test_recorder_context_manager_records_error(tmp_path, logged):
@@ -220,7 +230,8 @@ def test_recorder_context_manager_records_error(tmp_path, logged):
 
 
 def test_raw_rclpy_messages_round_trip(tmp_path, logged):
-    """Deploy records rclpy's serialize_message bytes as they are; we read them back."""
+    """Deploy hands the recorder rclpy's serialize_message bytes (4 padding bytes after a
+    JointState); the bag holds them re-encoded, so rosbags' strict reader decodes them."""
     pytest.importorskip("rclpy")
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import JointState
@@ -234,6 +245,12 @@ def test_raw_rclpy_messages_round_trip(tmp_path, logged):
                          scenario=ep.scenario) as rec:
         rec.record_raw("/joint_states", "sensor_msgs/msg/JointState", serialize_message(msg), 5)
         rec.close(end_reason="done", success=False, episode_return=0.0)
+    ts = get_typestore(Stores.ROS2_KILTED)
+    with Reader(tmp_path / "raw") as reader:
+        strict = [ts.deserialize_cdr(raw, c.msgtype) for c, _, raw in reader.messages()
+                  if c.topic == "/joint_states"]
+    assert list(strict[0].name) == ["finger_x", "finger_z"]
+    np.testing.assert_array_equal(strict[0].velocity, [0.0, -0.3])
     out = read_episode(tmp_path / "raw")
     assert out.topic_counts["/joint_states"] == 1
     assert not any("decoded" in n for n in out.notes)

@@ -60,7 +60,8 @@ def test_episodes_table(log_dir, tmp_path, capsys):
     assert lines[0].split()[:3] == ["date", "(UTC)", "mode"]
     assert bags[0].name in text and bags[1].name in text
     assert "time_limit" in text and "closed" in text and "4 episode(s)" in text
-    assert "[truncated bag]" in text and "unreadable" in text
+    assert "incomplete" in text and "unreadable" in text
+    assert "2 ok, 1 incomplete, 0 damaged, 1 unreadable" in text
 
 
 def test_replay_cli_errors(tmp_path, capsys):
@@ -91,6 +92,9 @@ def test_eval_log_writes_one_bag_per_episode(tmp_path, monkeypatch, capsys):
 
         def __call__(self, obs):
             return np.array([0.5, -0.5], dtype=np.float32)
+
+        def check_layout(self, observation, action=None):
+            pass
 
     monkeypatch.setattr(runner, "load_shipped_policy", lambda: FakePolicy())
     log = tmp_path / "log"

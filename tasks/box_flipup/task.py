@@ -38,6 +38,8 @@ class BoxFlipUp(Task):
     legacy_keys = {**scene.LEGACY_KEYS, "episode.success_angle": "success.angle",
                    "episode.success_omega": "success.omega"}
     tracked_objects = scene.TRACKED
+    param_rules = {"box_x": "box.x_range", "box_mass": "box.mass", "box_length": "box.length",
+                   "box_thickness": "box.thickness"}
 
     def __init__(self, scenario: Any, robot: Any):
         super().__init__(scenario, robot)
@@ -101,6 +103,12 @@ class BoxFlipUp(Task):
 
     def reach_region(self) -> Region:
         return scene.reach_region(self.scenario)
+
+    def view_box(self) -> tuple[float, float, float, float]:
+        """The whole bin: walls, floor slab, wall tops."""
+        b = self.scenario.bin
+        return (b.wall_x[0] - b.wall_thickness, b.wall_x[1] + b.wall_thickness,
+                b.floor_z - b.floor_thickness, b.floor_z + b.wall_height)
 
     def reset_scene(self, plant: Any, plant_context: Any, params: Mapping[str, float],
                     rng: np.random.Generator) -> str:
