@@ -224,3 +224,23 @@ def test_safety_limits_every_commanded_dimension(scenario):
     assert f.filter([0.0, 0.1]).reason == "non_finite"
     f.set_estop(True, home)
     np.testing.assert_array_equal(f.filter([0.05, 0.1, 0.0]).target, home)
+
+
+def test_safety_bounds_the_grip(scenario):
+    """Closing on a box, the jaw command stays within max_squeeze of the measured jaw."""
+    task, robot = scenario.plugins()
+    scaling = ActionScaling.from_scenario(scenario)
+    f = SafetyFilter(scaling, np.full(3, 10.0), robot.max_lead())
+    on_box = np.array([0.0, 0.03, 0.1])  # measured: the pads stopped on a 0.2 m box
+    f.reset(on_box)
+    cmd = f.filter([0.0, 0.03, 0.0], on_box)
+    squeeze = scenario.gripper.max_squeeze
+    assert cmd.reason == "lead" and cmd.target[2] == pytest.approx(0.1 - squeeze)
+    # the grip this allows is what the jaw's force limit gives anyway (sim == robot)
+    kp_jaw = scenario.gripper.kp[2]
+    root = ET.parse(Gripper.model_file).getroot()
+    effort = float(root.find("joint[@name='left_jaw']/limit").get("effort"))
+    assert kp_jaw * squeeze == pytest.approx(effort, rel=0.01)
+    # x and z are not bounded; without a measurement nothing is
+    assert f.filter([0.1, 0.2, 0.1], on_box).target[0] == pytest.approx(0.1)
+    assert f.filter([0.0, 0.03, 0.0]).target[2] == 0.0

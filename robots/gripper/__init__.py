@@ -102,6 +102,13 @@ class Gripper(Robot):
     def home(self) -> np.ndarray:
         return np.asarray(self.scenario.gripper.home, dtype=float)
 
+    def max_lead(self) -> np.ndarray:
+        """The jaw command stays within ``gripper.max_squeeze`` of the measured jaw, which
+        bounds the commanded grip to ``kp_jaw * max_squeeze`` (x and z: unbounded)."""
+        lead = np.full(self.command_layout.size, np.inf)
+        lead[self.command_layout.index("left_jaw")] = self.scenario.gripper.max_squeeze
+        return lead
+
     def workspace(self, region: Region) -> tuple[np.ndarray, np.ndarray]:
         """Joint limits intersected with the region: x keeps the fully open pads inside the
         walls, z keeps the pads above the floor, the jaw spans its joint limits."""
