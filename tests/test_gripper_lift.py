@@ -104,7 +104,7 @@ def scripted_lift(env, seed: int, *, close: bool = True, release: bool = False):
     for k in range(n):
         t = k * dt  # [s] phases: over the box, down, close, lift (, open)
         s = env.true_state()
-        x, z = s[lay.index("box_x")], s[lay.index("box_z")]
+        x = s[lay.index("box_x")]
         jaw = 0.0 if close and t >= 0.8 else 1.0  # metres; clamped to the workspace
         if release and t >= 2.5:
             jaw = 1.0
