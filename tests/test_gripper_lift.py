@@ -244,3 +244,59 @@ def test_safety_bounds_the_grip(scenario):
     # x and z are not bounded; without a measurement nothing is
     assert f.filter([0.1, 0.2, 0.1], on_box).target[0] == pytest.approx(0.1)
     assert f.filter([0.0, 0.03, 0.0]).target[2] == 0.0
+
+
+# ---------------------------------------------------------------------------- shipped policy
+def _shipped():
+    from fingergym.policies.runner import load_shipped_policy
+
+    policy = load_shipped_policy("gripper_lift")
+    if policy.path.parent.name != "gripper_lift":
+        pytest.skip("no gripper_lift policy shipped")
+    return policy
+
+
+def test_shipped_policy_lifts_the_box_on_held_out_seeds(env):
+    """A few of the held-out seeds the README's number comes from (the full 50: fingergym eval)."""
+    from fingergym.policies.evaluate import evaluate
+
+    policy = _shipped()
+    policy.check_layout(env.observation_layout, env.action_layout)
+    assert policy.spec["task"] == "gripper_lift" and policy.spec["robot"] == "gripper"
+    result = evaluate(env, policy, range(100_000, 100_005))
+    assert result["success_rate"] >= 0.8, result["per_episode"]
+
+
+@pytest.mark.slow
+def test_shipped_policy_lifts_the_box_on_the_virtual_robot(request, tmp_path):
+    """deploy --task ... --virtual-robot (default latency and noise): >= 2 of 3 lifted, logged
+    with the gripper's topics, and the bag replays in sim."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("rclpy")
+    from fingergym.hardware.testing import Processes, unique_domain_id
+    from fingergym.replay.reader import read_episode
+
+    _shipped()
+    domain = unique_domain_id(request.node.nodeid)
+    with Processes(domain) as procs:
+        deploy = procs.start([sys.executable, "-m", "fingergym.cli", "deploy", "--task", ENV_ID,
+                              "--virtual-robot", "--episodes", "3", "--json",
+                              "--log-dir", str(tmp_path / "logs")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = deploy.communicate(timeout=240)
+    assert deploy.returncode == 0, err[-3000:]
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert lines[-1]["summary"]["successes"] >= 2, out
+    ep = read_episode(tmp_path / "logs" / "episode_000")
+    assert ep.finished and ep.steps == 20 and ep.scenario.task == "gripper_lift"
+    for topic in ("/joint_states", "/box/pose", "/gripper_controller/commands"):
+        assert ep.topic_counts.get(topic, 0) > 50, ep.topic_counts
+    replay = subprocess.run([sys.executable, "-m", "fingergym.cli", "replay",
+                             str(tmp_path / "logs" / "episode_000"), "--in", "sim",
+                             "--plot", str(tmp_path / "replay.png")],
+                            capture_output=True, text=True, timeout=120)
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    assert (tmp_path / "replay.png").stat().st_size > 10_000
