@@ -17,6 +17,8 @@ from pathlib import Path
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("fingergym.demo", "run one episode in sim on built-in defaults and print its return"),
     "train": ("fingergym.policies.train", "train a PPO policy in randomized sim"),
+    "sweep": ("fingergym.policies.sweep",
+              "many training runs (configurations x seeds) on Ray Tune, one summary"),
     "eval": ("fingergym.policies.evaluate", "evaluate a policy on randomized sim episodes"),
     "export": ("fingergym.policies.export", "export a trained run to a safe deploy artifact"),
     "deploy": ("fingergym.hardware.deploy", "run an exported policy on the robot over ROS 2"),
@@ -46,12 +48,14 @@ def ros_hint(error: ModuleNotFoundError) -> str | None:
             f"or source your ROS 2 (e.g. source /opt/ros/<distro>/setup.bash)")
 
 
-def serve_until_interrupted() -> None:
-    """Block until Ctrl-C or SIGTERM (a Meshcat server stays up meanwhile), whether or not stdin
-    is a terminal, and also when started with SIGINT ignored (``cmd &`` in a script)."""
+def serve_until_interrupted(message: str) -> None:
+    """Print ``message``, then block until Ctrl-C or SIGTERM (a Meshcat server stays up
+    meanwhile), whether or not stdin is a terminal, and also when started with SIGINT ignored
+    (``cmd &`` in a script). A signal arriving as soon as the message is out is caught too."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
+        print(message, flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

@@ -138,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if vis is not None:
         vis.StopRecording()
         vis.PublishRecording()
-        print(f"serving the episode at {env.meshcat.web_url()} (replay it with the animation "
-              f"controls); Ctrl-C to exit", flush=True)
-        serve_until_interrupted()
+        serve_until_interrupted(f"serving the episode at {env.meshcat.web_url()} (replay it "
+                                f"with the animation controls); Ctrl-C to exit")
     return 0
 

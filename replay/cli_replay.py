@@ -141,9 +141,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"playing in Meshcat (2D view of the bin) at {meshcat.web_url()}, "
                   f"{args.speed:g}x real time", flush=True)
             show_episode(ep, speed=args.speed, meshcat=meshcat)
-            print("the episode stays there as an animation (replay or scrub it with the "
-                  "controls); Ctrl-C to exit", flush=True)
-            serve_until_interrupted()
+            serve_until_interrupted("the episode stays there as an animation (replay or scrub "
+                                    "it with the controls); Ctrl-C to exit")
     except (BagError, ValueError, ScenarioError) as e:
         print(f"fingergym replay: {e}", file=sys.stderr)
         return 2

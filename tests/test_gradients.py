@@ -288,6 +288,14 @@ def test_bench_quick_json_has_documented_keys(tmp_path, capsys) -> None:
     assert ball_opt["FoBG"]["success_frac"] == 0.0 and ball_opt["ZoBG"]["success_frac"] == 1.0
 
 
+def test_bench_writes_nothing_by_default(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert bench.main(["--quick", "--json", "--quiet", "--reps", "20", "--trials", "2",
+                       "--iterations", "20"]) == 0
+    assert json.loads(capsys.readouterr().out)["plot"] is None
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bench_help_and_bad_arguments(capsys) -> None:
     with pytest.raises(SystemExit) as e:
         bench.main(["--help"])

@@ -103,7 +103,12 @@ def test_pacer_keeps_period_and_reports_overruns():
     period = np.diff(ticks)
     assert np.median(period) == pytest.approx(0.005, abs=0.001)
     s = p.stats()
-    assert s.overruns == 1 and s.ticks == 30  # reported, and re-anchored (no catch-up burst)
+    # The injected 20 ms stall is reported; on a loaded machine the scheduler may add more
+    # overruns, but only at ticks that came more than a period after the previous one (a tick
+    # over a period late follows one at most a period late).
+    assert s.ticks == 30 and 1 <= s.overruns <= int(np.sum(period > 0.005))
+    assert period[10] > 0.02  # the stall itself
+    # re-anchored: no burst of catch-up ticks after a late one
     assert np.sum(period < 0.002) <= 1
 
 

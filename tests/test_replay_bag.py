@@ -198,7 +198,10 @@ def test_bad_bags_give_clear_errors(logged, tmp_path):
     (dmg / "src.mcap").rename(dmg / "dmg.mcap")
     (dmg / "metadata.yaml").unlink()
     raw = bytearray((dmg / "dmg.mcap").read_bytes())
-    mid = len(raw) // 2
+    with open(dmg / "dmg.mcap", "rb") as f:  # the chunk in the middle of the file
+        chunks = make_reader(f).get_summary().chunk_indexes
+    c = min(chunks, key=lambda c: abs(c.chunk_start_offset - len(raw) // 2))
+    mid = c.chunk_start_offset + c.chunk_length // 2  # inside its records, not a header
     raw[mid: mid + 64] = b"\xff" * 64
     (dmg / "dmg.mcap").write_bytes(bytes(raw))
     part = read_episode(dmg)
@@ -261,7 +264,7 @@ def test_raw_rclpy_messages_round_trip(tmp_path, logged):
 def test_bag_of_the_first_release_still_reads_and_replays_exactly():
     """A sim bag written before tasks and robots were plug-ins (flat scenario, obs_names only)."""
     ep = read_episode(Path(__file__).parent / "data" / "first_release_bag")
-    assert ep.steps == 8 and ep.end_reason == "closed" and not ep.notes
+    assert ep.steps == 8 and ep.end_reason == "closed" and not ep.problems
     assert ep.observation_layout.same_names(make_env().observation_layout)
     assert ep.action_layout.names == ("finger_x", "finger_z")
     assert ep.scenario.box.x_range == [-0.1, 0.1]  # moved from randomization.box_x

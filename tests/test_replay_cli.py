@@ -83,6 +83,35 @@ def test_meshcat_playback(log_dir):
     gc.collect()
 
 
+def test_replay_meshcat_serves_until_interrupted(log_dir):
+    """`replay --meshcat` plays the bag, then keeps serving it with stdin not a terminal, until
+    SIGINT; it exits cleanly."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "fingergym.cli", "replay", str(log_dir[1][0]),
+                             "--meshcat", "--speed", "50"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C to exit" in line:
+                break
+        url = re.search(r"(http://\S+),", "".join(lines)).group(1)
+        assert proc.poll() is None  # still serving after the playback
+        assert b"meshcat" in urllib.request.urlopen(url, timeout=10).read().lower()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+
+
 def test_eval_log_writes_one_bag_per_episode(tmp_path, monkeypatch, capsys):
     runner = pytest.importorskip("fingergym.policies.runner")
 
