@@ -49,6 +49,7 @@ SIGMAS = (0.005, 0.02)
 # corner at the wall, and press it upright into the wall.
 NOMINAL_KNOTS: tuple[tuple[float, float], ...] = (
     (0.17, 0.013), (0.108, 0.011), (-0.038, 0.086), (-0.248, 0.221), (-0.248, 0.111))
+NOMINAL_HORIZON = 3.5  # [s] of NOMINAL_KNOTS
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class BoxFlipConfig:
     """The open-loop problem: knots, horizon, and which scenario file (``None``: shipped)."""
 
     knots: tuple[tuple[float, float], ...] = NOMINAL_KNOTS
-    horizon: float = 3.5  # [s]; a multiple of the env step
+    horizon: float = NOMINAL_HORIZON  # [s]; a multiple of the env step
     scenario: str | None = None
 
     @property
@@ -103,6 +104,217 @@ class Rollout:
     trace: Any = None  # (n_steps + 1, 10): after every plant step (``trace=True`` only)
 
 
+class EpisodePlant:
+    """The env's plant for one episode's parameters (``float`` and ``AutoDiffXd`` copies).
+
+    ``params``: a :class:`fingergym.sim.params.EpisodeParams` (nominal, or the env's draw for a
+    seed, :func:`episode_params`). Holds what a rollout needs besides the diagrams: the
+    initial state, the plant-state -> observation selection, the finger controller's model
+    terms (``M``, ``tau_g``), the action scaling and the clocks of the scenario.
+    """
+
+    def __init__(self, scenario: Any, params: Any):
+        from pydrake.multibody.plant import MultibodyPlant
+        from pydrake.systems.framework import DiagramBuilder
+
+        from fingergym.sim.plant import add_box_flipup_plant, add_finger
+        from fingergym.task import ActionScaling
+
+        s = scenario
+        self.scenario, self.params = s, params
+        builder = DiagramBuilder()
+        handles = add_box_flipup_plant(builder, s, params)
+        self.diagram = builder.Build()
+        self.diagram_ad = self.diagram.ToAutoDiffXd()
+        self.plant_name = handles.plant.get_name()
+        self.x0 = np.array(handles.plant.GetPositionsAndVelocities(
+            handles.plant.GetMyContextFromRoot(self.diagram.CreateDefaultContext())))
+        self.select = np.argmax(handles.state_permutation, axis=1)  # plant state -> obs
+        # the station's controller: InverseDynamicsController on the finger-only model
+        model = MultibodyPlant(time_step=0.0)
+        add_finger(model, s)
+        model.Finalize()
+        mctx = model.CreateDefaultContext()
+        self.mass_matrix = model.CalcMassMatrix(mctx)
+        self.gravity = model.CalcGravityGeneralizedForces(mctx)
+        self.scaling = ActionScaling.from_scenario(s)
+        self.dt = s.plant.time_step
+        self.period = s.controller.period
+        self.env_step = s.episode.step
+        self.home = np.asarray(s.finger.home, dtype=np.float64)
+        for name, ratio in (("controller.period/plant.time_step", self.period / self.dt),
+                            ("episode.step/controller.period", self.env_step / self.period)):
+            if abs(ratio - round(ratio)) > 1e-9:
+                raise ValueError(f"{name} = {ratio} must be an integer")
+        if s.observation.box_velocity != "exact":
+            raise ValueError("only observation.box_velocity: exact is modelled")
+
+    def closed_loop(self, policy: Any, n_steps: int, obs_noise: Array | None = None,
+                    n_derivatives: int = 0) -> Episode:
+        """One episode of ``n_steps`` env steps under ``policy(i, obs) -> action (2,)``.
+
+        Mirrors ``env.reset(seed)`` + ``env.step``: the action (float, or AutoDiffXd with
+        ``n_derivatives`` > 0) is clipped to ``[-1, 1]`` and mapped to the finger target like
+        :meth:`fingergym.task.ActionScaling.to_target`, sent to the set-point hold every
+        controller period of the env step, delayed by ``params.action_delay_periods``
+        periods (the line starts full of the home position, as after ``env.reset``), and
+        tracked by the station's PD law. ``obs_noise`` ``(n_steps, 10)`` is added to the state
+        the policy sees (the env's observation noise; ``None``: none). The reward of env step
+        ``i`` is :func:`fingergym.task.reward` of the state at its end and its target.
+        """
+        from pydrake.autodiffutils import AutoDiffXd
+        from pydrake.systems.analysis import Simulator_
+
+        from fingergym.task import reward
+
+        ad = n_derivatives > 0
+        diagram = self.diagram_ad if ad else self.diagram
+        plant = diagram.GetSubsystemByName(self.plant_name)
+        ctx = diagram.CreateDefaultContext()
+        pctx = plant.GetMyMutableContextFromRoot(ctx)
+        if ad:
+            # Seed the state and the hold with zero derivatives of the full size (see
+            # BoxFlip.rollout: Drake 1.51's SAP update otherwise drops them).
+            def T(v: float) -> Any:
+                return AutoDiffXd(v, np.zeros(n_derivatives))
+        else:
+            T = float
+        plant.SetPositionsAndVelocities(pctx, np.array([T(v) for v in self.x0]))
+        sim = Simulator_[AutoDiffXd if ad else float](diagram, ctx)
+        sim.Initialize()
+        port = plant.get_actuation_input_port()
+        M, tau_g = self.mass_matrix, self.gravity
+        kp, kd, delay = self.params.kp, self.params.kd, self.params.action_delay_periods
+        lo, hi = self.scaling.low, self.scaling.high
+        centre, half = self.scaling.center, self.scaling.half_range
+        spp = int(round(self.period / self.dt))
+        per_env = int(round(self.env_step / self.period))
+        held = (T(self.home[0]), T(self.home[1]))
+        x = np.asarray(plant.GetPositionsAndVelocities(pctx))[self.select]
+        states, actions, targets, rewards, commands = [x], [], [], [], []
+        k = 0
+        for i in range(n_steps):
+            obs = x if obs_noise is None else x + obs_noise[i]
+            a = policy(i, obs)
+            target = tuple(_clamp(centre[c] + half[c] * _clamp(a[c], -1.0, 1.0), lo[c], hi[c])
+                           for c in range(2))
+            commands += [target] * per_env
+            for _ in range(per_env * spp):
+                j = -(-k // spp) - 1 - delay  # period whose command reaches the plant at t_k
+                sp = held if j < 0 else commands[j]
+                e = np.array([sp[0] - x[3], sp[1] - x[4]])
+                port.FixValue(pctx, M @ (kp * e - kd * x[8:10]) - tau_g)
+                k += 1
+                sim.AdvanceTo(k * self.dt)
+                x = np.asarray(plant.GetPositionsAndVelocities(pctx))[self.select]
+            if ad:
+                r = _reward_autodiff(x, np.array(target))
+                ref = float(reward(_values(x), _values(target)))
+                if abs(r.value() - ref) > 1e-9 * max(1.0, abs(ref)):
+                    raise RuntimeError("fingergym.task.reward changed: update "
+                                       f"_reward_autodiff ({r.value()} != {ref})")
+            else:
+                r = float(reward(x, np.array(target, dtype=float)))
+            states.append(x)
+            actions.append(a)
+            targets.append(target)
+            rewards.append(r)
+        return Episode(np.array(states), np.array(actions), np.array(targets),
+                       np.array(rewards), self.scenario, self.params)
+
+
+def episode_params(scenario: Any, seed: int) -> Any:
+    """The parameters ``fingergym.make_env(scenario).reset(seed=seed)`` draws (randomized)."""
+    from pydrake.common import RandomGenerator
+
+    from fingergym.sim.params import draw_params
+
+    return draw_params(scenario, RandomGenerator(seed))
+
+
+def load_scenario(path: str | None = None) -> Any:
+    """The scenario (``None``: the shipped one)."""
+    from fingergym.scenario import load_scenario as load
+
+    return load(path)
+
+
+def obs_noise_std(params: Any) -> Array:
+    """Std (10,) of the env's observation noise for these parameters (observation layout)."""
+    from fingergym.task import OBS_DIM
+
+    half = OBS_DIM // 2  # positions, then velocities
+    return np.r_[[params.obs_noise_position] * half, [params.obs_noise_velocity] * half]
+
+
+def angle_from_vertical(theta: Any) -> Any:
+    """:func:`fingergym.task.angle_from_vertical` for float or AutoDiffXd (branch at the value)."""
+    from fingergym.task import angle_from_vertical as afv
+
+    v = theta.value() if hasattr(theta, "value") else float(theta)
+    return theta + (float(afv(v)) - v)
+
+
+def _values(x: Any) -> Array:
+    return np.array([v.value() if hasattr(v, "value") else float(v) for v in np.ravel(x)])
+
+
+@dataclass
+class Episode:
+    """A closed-loop episode. ``states`` ``(n+1, 10)`` (observation layout, true state),
+    ``actions`` ``(n, 2)`` (as the policy returned them), ``targets`` ``(n, 2)`` [m],
+    ``rewards`` ``(n,)``; float or AutoDiffXd entries."""
+
+    states: Any
+    actions: Any
+    targets: Any
+    rewards: Any
+    scenario: Any
+    params: Any
+
+    @property
+    def ret(self) -> Any:
+        return sum(self.rewards[1:], self.rewards[0])
+
+    def state_values(self) -> Array:
+        """``(n+1, 10)`` float."""
+        return _values(self.states).reshape(self.states.shape)
+
+    def reward_values(self) -> Array:
+        return _values(self.rewards)
+
+    def reward_gradients(self) -> Array:
+        """``(n, d)``: d reward_i / d (derivative variables); AutoDiffXd episodes only."""
+        return np.array([np.asarray(r.derivatives(), dtype=np.float64) for r in self.rewards])
+
+    def success(self) -> bool:
+        """:func:`fingergym.task.is_success` of the final state."""
+        return _success(self.state_values()[-1], self.scenario)
+
+    def contact_modes(self, tol: float = 2e-3) -> Array:
+        """``(n+1, 4)`` bool per state: finger-box, box-floor, box-left wall, box-right wall
+        (gap below ``tol`` [m], from the geometry of the scenario and this episode's box)."""
+        s, p = self.scenario, self.params
+        x = self.state_values()
+        c, sn = np.cos(x[:, 2]), np.sin(x[:, 2])
+        hl, ht = 0.5 * p.box_length, 0.5 * p.box_thickness
+        corners = np.stack([np.stack([x[:, 0] + sx * hl * c - sy * ht * sn,
+                                      x[:, 1] + sx * hl * sn + sy * ht * c], axis=-1)
+                            for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))], axis=1)
+        # finger centre in the box frame, distance to the rectangle
+        dx, dz = x[:, 3] - x[:, 0], x[:, 4] - x[:, 1]
+        u, v = c * dx + sn * dz, -sn * dx + c * dz
+        gap = np.hypot(np.maximum(np.abs(u) - hl, 0), np.maximum(np.abs(v) - ht, 0))
+        finger = gap - s.finger.radius < tol
+        floor = corners[:, :, 1].min(axis=1) - s.bin.floor_z < tol
+        left = corners[:, :, 0].min(axis=1) - s.bin.wall_x[0] < tol
+        right = s.bin.wall_x[1] - corners[:, :, 0].max(axis=1) < tol
+        return np.stack([finger, floor, left, right], axis=1)
+
+
+CONTACT_PAIRS = ("finger-box", "box-floor", "box-left wall", "box-right wall")
+
+
 @dataclass
 class BoxFlip:
     """The env's plant (``float`` and ``AutoDiffXd`` copies) and open-loop rollouts of it."""
@@ -115,46 +327,22 @@ class BoxFlip:
     # -- construction ----------------------------------------------------------------------
 
     def _build(self) -> None:
-        from pydrake.multibody.plant import MultibodyPlant
-        from pydrake.systems.framework import DiagramBuilder
-
         from fingergym.scenario import load_scenario
         from fingergym.sim.params import nominal_params
-        from fingergym.sim.plant import add_box_flipup_plant, add_finger
-        from fingergym.task import ActionScaling
 
         s = load_scenario(self.config.scenario)
-        self.scenario = s
-        self.params = nominal_params(s)
-        if self.params.action_delay_periods:
-            raise ValueError("only the nominal (undelayed) set-point line is modelled")
-        builder = DiagramBuilder()
-        handles = add_box_flipup_plant(builder, s, self.params)
-        self._diagram = builder.Build()
-        self._diagram_ad = self._diagram.ToAutoDiffXd()
-        self._plant_name = handles.plant.get_name()
-        self.x0 = np.array(handles.plant.GetPositionsAndVelocities(
-            handles.plant.GetMyContextFromRoot(self._diagram.CreateDefaultContext())))
-        self._select = np.argmax(handles.state_permutation, axis=1)  # plant state -> obs
-        # the station's controller: InverseDynamicsController on the finger-only model
-        model = MultibodyPlant(time_step=0.0)
-        add_finger(model, s)
-        model.Finalize()
-        mctx = model.CreateDefaultContext()
-        self.finger_mass_matrix = model.CalcMassMatrix(mctx)
-        self.finger_gravity = model.CalcGravityGeneralizedForces(mctx)
-        self.scaling = ActionScaling.from_scenario(s)
-        self.dt = s.plant.time_step
-        self.period = s.controller.period
-        self.env_step = s.episode.step
-        self.home = np.asarray(s.finger.home, dtype=np.float64)
+        plant = EpisodePlant(s, nominal_params(s))
+        self.scenario, self.params = s, plant.params
+        self._diagram, self._diagram_ad = plant.diagram, plant.diagram_ad
+        self._plant_name, self.x0, self._select = plant.plant_name, plant.x0, plant.select
+        self.finger_mass_matrix, self.finger_gravity = plant.mass_matrix, plant.gravity
+        self.scaling, self.dt, self.period = plant.scaling, plant.dt, plant.period
+        self.env_step, self.home = plant.env_step, plant.home
         self.n_env_steps = int(round(self.config.horizon / self.env_step))
         self.n_periods = int(round(self.config.horizon / self.period))
-        for name, ratio in (("controller.period/plant.time_step", self.period / self.dt),
-                            ("episode.step/controller.period", self.env_step / self.period),
-                            ("horizon/episode.step", self.config.horizon / self.env_step)):
-            if abs(ratio - round(ratio)) > 1e-9:
-                raise ValueError(f"{name} = {ratio} must be an integer")
+        ratio = self.config.horizon / self.env_step
+        if abs(ratio - round(ratio)) > 1e-9:
+            raise ValueError(f"horizon/episode.step = {ratio} must be an integer")
 
     # -- set-points ------------------------------------------------------------------------
 
