@@ -102,10 +102,12 @@ def where_alpha_collapses(run: dict[str, Any]) -> dict[str, Any]:
 def run(cfg: RunConfig, methods: Sequence[str] = METHODS, plot: str | None = None,
         progress: bool = True) -> dict[str, Any]:
     """The whole study; returns the JSON object (``JSON_KEYS``)."""
+    import torch
     from tqdm import tqdm
 
     from fingergym import __version__
 
+    torch.set_num_threads(1)  # tiny networks; more threads only fight over the shared cores
     t_all = time.perf_counter()
     task = Task(horizon=cfg.horizon)
     theta0 = task.theta0()
