@@ -1,0 +1,151 @@
+"""Where tasks, robots and gym ids are registered, and how a name becomes a class.
+
+A scenario's ``task:`` and ``robot:`` keys are either registered names (``box_flipup``,
+``finger``) or import references, so a user plugs in their own without forking:
+
+- ``"my_package.my_module:MyTask"`` (an importable module), or
+- ``"/path/to/my_task.py:MyTask"`` (a file; its folder does not need to be a package).
+
+Gym ids pair one task with one robot through a default scenario file::
+
+    fingergym.registry.register_task("my_task", "my_package.tasks:MyTask")
+    fingergym.registry.register_env("me/MyTask-v0", "path/to/my_scenario.yaml")
+    env = gymnasium.make("me/MyTask-v0")
+
+``fingergym tasks`` lists the registered gym ids with their task and robot.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+
+# name -> "module:Class" (imported on first use) or the class itself
+_TASKS: dict[str, Any] = {"box_flipup": "fingergym.tasks.box_flipup:BoxFlipUp"}
+_ROBOTS: dict[str, Any] = {"finger": "fingergym.robots.finger:Finger"}
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """A registered gym id: its default scenario (which names the task and robot)."""
+
+    env_id: str
+    scenario: str  # path of the scenario YAML ("" = the shipped configs/scenario.yaml)
+    task: str
+    robot: str
+
+
+_ENVS: dict[str, EnvSpec] = {}
+
+
+class RegistryError(ValueError):
+    """An unknown name, or a reference that does not import to the right kind of class."""
+
+
+def register_task(name: str, task: Any) -> None:
+    """Register a :class:`~fingergym.interfaces.Task` class (or its ``"module:Class"``)."""
+    _TASKS[name] = task
+
+
+def register_robot(name: str, robot: Any) -> None:
+    """Register a :class:`~fingergym.interfaces.Robot` class (or its ``"module:Class"``)."""
+    _ROBOTS[name] = robot
+
+
+def _import(ref: str, what: str) -> Any:
+    module_name, sep, attr = ref.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise RegistryError(f"{what} {ref!r}: expected a registered name or 'module.path:Class'"
+                            f" / '/path/file.py:Class'")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name).expanduser().resolve()
+            key = f"fingergym_plugin_{abs(hash(str(path)))}"
+            module = sys.modules.get(key)
+            if module is None:
+                spec = importlib.util.spec_from_file_location(key, path)
+                if spec is None or spec.loader is None or not path.exists():
+                    raise RegistryError(f"{what} {ref!r}: no such file {path}")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[key] = module
+                spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise RegistryError(f"{what} {ref!r}: cannot import {module_name!r}: {e}") from e
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise RegistryError(f"{what} {ref!r}: {module_name!r} has no {attr!r}") from None
+
+
+def _resolve(table: dict[str, Any], ref: str, what: str, base: type) -> type:
+    entry = table.get(ref, ref)
+    if isinstance(entry, str):
+        if ":" not in entry:
+            raise RegistryError(f"unknown {what} {ref!r} (registered: {sorted(table)}; or give "
+                                f"'module.path:Class')")
+        entry = _import(entry, what)
+        if ref in table:
+            table[ref] = entry
+    if not (isinstance(entry, type) and issubclass(entry, base)):
+        raise RegistryError(f"{what} {ref!r} is {entry!r}, not a {base.__name__} subclass")
+    return entry
+
+
+def task_class(ref: str) -> type:
+    """The Task class of a registered name or an import reference."""
+    from fingergym.interfaces import Task
+
+    return _resolve(_TASKS, ref, "task", Task)
+
+
+def robot_class(ref: str) -> type:
+    """The Robot class of a registered name or an import reference."""
+    from fingergym.interfaces import Robot
+
+    return _resolve(_ROBOTS, ref, "robot", Robot)
+
+
+def task_names() -> list[str]:
+    return sorted(_TASKS)
+
+
+def robot_names() -> list[str]:
+    return sorted(_ROBOTS)
+
+
+def register_env(env_id: str, scenario: str | Path = "", *, task: str = "",
+                 robot: str = "") -> EnvSpec:
+    """Register gym id ``env_id`` for a default scenario file (which names task and robot).
+
+    ``gymnasium.make(env_id, **kwargs)`` then calls :func:`fingergym.make_env` with that
+    scenario (``scenario=...`` in kwargs overrides it). ``task``/``robot`` are only for
+    listing; by default they are read from the scenario file.
+    """
+    scenario = str(scenario)
+    if not (task and robot):
+        from fingergym.scenario import default_scenario_path, read_yaml
+
+        path = Path(scenario) if scenario else default_scenario_path()
+        data = read_yaml(path, "scenario file")
+        task = task or str(data.get("task", "box_flipup"))
+        robot = robot or str(data.get("robot", "finger"))
+    spec = EnvSpec(env_id, scenario, task, robot)
+    _ENVS[env_id] = spec
+    if env_id in gymnasium.registry:
+        del gymnasium.registry[env_id]
+    gymnasium.register(id=env_id, entry_point="fingergym.env:make_env",
+                       kwargs={"scenario": scenario or None})
+    return spec
+
+
+def env_specs() -> list[EnvSpec]:
+    """The registered gym ids, in registration order."""
+    return list(_ENVS.values())

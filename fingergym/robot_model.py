@@ -1,0 +1,161 @@
+"""A robot's model file, read once: joints, limits and ros2_control controllers, plus the Drake
+pieces every robot shares (parse into a plant, inverse-dynamics position controller).
+
+The URDF is the one description of a robot: Drake parses it for the sim and the virtual robot,
+and :class:`RobotModel` reads from it (with the standard library's XML parser) what the hardware
+side needs: joint names, position and velocity limits, and the ``<ros2_control>`` block's
+position-commanded joints. ``controllers.yaml`` next to it names the forward position
+controller, whose ``/<name>/commands`` topic the hardware station publishes to.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from fingergym.interfaces import JointLimits
+
+FORWARD_CONTROLLERS = ("forward_command_controller/ForwardCommandController",
+                       "position_controllers/JointGroupPositionController")
+
+
+class RobotModelError(ValueError):
+    """The model file or its controllers file is missing or inconsistent (names the file)."""
+
+
+@dataclass(frozen=True)
+class RobotModel:
+    """What the generic machinery reads from a robot's model and controllers files."""
+
+    path: Path
+    name: str
+    command_joints: tuple[str, ...]    # the forward position controller's joints, in order
+    state_joints: tuple[str, ...]      # joints with state interfaces (JointState names)
+    limits: JointLimits                # of the command joints
+    controller_name: str
+
+    @staticmethod
+    def load(path: Path | str, controllers: Path | str | None = None) -> RobotModel:
+        return _load(Path(path), None if controllers is None else Path(controllers))
+
+
+@lru_cache(maxsize=32)
+def _load(path: Path, controllers: Path | None) -> RobotModel:
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as e:
+        raise RobotModelError(f"{path}: cannot read the robot model: {e}") from e
+    if root.tag != "robot":
+        raise RobotModelError(f"{path}: expected a URDF <robot> element, got <{root.tag}>")
+    joints = {j.get("name"): j for j in root.findall("joint")}
+    block = root.find("ros2_control")
+    if block is None:
+        raise RobotModelError(f"{path}: no <ros2_control> block (position command interfaces)")
+    commanded, stated = [], []
+    for j in block.findall("joint"):
+        name = j.get("name")
+        if name not in joints:
+            raise RobotModelError(f"{path}: <ros2_control> joint {name!r} is not a URDF joint")
+        if any(c.get("name") == "position" for c in j.findall("command_interface")):
+            commanded.append(name)
+        if j.findall("state_interface"):
+            stated.append(name)
+    controller, order = _forward_controller(path, controllers)
+    if order:
+        unknown = [n for n in order if n not in commanded]
+        if unknown:
+            raise RobotModelError(f"{controllers}: {controller}.joints {unknown} have no position "
+                                  f"command interface in {path.name}'s <ros2_control> block")
+        commanded = list(order)
+    if not commanded:
+        raise RobotModelError(f"{path}: no joint with a position command interface")
+    lower, upper, velocity = [], [], []
+    for name in commanded:
+        limit = joints[name].find("limit")
+        if limit is None:
+            raise RobotModelError(f"{path}: joint {name!r} has no <limit>")
+        try:
+            lower.append(float(limit.get("lower")))
+            upper.append(float(limit.get("upper")))
+            velocity.append(float(limit.get("velocity")))
+        except (TypeError, ValueError) as e:
+            raise RobotModelError(f"{path}: joint {name!r}: <limit> needs numeric lower, upper "
+                                  f"and velocity") from e
+    state = commanded + [n for n in stated if n not in commanded]
+    return RobotModel(path, root.get("name", path.stem), tuple(commanded), tuple(state),
+                      JointLimits(np.array(lower), np.array(upper), np.array(velocity)),
+                      controller)
+
+
+def _forward_controller(path: Path, controllers: Path | None) -> tuple[str, list[str]]:
+    """(name, joints) of the forward position controller in ``controllers.yaml``."""
+    if controllers is None:
+        return f"{path.stem}_controller", []
+    try:
+        data = yaml.safe_load(controllers.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise RobotModelError(f"{controllers}: cannot read: {e}") from e
+    manager = ((data.get("controller_manager") or {}).get("ros__parameters") or {})
+    names = [k for k, v in manager.items()
+             if isinstance(v, dict) and v.get("type") in FORWARD_CONTROLLERS]
+    if len(names) != 1:
+        raise RobotModelError(f"{controllers}: expected one forward position controller "
+                              f"({' or '.join(FORWARD_CONTROLLERS)}), found {names}")
+    params = (data.get(names[0]) or {}).get("ros__parameters") or {}
+    return names[0], list(params.get("joints") or [])
+
+
+# ---------------------------------------------------------------------------- Drake
+def add_model(plant: Any, scene_graph: Any, model: RobotModel, proximity: Any,
+              home: np.ndarray) -> Any:
+    """Parse ``model`` into ``plant``; its collision geometries get ``proximity``; the command
+    joints start at ``home``. Returns the model instance."""
+    from pydrake.geometry import RoleAssign
+    from pydrake.multibody.parsing import Parser
+
+    (instance,) = Parser(plant).AddModels(str(model.path))
+    inspector = scene_graph.model_inspector()
+    for body_index in plant.GetBodyIndices(instance):
+        for gid in plant.GetCollisionGeometriesForBody(plant.get_body(body_index)):
+            props = inspector.GetProximityProperties(gid)
+            if props is not None:
+                scene_graph.AssignRole(plant.get_source_id(), gid, proximity, RoleAssign.kReplace)
+    for name, q in zip(model.command_joints, home):
+        plant.GetJointByName(name, instance).set_default_positions([float(q)])
+    return instance
+
+
+def add_inverse_dynamics_controller(builder: Any, plant: Any, instance: Any, model: RobotModel,
+                                    kp: float, kd: float, ki: float) -> Any:
+    """Drake's ``InverseDynamicsController`` on a robot-only plant parsed from the same file;
+    returns its command input (n_cmd,) (desired positions; desired velocities are zero)."""
+    from pydrake.multibody.parsing import Parser
+    from pydrake.multibody.plant import MultibodyPlant
+    from pydrake.systems.controllers import InverseDynamicsController
+    from pydrake.systems.primitives import ConstantVectorSource, Multiplexer
+
+    control_model = MultibodyPlant(time_step=0.0)
+    Parser(control_model).AddModels(str(model.path))
+    control_model.Finalize()
+    n = control_model.num_positions()
+    if n != len(model.command_joints):
+        raise RobotModelError(f"{model.path}: the default controller needs one command joint "
+                              f"per position ({n} positions, {len(model.command_joints)} "
+                              f"command joints); override Robot.add_controller")
+    controller = builder.AddSystem(InverseDynamicsController(
+        control_model, [kp] * n, [ki] * n, [kd] * n, False))
+    controller.set_name(f"{model.name}_controller")
+    builder.Connect(plant.get_state_output_port(instance),
+                    controller.get_input_port_estimated_state())
+    builder.Connect(controller.get_output_port_control(), plant.get_actuation_input_port())
+    desired = builder.AddSystem(Multiplexer([n, n]))
+    zero_velocity = builder.AddSystem(ConstantVectorSource(np.zeros(n)))
+    builder.Connect(zero_velocity.get_output_port(), desired.get_input_port(1))
+    builder.Connect(desired.get_output_port(), controller.get_input_port_desired_state())
+    return desired.get_input_port(0)

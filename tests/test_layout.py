@@ -1,0 +1,85 @@
+"""Named vector layouts, robot model files and the plug-in registry."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fingergym.layout import Layout, LayoutError
+from fingergym.registry import RegistryError, robot_class, task_class
+from fingergym.robot_model import RobotModel, RobotModelError
+
+
+def test_layout_names_groups_and_json_round_trip():
+    lay = Layout(["a", "b", "c", "d"], groups={"ab": ["a", "b"], "db": ["d", "b"]})
+    assert lay.size == 4 and lay.index("c") == 2
+    assert lay["ab"] == slice(0, 2) and list(lay["db"]) == [3, 1]
+    v = np.arange(4.0)
+    assert lay.get(v, "c") == 2.0 and list(lay.get(v, "db")) == [3.0, 1.0]
+    batch = np.arange(8.0).reshape(2, 4)
+    assert list(lay.get(batch, "c")) == [2.0, 6.0]
+    lay.set(v, "ab", [10.0, 11.0])
+    assert list(v) == [10.0, 11.0, 2.0, 3.0]
+    assert lay.as_dict(v)["b"] == 11.0 and list(lay.vector({"a": 1, "b": 2, "c": 3, "d": 4})) \
+        == [1, 2, 3, 4]
+    again = Layout.from_json(lay.to_json())
+    assert again == lay and hash(again) == hash(lay)
+    assert Layout.from_dict(["a", "b", "c", "d"]).same_names(lay)  # a plain name list (old files)
+    assert json.loads(lay.to_json())["groups"]["db"] == ["d", "b"]
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: Layout(["a", "a"]), "duplicate"),
+    (lambda: Layout(["a"], groups={"g": ["z"]}), "unknown elements"),
+    (lambda: Layout(["a"], groups={"a": ["a"]}), "name of an element"),
+    (lambda: Layout(["a"]).index("b"), "no element 'b'"),
+    (lambda: Layout(["a", "b"]).get(np.zeros(3), "a"), "shape"),
+    (lambda: Layout.from_json("{"), "not JSON"),
+    (lambda: Layout.from_dict({"nam": []}), "needs 'names'"),
+])
+def test_layout_errors_are_one_line(build, message):
+    with pytest.raises(LayoutError, match=message) as err:
+        build()
+    assert "\n" not in str(err.value)
+
+
+def test_robot_model_reads_joints_limits_and_controller():
+    from fingergym.robots.finger import Finger
+
+    m = RobotModel.load(Finger.model_file, Finger.controllers_file)
+    assert m.command_joints == ("finger_x", "finger_z") and m.controller_name == "finger_controller"
+    assert list(m.limits.lower) == [-0.3, 0.0] and list(m.limits.upper) == [0.3, 0.5]
+    assert np.all(m.limits.velocity > 0)
+
+
+def test_robot_model_errors_name_the_file(tmp_path):
+    bad = tmp_path / "r.urdf"
+    bad.write_text("<robot name='r'><joint name='j' type='prismatic'/></robot>")
+    with pytest.raises(RobotModelError, match=r"r\.urdf: no <ros2_control> block"):
+        RobotModel.load(bad)
+    bad.write_text("<robot name='r'><joint name='j' type='prismatic'/><ros2_control>"
+                   "<joint name='j'><command_interface name='position'/></joint>"
+                   "</ros2_control></robot>")
+    with pytest.raises(RobotModelError, match="joint 'j' has no <limit>"):
+        RobotModel.load(bad)
+
+
+def test_registry_resolves_names_module_refs_and_files(tmp_path):
+    from fingergym.interfaces import Robot
+    from fingergym.robots.finger import Finger
+
+    assert robot_class("finger") is Finger
+    assert robot_class("fingergym.robots.finger:Finger") is Finger
+    plugin = tmp_path / "my_robot.py"
+    plugin.write_text("from fingergym.robots.finger import Finger\n"
+                      "class Other(Finger):\n    name = 'other'\n")
+    other = robot_class(f"{plugin}:Other")
+    assert issubclass(other, Robot) and other.name == "other"
+    with pytest.raises(RegistryError, match="unknown robot 'nope'"):
+        robot_class("nope")
+    with pytest.raises(RegistryError, match="cannot import"):
+        task_class("no_such_module_xyz:Task")
+    with pytest.raises(RegistryError, match="not a Task subclass"):
+        task_class("fingergym.robots.finger:Finger")
