@@ -165,7 +165,7 @@ class EpisodePlant:
         from pydrake.autodiffutils import AutoDiffXd
         from pydrake.systems.analysis import Simulator_
 
-        from fingergym.task import reward
+        from fingergym.task import FINGER_Q, FINGER_V, reward
 
         ad = n_derivatives > 0
         diagram = self.diagram_ad if ad else self.diagram
@@ -202,8 +202,8 @@ class EpisodePlant:
             for _ in range(per_env * spp):
                 j = -(-k // spp) - 1 - delay  # period whose command reaches the plant at t_k
                 sp = held if j < 0 else commands[j]
-                e = np.array([sp[0] - x[3], sp[1] - x[4]])
-                port.FixValue(pctx, M @ (kp * e - kd * x[8:10]) - tau_g)
+                e = np.array([sp[0] - x[FINGER_Q][0], sp[1] - x[FINGER_Q][1]])
+                port.FixValue(pctx, M @ (kp * e - kd * x[FINGER_V]) - tau_g)
                 k += 1
                 sim.AdvanceTo(k * self.dt)
                 x = np.asarray(plant.GetPositionsAndVelocities(pctx))[self.select]
@@ -255,6 +255,13 @@ def angle_from_vertical(theta: Any) -> Any:
     return theta + (float(afv(v)) - v)
 
 
+def obs_index(name: str) -> int:
+    """Index of an element of the task's observation layout by name (``"box_omega"``...)."""
+    from fingergym.task import OBS_NAMES
+
+    return OBS_NAMES.index(name)
+
+
 def _values(x: Any) -> Array:
     return np.array([v.value() if hasattr(v, "value") else float(v) for v in np.ravel(x)])
 
@@ -296,13 +303,15 @@ class Episode:
         (gap below ``tol`` [m], from the geometry of the scenario and this episode's box)."""
         s, p = self.scenario, self.params
         x = self.state_values()
-        c, sn = np.cos(x[:, 2]), np.sin(x[:, 2])
+        bx, bz, th, fx, fz = (x[:, obs_index(n)] for n in
+                              ("box_x", "box_z", "box_theta", "finger_x", "finger_z"))
+        c, sn = np.cos(th), np.sin(th)
         hl, ht = 0.5 * p.box_length, 0.5 * p.box_thickness
-        corners = np.stack([np.stack([x[:, 0] + sx * hl * c - sy * ht * sn,
-                                      x[:, 1] + sx * hl * sn + sy * ht * c], axis=-1)
+        corners = np.stack([np.stack([bx + sx * hl * c - sy * ht * sn,
+                                      bz + sx * hl * sn + sy * ht * c], axis=-1)
                             for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))], axis=1)
         # finger centre in the box frame, distance to the rectangle
-        dx, dz = x[:, 3] - x[:, 0], x[:, 4] - x[:, 1]
+        dx, dz = fx - bx, fz - bz
         u, v = c * dx + sn * dz, -sn * dx + c * dz
         gap = np.hypot(np.maximum(np.abs(u) - hl, 0), np.maximum(np.abs(v) - ht, 0))
         finger = gap - s.finger.radius < tol
