@@ -31,7 +31,7 @@ import numpy as np
 from . import boxflip
 from .estimators import Array, bernstein_eps, choose_alpha
 
-TRAIN_SEED0 = 2_000_000     # optimization episodes: TRAIN_SEED0 + k
+TRAIN_SEED0 = 2_000_000     # optimization episodes: TRAIN_SEED0 + 100000 seed + k
 TRACK_SEED0 = 10_000        # held-out seeds for the curves along training (float rollouts)
 EVAL_SEED0 = 100_000        # held-out seeds for the final evaluation in fingergym.make_env
 FEEDBACK_SCALE = {"box_x": 0.1, "angle_from_vertical": math.pi / 2, "box_omega": 5.0}
@@ -373,7 +373,8 @@ def run_gradient_method(method: str, task: Task, cfg: RunConfig,
     clock = _Clock()
     _track(task, cfg, theta.detach().numpy(), 0, clock, curve)
     for it in range(cfg.iterations):
-        seeds = [TRAIN_SEED0 + it * cfg.episodes + k for k in range(cfg.episodes)]
+        seeds = [TRAIN_SEED0 + 100_000 * cfg.seed + it * cfg.episodes + k
+                 for k in range(cfg.episodes)]
         th = theta.detach().numpy().copy()
         t0 = time.perf_counter()
         batch = task.collect(th, seeds, rng, autodiff)
