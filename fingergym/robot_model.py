@@ -131,6 +131,9 @@ def add_model(plant: Any, scene_graph: Any, model: RobotModel, proximity: Any,
     return instance
 
 
+_CONTROL_MODELS: dict[Path, Any] = {}  # model file -> finalized robot-only plant (read-only)
+
+
 def add_inverse_dynamics_controller(builder: Any, plant: Any, instance: Any, model: RobotModel,
                                     kp: float, kd: float, ki: float) -> Any:
     """Drake's ``InverseDynamicsController`` on a robot-only plant parsed from the same file;
@@ -138,11 +141,14 @@ def add_inverse_dynamics_controller(builder: Any, plant: Any, instance: Any, mod
     from pydrake.multibody.parsing import Parser
     from pydrake.multibody.plant import MultibodyPlant
     from pydrake.systems.controllers import InverseDynamicsController
-    from pydrake.systems.primitives import ConstantVectorSource, Multiplexer
+    from pydrake.systems.primitives import ConstantVectorSource, MatrixGain, Multiplexer
 
-    control_model = MultibodyPlant(time_step=0.0)
-    Parser(control_model).AddModels(str(model.path))
-    control_model.Finalize()
+    control_model = _CONTROL_MODELS.get(model.path)
+    if control_model is None:  # parsed once: every episode's controller reads the same model
+        control_model = MultibodyPlant(time_step=0.0)
+        Parser(control_model).AddModels(str(model.path))
+        control_model.Finalize()
+        _CONTROL_MODELS[model.path] = control_model
     n = control_model.num_positions()
     if n != len(model.command_joints):
         raise RobotModelError(f"{model.path}: the default controller needs one command joint "
@@ -158,4 +164,12 @@ def add_inverse_dynamics_controller(builder: Any, plant: Any, instance: Any, mod
     zero_velocity = builder.AddSystem(ConstantVectorSource(np.zeros(n)))
     builder.Connect(zero_velocity.get_output_port(), desired.get_input_port(1))
     builder.Connect(desired.get_output_port(), controller.get_input_port_desired_state())
-    return desired.get_input_port(0)
+    order = [control_model.GetJointByName(j).position_start() for j in model.command_joints]
+    if order == list(range(n)):
+        return desired.get_input_port(0)
+    # the command's joint order differs from the model's position order: permute
+    P = np.zeros((n, n))
+    P[order, np.arange(n)] = 1.0
+    permute = builder.AddSystem(MatrixGain(P))
+    builder.Connect(permute.get_output_port(), desired.get_input_port(0))
+    return permute.get_input_port()

@@ -46,8 +46,6 @@ LABELS = {"reinforce_total": "REINFORCE (total return)",
           "aobg": "AoBG (alpha rule: REINFORCE-V + FoBG)",
           "ppo": "PPO (stable-baselines3)"}
 ZOBG_VARIANTS = ("total", "rtg", "rtg_const", "rtg_value")
-_BOX_X, _BOX_THETA, _BOX_OMEGA = (boxflip.obs_index(n) for n in ("box_x", "box_theta",
-                                                                   "box_omega"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,10 +73,11 @@ class LinearPolicy:
         """``phi`` ``(F,)`` at env step ``i`` (observation taken at ``t = i * step``)."""
         s = min(max(i / self.horizon, 0.0), 1.0) * (self.nodes - 1)
         hats = np.maximum(0.0, 1.0 - np.abs(s - np.arange(self.nodes)))
-        fb = [obs[_BOX_X] / FEEDBACK_SCALE["box_x"],
-              boxflip.angle_from_vertical(obs[_BOX_THETA])
+        ix = boxflip.obs_index
+        fb = [obs[ix("box_x")] / FEEDBACK_SCALE["box_x"],
+              boxflip.angle_from_vertical(obs[ix("box_theta")])
               / FEEDBACK_SCALE["angle_from_vertical"],
-              obs[_BOX_OMEGA] / FEEDBACK_SCALE["box_omega"]]
+              obs[ix("box_omega")] / FEEDBACK_SCALE["box_omega"]]
         return np.concatenate([hats.astype(object if _is_ad(obs) else float), fb])
 
     def initial(self, scaling: Any, home: Array, horizon_s: float) -> Array:
@@ -165,7 +164,7 @@ class Task:
         the env uses for that draw. Returns the episode and the features ``(H, F)``."""
         plant = self.plant(seed)
         pol = self.policy
-        std = boxflip.obs_noise_std(plant.params)
+        std = boxflip.obs_noise_std(self.scenario, plant.params)
         noise = np.random.default_rng(seed).normal(size=(self.horizon, std.size)) * std
         if autodiff:
             from pydrake.autodiffutils import InitializeAutoDiff

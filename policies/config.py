@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,29 +24,35 @@ DEFAULT_TRAIN_CONFIG = "train.yaml"
 @dataclass
 class EnvConfig:
     scenario: str = _f("", doc="scenario YAML path; empty: the shipped configs/scenario.yaml")
-    n_envs: int = _f(0, 0, 64, doc="parallel envs (SubprocVecEnv); 0: one per CPU core")
+    n_envs: int = _f(0, 0, 1024, doc="parallel envs; 0: one per CPU core of this machine")
+    backend: str = _f("subproc", choices=("subproc", "ray"),
+                      doc="subproc: SubprocVecEnv on this machine; ray: Ray actors on a cluster")
+    ray_address: str = _f("", doc="ray backend: cluster address (auto, HOST:PORT, "
+                                  "ray://HOST:10001); empty: start a local Ray")
+    envs_per_worker: int = _f(1, 1, 1024, doc="ray backend: envs per Ray actor (one call steps "
+                                              "them all)")
     randomize: bool = True
     # Extra dotted-key overrides of the scenario for TRAINING only, e.g.
-    # {"randomization.box_x": [-0.05, 0.05]} (evaluation always uses the unmodified scenario).
+    # {"box.x_range": [-0.05, 0.05]} (evaluation always uses the unmodified scenario).
     overrides: dict = field(default_factory=dict)
 
 
 @dataclass
 class PPOConfig:
-    learning_rate: float = _f(3e-4, 0.0, 1.0, lo_open=True)
-    lr_schedule: str = _f("constant", choices=("constant", "linear"),
+    learning_rate: float = _f(1e-4, 0.0, 1.0, lo_open=True)
+    lr_schedule: str = _f("linear", choices=("constant", "linear"),
                           doc="linear: decays to 0 at total_timesteps")
     n_steps: int = _f(1024, 8, 1_000_000, doc="rollout steps per env per update")
     batch_size: int = _f(256, 2, 1_000_000)
-    n_epochs: int = _f(10, 1, 1000)
+    n_epochs: int = _f(5, 1, 1000)
     gamma: float = _f(0.99, 0.0, 1.0)
     gae_lambda: float = _f(0.95, 0.0, 1.0)
-    clip_range: float = _f(0.2, 0.0, 10.0, lo_open=True)
+    clip_range: float = _f(0.1, 0.0, 10.0, lo_open=True)
     ent_coef: float = _f(0.0, 0.0, 1.0)
     vf_coef: float = _f(0.5, 0.0, 10.0)
     max_grad_norm: float = _f(0.5, 0.0, 1000.0, lo_open=True)
-    target_kl: float = _f(0.0, 0.0, 10.0, doc="0: off")
-    log_std_init: float = _f(0.0, -10.0, 5.0, doc="initial log std of the Gaussian policy")
+    target_kl: float = _f(0.03, 0.0, 10.0, doc="0: off")
+    log_std_init: float = _f(-1.5, -10.0, 5.0, doc="initial log std of the Gaussian policy")
 
 
 @dataclass
@@ -65,19 +72,20 @@ class NormalizeConfig:
 
 @dataclass
 class WarmStartConfig:
-    """Behaviour cloning from the scripted expert before PPO (0 episodes: off)."""
+    """Behaviour cloning from the task's scripted expert before PPO (0 episodes: off; a task
+    without an expert needs 0)."""
 
-    episodes: int = _f(0, 0, 100_000, doc="expert episodes (0: no warm start)")
+    episodes: int = _f(400, 0, 100_000, doc="expert episodes (0: no warm start)")
     epochs: int = _f(30, 1, 10_000)
     batch_size: int = _f(256, 2, 1_000_000)
     learning_rate: float = _f(1e-3, 0.0, 1.0, lo_open=True)
-    log_std: float = _f(-1.5, -10.0, 5.0, doc="policy log std after cloning")
+    log_std: float = _f(-2.0, -10.0, 5.0, doc="policy log std after cloning")
     seed: int = _f(1_000_000, 0, 2**31 - 1, doc="first episode seed of the expert data")
 
 
 @dataclass
 class EvalConfig:
-    freq: int = _f(50_000, 0, 10**9, doc="env steps between evaluations (0: only at the end)")
+    freq: int = _f(20_000, 0, 10**9, doc="env steps between evaluations (0: only at the end)")
     episodes: int = _f(20, 1, 100_000)
     seed: int = _f(10_000, 0, 2**31 - 1, doc="first held-out episode seed")
 
@@ -85,7 +93,7 @@ class EvalConfig:
 @dataclass
 class TrainConfig:
     seed: int = _f(0, 0, 2**31 - 1)
-    total_timesteps: int = _f(1_000_000, 1, 10**10)
+    total_timesteps: int = _f(400_000, 1, 10**10)
     checkpoint_freq: int = _f(100_000, 0, 10**10, doc="env steps between checkpoints (0: off)")
     torch_threads: int = _f(1, 1, 64)
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -137,6 +145,12 @@ def _check(cfg: TrainConfig, source: str) -> None:
             raise ScenarioError(f"{source}: policy.{name}: layer sizes must be >= 1")
     if not isinstance(cfg.env.overrides, dict):
         raise ScenarioError(f"{source}: env.overrides: expected a mapping")
+    if cfg.env.backend != "ray" and (cfg.env.ray_address or cfg.env.envs_per_worker != 1):
+        key = "ray_address" if cfg.env.ray_address else "envs_per_worker"
+        raise ScenarioError(f"{source}: env.{key}: only used with env.backend: ray")
+    if cfg.env.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ScenarioError(f"{source}: env.backend: ray is not installed "
+                            f"(pip install 'fingergym[ray]')")
     if cfg.env.n_envs and cfg.ppo.batch_size > cfg.ppo.n_steps * cfg.env.n_envs:
         raise ScenarioError(f"{source}: ppo.batch_size: {cfg.ppo.batch_size} is larger than a "
                             f"rollout (ppo.n_steps x env.n_envs)")

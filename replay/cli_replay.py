@@ -30,11 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-simulate the logged actions open-loop from the logged initial "
                              "state and report the divergence (the sim-to-real gap)")
     parser.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
-                        help="--in sim: override an episode physics parameter, e.g. "
-                             "friction=0.5, box_mass=1.2, kp=80 (repeatable)")
+                        help="--in sim: override an episode physics parameter, e.g. friction=0.5, "
+                             "kp=80, or one of the task's (box_mass=1.2) (repeatable)")
     parser.add_argument("--scenario", type=Path, default=None,
                         help="scenario YAML to replay with (default: the one logged in the bag); "
-                             "must match the logged workspace (finger, bin, step)")
+                             "must match the logged task, robot, layouts, workspace and step")
     parser.add_argument("--every", type=int, default=10,
                         help="--in sim: print the divergence every N steps (default 10)")
     parser.add_argument("--on-robot", action="store_true",
@@ -57,22 +57,37 @@ def describe(ep: Episode) -> str:
     outcome = {True: "succeeded", False: "failed", None: "unknown"}[ep.success]
     lines = [f"{ep.path}: {ep.mode} episode, {ep.steps} steps "
              f"({ep.steps * float(m.get('step', 0.1)):.1f} s), return {ep.episode_return:.1f}, "
-             f"{outcome} ({ep.end_reason})",
+             f"{outcome} ({ep.end_reason}); bag {ep.status}",
              f"  recorded {m.get('created', '?')}, seed {m.get('seed')}, "
              f"policy {m.get('policy', '-')} sha256 {str(m.get('policy_sha256', '-'))[:12]}",
              "  topics: " + ", ".join(f"{t} ({n})" for t, n in sorted(ep.topic_counts.items()))]
     return "\n".join(lines)
 
 
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
 def run(args: argparse.Namespace) -> int:
-    try:
+    from fingergym.files import check_output_dir, check_output_file
+
+    try:  # outputs checked before any replay runs
+        if args.plot:
+            check_output_file(args.plot, "the plot", PLOT_SUFFIXES)
+        if args.log_dir and args.on_robot:
+            check_output_dir(args.log_dir, "the replay's bag")
         ep = read_episode(args.bag)
-    except BagError as e:
+    except (BagError, OSError) as e:
         print(f"fingergym replay: {e}", file=sys.stderr)
         return 2
     print(describe(ep))
     for note in ep.notes:
         print(f"  note: {note}", file=sys.stderr)
+    for problem in ep.problems:
+        print(f"  damaged: {problem}", file=sys.stderr)
+    if ep.damaged and (args.in_ or args.on_robot):
+        print(f"fingergym replay: {args.bag}: the bag is damaged ({ep.problems[0]}); refusing "
+              f"to replay its actions (plot or describe it instead)", file=sys.stderr)
+        return 2
     if ep.truncated:
         print(f"  warning: truncated bag; replaying the {ep.steps} step(s) it holds",
               file=sys.stderr)
@@ -116,13 +131,18 @@ def run(args: argparse.Namespace) -> int:
 
             print(f"wrote {plot_episode(ep, args.plot, replay)}")
         if args.meshcat:
+            from pydrake.geometry import StartMeshcat
+
+            from fingergym.cli import serve_until_interrupted
+
             from .meshcat_view import show_episode
 
-            meshcat = show_episode(ep, speed=args.speed)
-            print(f"shown in Meshcat at {meshcat.web_url()} (the animation stays scrubbable "
-                  f"there); press Enter to quit")
-            if sys.stdin.isatty():
-                input()
+            meshcat = StartMeshcat()
+            print(f"playing in Meshcat (2D view of the bin) at {meshcat.web_url()}, "
+                  f"{args.speed:g}x real time", flush=True)
+            show_episode(ep, speed=args.speed, meshcat=meshcat)
+            serve_until_interrupted("the episode stays there as an animation (replay or scrub "
+                                    "it with the controls); Ctrl-C to exit")
     except (BagError, ValueError, ScenarioError) as e:
         print(f"fingergym replay: {e}", file=sys.stderr)
         return 2

@@ -1,18 +1,21 @@
-"""A table of the logged episodes in a directory (``fingergym episodes DIR``)."""
+"""A table of the logged episodes in a directory (``fingergym episodes DIR``).
+
+Every bag is read and checked (:func:`~fingergym.replay.reader.read_episode`), never listed from
+its ``metadata.yaml`` alone: the ``check`` column says ``ok``, ``incomplete`` (cut short by a
+crash: a clean prefix) or ``damaged`` (with the first problem found), and a damaged bag's
+recorded outcome is shown as ``?``: it cannot be trusted.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-
-import yaml
 
 from .reader import BagError, read_episode
 
 COLUMNS = ("date (UTC)", "mode", "policy", "success", "return", "steps", "length", "end reason",
-           "bag")
+           "check", "bag")
 
 
 def find_bags(root: Path) -> list[Path]:
@@ -22,45 +25,40 @@ def find_bags(root: Path) -> list[Path]:
     return sorted({p.parent for p in root.rglob("*.mcap")})
 
 
-def _row(m: dict, steps: int, truncated: bool) -> tuple[str, ...]:
+def _row(m: dict, steps: int, status: str) -> tuple[str, ...]:
     policy = str(m.get("policy") or "-")
     policy = Path(policy).name if policy != "-" else policy
     sha = m.get("policy_sha256")
     if sha:
-        policy += f" ({sha[:8]})"
-    success = {True: "yes", False: "no", None: "?"}[m.get("success")]
-    reason = m.get("end_reason", "unfinished") + (" [truncated bag]" if truncated else "")
+        policy += f" ({str(sha)[:8]})"
+    success = {True: "yes", False: "no"}.get(m.get("success"), "?")
+    if status.startswith("damaged"):
+        success = "?"
+    reason = str(m.get("end_reason", "unfinished"))[:40]
     ret = m.get("episode_return")
-    return (str(m.get("created", "?")).replace("T", " ")[:19], str(m.get("mode", "?")), policy,
-            success, "?" if ret is None else f"{float(ret):.1f}", str(steps),
-            f"{steps * float(m.get('step', 0.1)):.1f} s", reason)
-
-
-def _closed_summary(bag: Path) -> tuple[str, ...] | None:
-    """The row from metadata.yaml's custom_data of a closed bag (no need to read messages)."""
     try:
-        info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-        m = json.loads(info["custom_data"]["fingergym"])
-        return _row(m, int(m["steps"]), False)
-    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
-        return None
+        ret_text = "?" if ret is None else f"{float(ret):.1f}"
+        length = f"{steps * float(m.get('step', 0.1)):.1f} s"
+    except (TypeError, ValueError):
+        ret_text, length = "?", "?"
+    return (str(m.get("created", "?")).replace("T", " ")[:19], str(m.get("mode", "?"))[:16],
+            policy[:40], success, ret_text, str(steps), length, reason, status)
 
 
 def episode_rows(root: Path) -> list[tuple[str, ...]]:
     rows = []
     for bag in find_bags(root):
         name = str(bag.relative_to(root)) if bag != root else bag.name
-        quick = _closed_summary(bag)
-        if quick is not None:
-            rows.append((*quick, name))
-            continue
         try:
             ep = read_episode(bag)
         except BagError as e:
-            rows.append(("?", "?", "?", "?", "?", "?", "?", f"unreadable: {e}"[:80], name))
+            rows.append(("?", "?", "?", "?", "?", "?", "?", "?", f"unreadable: {e}"[:80], name))
             continue
+        status = ep.status
+        if ep.damaged:
+            status += f": {ep.problems[0]}"[:70]
         rows.append((*_row({**ep.metadata, "success": ep.success, "end_reason": ep.end_reason,
-                            "episode_return": ep.episode_return}, ep.steps, ep.truncated), name))
+                            "episode_return": ep.episode_return}, ep.steps, status), name))
     return rows
 
 
@@ -89,5 +87,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(format_table(rows))
     n_ok = sum(r[3] == "yes" for r in rows)
-    print(f"{len(rows)} episode(s), {n_ok} succeeded")
+    status = [r[8].split(":")[0] for r in rows]
+    print(f"{len(rows)} episode(s), {n_ok} succeeded; bags: {status.count('ok')} ok, "
+          f"{status.count('incomplete')} incomplete, {status.count('damaged')} damaged, "
+          f"{status.count('unreadable')} unreadable")
     return 0

@@ -11,6 +11,10 @@ when it chose ``action``; ``action``/``target`` are what was actually sent (afte
 safety layer); ``reward`` is what that step returned; ``sim_time`` is the time of
 ``observation``. Pass ``final_observation`` to :meth:`close` to keep the state after the last step.
 
+Every message carries an MCAP sequence number, the step number (1, 2, ...) on the step topics and
+a per-topic counter on the others, and every chunk a CRC (:mod:`.mcap_io`): the reader pairs
+step topics by step and detects lost messages and damaged chunks.
+
 ``record_*`` only put a tuple on a queue: a background thread serializes (rosbags typestore) and
 writes. It closes the MCAP chunk and flushes the file at least every ``flush_period`` seconds, so a
 crash or SIGKILL loses at most that much; :mod:`fingergym.replay.reader` reads such a bag (no
@@ -26,7 +30,6 @@ from __future__ import annotations
 
 import atexit
 import datetime as _dt
-import hashlib
 import json
 import logging
 import queue
@@ -37,12 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin
 
 from fingergym.scenario import Scenario, to_dict
-from fingergym.task import ACTION_DIM, OBS_DIM, OBS_NAMES
 
 from . import topics as T
+from .mcap_io import BagWriter
 
 log = logging.getLogger(__name__)
 FLUSH_PERIOD = 0.5  # [s] the most a crash can lose
@@ -50,15 +53,6 @@ FLUSH_PERIOD = 0.5  # [s] the most a crash can lose
 
 class RecorderError(RuntimeError):
     """The bag could not be written (raised by the constructor and by close())."""
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (the policy hash stored in the metadata)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def to_json(obj: Any) -> str:
@@ -100,20 +94,45 @@ def _close_open_recorders() -> None:
 
 
 class EpisodeRecorder:
-    """Record one episode as a rosbag2 MCAP bag directory (created; must not exist)."""
+    """Record one episode as a rosbag2 MCAP bag directory (created; must not exist).
+
+    ``topics``: the robot's topic names (:func:`fingergym.hardware.config.topics`; default:
+    from the shipped hardware config), recorded in the metadata and used for the raw topics
+    synthesized in sim.
+    """
 
     def __init__(self, bag_dir: Path | str, *, metadata: dict, scenario: Scenario,
-                 flush_period: float = FLUSH_PERIOD):
+                 topics=None, flush_period: float = FLUSH_PERIOD):
         self.path = Path(bag_dir)
         self.scenario = scenario
         self.flush_period = float(flush_period)
         self.clock = "sim" if metadata.get("mode") == "sim" else "wall"
         self.start_ns = time.time_ns()
+        task, robot = scenario.plugins()
+        spec = task.observation()
+        if topics is None:
+            from fingergym.hardware.config import load_hardware_config
+            from fingergym.hardware.config import topics as make_topics
+
+            topics = make_topics(load_hardware_config(), robot, spec.objects)
+        self.topics = topics
+        self.obs_layout, self.act_layout = spec.layout, robot.command_layout
+        self._n, self._m = self.obs_layout.size, self.act_layout.size
+        self._labels = {T.OBSERVATION: ",".join(self.obs_layout.names),
+                        T.STATE: ",".join(self.obs_layout.names),
+                        T.ACTION: ",".join(self.act_layout.names),
+                        T.TARGET: ",".join(self.act_layout.names), T.TIME: T.TIME_LABEL}
+        self._synth = T.RawSynth(spec, topics, self.act_layout)
         self.metadata: dict[str, Any] = {
             "format": T.FORMAT,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "obs_names": list(OBS_NAMES),
-            "action_dim": ACTION_DIM,
+            "task": scenario.task, "robot": scenario.robot,
+            "obs_names": list(self.obs_layout.names),
+            "observation_layout": self.obs_layout.to_dict(),
+            "action_layout": self.act_layout.to_dict(),
+            "action_dim": self._m,
+            "topics": {"joint_states": topics.joint_states, "commands": topics.commands,
+                       "objects": dict(topics.objects), "estop": topics.estop},
             "step": scenario.episode.step,
             "clock": self.clock,
             "scenario_source": scenario.source,
@@ -135,7 +154,8 @@ class EpisodeRecorder:
         self._closed = False
         self._error: BaseException | None = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
+        self._writer = BagWriter(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
+        self._sequence: dict[str, int] = {}  # per-topic counter (non-step topics)
         try:
             self._writer.open()
         except Exception as e:
@@ -160,16 +180,16 @@ class EpisodeRecorder:
                     state: np.ndarray | None = None) -> None:
         """Queue one gym step (never blocks). ``state``: the noise-free state (sim only)."""
         self._check_open()
-        obs = _vector("observation", observation, OBS_DIM)
-        act = _vector("action", action, ACTION_DIM)
-        tgt = _vector("target", target, ACTION_DIM)
-        st = None if state is None else _vector("state", state, OBS_DIM)
+        obs = _vector("observation", observation, self._n)
+        act = _vector("action", action, self._m)
+        tgt = _vector("target", target, self._m)
+        st = None if state is None else _vector("state", state, self._n)
         stamp = self.stamp(sim_time, wall_time_ns)
         self._last_stamp = max(self._last_stamp, stamp)
         self.steps += 1
         self.episode_return += float(reward)
         self._queue.put(("step", stamp, float(sim_time), int(wall_time_ns), obs, act, tgt,
-                         float(reward), st))
+                         float(reward), st, self.steps))
 
     def record_raw(self, topic: str, msgtype: str, cdr: bytes, stamp_ns: int) -> None:
         """Queue a raw CDR-serialized ROS message (e.g. ``rclpy.serialization``'s output).
@@ -189,10 +209,10 @@ class EpisodeRecorder:
 
     def record_sim_raw(self, observation: np.ndarray, target: np.ndarray, stamp_ns: int) -> None:
         """Queue the robot's raw topics, synthesized from a sim observation in the writer thread
-        (:func:`fingergym.replay.topics.sim_raw_messages`), so a sim bag looks like a robot bag."""
+        (:class:`fingergym.replay.topics.RawSynth`), so a sim bag looks like a robot bag."""
         self._check_open()
-        self._queue.put(("sim_raw", _vector("observation", observation, OBS_DIM),
-                         _vector("target", target, ACTION_DIM), int(stamp_ns)))
+        self._queue.put(("sim_raw", _vector("observation", observation, self._n),
+                         _vector("target", target, self._m), int(stamp_ns)))
 
     def close(self, *, end_reason: str, success: bool, episode_return: float,
               final_observation: np.ndarray | None = None,
@@ -209,9 +229,9 @@ class EpisodeRecorder:
                "episode_return": float(episode_return), "steps": self.steps,
                "duration": (self._last_stamp - self.start_ns) * 1e-9}
         if final_observation is not None:
-            end["final_observation"] = _vector("final_observation", final_observation, OBS_DIM)
+            end["final_observation"] = _vector("final_observation", final_observation, self._n)
         if final_state is not None:
-            end["final_state"] = _vector("final_state", final_state, OBS_DIM)
+            end["final_state"] = _vector("final_state", final_state, self._n)
         stamp = self._last_stamp if self.clock == "sim" else max(time.time_ns(),
                                                                  self._last_stamp)
         end_json = to_json(end)
@@ -254,36 +274,40 @@ class EpisodeRecorder:
             raise ValueError(f"{topic}: recorded as {conn.msgtype}, now given {msgtype}")
         return conn
 
-    def _write(self, topic: str, msgtype: str, data: bytes, stamp: int) -> None:
-        self._writer.write(self._connection(topic, msgtype), stamp, data)
+    def _write(self, topic: str, msgtype: str, data: bytes, stamp: int,
+               step: int | None = None) -> None:
+        """Write one message; its MCAP sequence number is ``step`` (1, 2, ...: step topics,
+        so a reader pairs them by step) or the topic's own counter."""
+        if step is None:
+            step = self._sequence[topic] = self._sequence.get(topic, 0) + 1
+        self._writer.write_seq(self._connection(topic, msgtype), stamp, data, step)
 
     def _handle(self, item: tuple) -> bool:
         """Write one queued item; returns whether to flush right away."""
         kind = item[0]
         if kind == "step":
-            _, stamp, sim_time, wall_ns, obs, act, tgt, reward, state = item
-            self._write(T.OBSERVATION, T.ARRAY,
-                        T.serialize(T.array_msg(obs, T.LABELS[T.OBSERVATION])), stamp)
-            self._write(T.ACTION, T.ARRAY, T.serialize(T.array_msg(act, T.LABELS[T.ACTION])),
-                        stamp)
-            self._write(T.TARGET, T.ARRAY, T.serialize(T.array_msg(tgt, T.LABELS[T.TARGET])),
-                        stamp)
-            self._write(T.REWARD, T.FLOAT, T.serialize(T.float_msg(reward)), stamp)
-            self._write(T.TIME, T.ARRAY,
-                        T.serialize(T.array_msg([sim_time, wall_ns * 1e-9], T.LABELS[T.TIME])),
-                        stamp)
-            if state is not None:
-                self._write(T.STATE, T.ARRAY,
-                            T.serialize(T.array_msg(state, T.LABELS[T.STATE])), stamp)
+            _, stamp, sim_time, wall_ns, obs, act, tgt, reward, state, k = item
+            lab = self._labels
+            for topic, msg in (
+                    (T.OBSERVATION, T.array_msg(obs, lab[T.OBSERVATION])),
+                    (T.ACTION, T.array_msg(act, lab[T.ACTION])),
+                    (T.TARGET, T.array_msg(tgt, lab[T.TARGET])),
+                    (T.REWARD, T.float_msg(reward)),
+                    (T.TIME, T.array_msg([sim_time, wall_ns * 1e-9], lab[T.TIME])),
+                    *([] if state is None else
+                      [(T.STATE, T.array_msg(state, lab[T.STATE]))])):
+                self._write(topic, T.STEP_TOPICS[topic], T.serialize(msg), stamp, step=k)
             return False
         if kind == "sim_raw":
             _, obs, tgt, stamp = item
-            for topic, msgtype, data in T.sim_raw_messages(obs, tgt, stamp):
+            for topic, msgtype, data in self._synth.messages(obs, tgt, stamp):
                 self._write(topic, msgtype, data, stamp)
             return False
         if kind == "raw":
             _, topic, msgtype, data, stamp = item
-            self._write(topic, msgtype, data, stamp)
+            # rclpy's serialize_message pads some messages (4 bytes after a JointState) that
+            # strict readers (rosbags' deserialize_cdr) reject: write rosbags' own encoding.
+            self._write(topic, msgtype, T.serialize(T.deserialize(data, msgtype)), stamp)
             return False
         _, topic, msgtype, msg, stamp, flush_now = item
         self._write(topic, msgtype, T.serialize(msg), stamp)

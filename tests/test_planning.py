@@ -1,0 +1,131 @@
+"""Planning through contact (fingergym.planning): the quasi-dynamic model, its smoothing, iLQR.
+
+Fast checks only; the studies (success rates, bias/variance) are `fingergym bench planning`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fingergym.planning.ilqr import Cost, PlanConfig, SmoothedILQR
+from fingergym.planning.model import QuasiDynamicModel, solve_exact
+from fingergym.planning.onedim import Pusher1D, compare, t2_quadrature
+from fingergym.scenario import load_scenario
+
+
+@pytest.fixture(scope="module")
+def model() -> QuasiDynamicModel:
+    return QuasiDynamicModel(load_scenario(), h=0.2)
+
+
+def _pushing(model: QuasiDynamicModel) -> tuple[np.ndarray, np.ndarray]:
+    """Finger 2 mm right of a tilted box's right face (no penetration), pushing up-left."""
+    s = model.scenario
+    q = np.array([0.0, 0.5 * s.box.thickness + 0.008, 0.05,
+                  0.5 * s.box.length + s.plugins()[1].radius + 0.002, 0.03])
+    return q, np.array([-0.1, 0.06])
+
+
+@pytest.mark.parametrize("kappa", [100.0, 1000.0])
+def test_barrier_gradients_match_finite_differences(model, kappa):
+    q, u = _pushing(model)
+    _, A, B = model.linearize(q, u, kappa, curvature=True)
+    eps = 1e-6
+
+    def f(qq, uu):
+        return model.step_barrier(qq, uu, kappa).q_next
+
+    B_fd = np.stack([(f(q, u + eps * e) - f(q, u - eps * e)) / (2 * eps) for e in np.eye(2)], 1)
+    A_fd = np.stack([(f(q + eps * e, u) - f(q - eps * e, u)) / (2 * eps) for e in np.eye(5)], 1)
+    assert np.abs(B).max() > 0.1  # the box responds: the check is not vacuous
+    np.testing.assert_allclose(B, B_fd, atol=1e-6)
+    np.testing.assert_allclose(A, A_fd, atol=1e-5)
+    # Without the Jacobians' curvature A is only approximate (the documented default).
+    _, A0, _ = model.linearize(q, u, kappa)
+    assert np.abs(A0 - A_fd).max() > 1e-3
+
+
+def test_exact_step_satisfies_kkt_and_cone_constraints(model):
+    q, u = _pushing(model)
+    p = model.problem(q, u)
+    dq, lam = solve_exact(p)
+    slack = p.G @ dq + p.g0
+    scale = np.abs(lam).max()
+    assert scale > 0.1  # in contact
+    assert slack.min() > -1e-6                        # dual cones (and rotation limit)
+    assert lam.min() > -1e-6 * scale                  # impulses on the cone edges >= 0
+    assert np.abs(lam * slack).max() < 1e-6 * scale   # complementarity
+    np.testing.assert_allclose(p.Q @ dq + p.b, p.G.T @ lam, atol=1e-5 * scale)  # stationarity
+    # Each contact's impulse lies in its friction cone: |lambda_t| <= mu lambda_n.
+    m = len(p.contacts.phi)
+    lam_n = lam[:m] + lam[m:2 * m]
+    lam_t = p.contacts.mu * (lam[:m] - lam[m:2 * m])
+    assert np.all(np.abs(lam_t) <= p.contacts.mu * lam_n + 1e-6 * scale)
+
+
+def test_barrier_step_tends_to_exact_step(model):
+    q, u = _pushing(model)
+    exact = model.step(q, u).dq
+    errs = [np.abs(model.step_barrier(q, u, k).dq - exact).max() for k in (1e2, 1e4, 1e6)]
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[2] < 1e-4
+
+
+def test_one_dim_barrier_equals_student_t_smoothing():
+    pusher = Pusher1D(m=1.0, k=100.0, h=0.1)
+    kappa = 1e4
+    res = compare(pusher, kappa, samples=20_000, solver_samples=20)
+    assert res["exact_closed_vs_clarabel_max_err"] < 1e-4
+    for row in res["rows"]:
+        assert row["barrier_newton"] == pytest.approx(row["barrier_closed"], abs=1e-9)
+        assert row["barrier_newton"] == pytest.approx(row["t2_quadrature"], rel=1e-3)
+    # The matched Gaussian does not reproduce it (light tails): far from contact it is ~0.
+    far = res["rows"][0]
+    assert far["gaussian"] < 0.1 * far["barrier_newton"]
+    # Another kappa, another x: the scale sqrt(delta / 2) is what ties them.
+    assert t2_quadrature(pusher, 0.003, 300.0) == pytest.approx(pusher.barrier(0.003, 300.0),
+                                                                rel=1e-3)
+
+
+def test_short_plan_improves_the_objective(model):
+    s = model.scenario
+    wall = s.bin.wall_x[0]
+    bx = wall + 0.5 * s.box.length + 0.002
+    q0 = model.flat_q(bx, finger=[bx + 0.5 * s.box.length + s.plugins()[1].radius + 0.002,
+                                   0.02])
+    goal = np.array([wall + 0.5 * s.box.thickness, 0.5 * s.box.length, np.pi / 2, 0, 0])
+    cost = Cost(goal, np.array([1.0, 1.0, 0.3, 0, 0]), np.array([30.0, 30.0, 30.0, 0, 0]), 0.1)
+    ilqr = SmoothedILQR(model, cost, PlanConfig(horizon=6, kappas=(200.0,), iterations=3))
+    us0 = np.tile([wall + 0.065, 0.1], (6, 1))
+    qs0, _, _ = ilqr.rollout(q0, us0, 200.0)
+    plan = ilqr.plan(q0, us0)
+    assert plan.costs[-1] < cost.total(qs0, us0) - 1.0
+    assert plan.qs[-1][2] > qs0[-1][2]  # the box turned further towards standing
+    lo, hi = model.scaling.low, model.scaling.high
+    assert np.all(plan.us >= lo - 1e-12) and np.all(plan.us <= hi + 1e-12)
+
+
+def test_planner_expert_acts_through_the_task_action_scaling():
+    from fingergym.planning.demos import PlannerExpert
+
+    scenario = load_scenario()
+    expert = PlannerExpert(scenario)
+    state = np.zeros(10)
+    state[:5] = expert.planner.model.flat_q(0.05)
+    action = expert(state)
+    assert action.shape == (2,) and np.all(np.abs(action) <= 1.0)
+    target = expert.scaling.to_target(action)
+    np.testing.assert_allclose(target, expert.planner._u, atol=1e-6)
+    assert expert.planner.phases == ["approach"]  # far from the box: go to its far side
+    # Seen from the box, the finger heads to the side away from the nearer (right) wall.
+    assert target[0] < state[0]
+
+
+def test_bench_planning_help(capsys):
+    from fingergym.planning.bench import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    assert "--episodes" in capsys.readouterr().out
