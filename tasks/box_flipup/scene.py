@@ -171,7 +171,8 @@ def add_bin(plant: Any, scenario: Any, props: Any) -> None:
 
 
 def add_box(plant: Any, scenario: Any, params: Mapping[str, float], props: Any,
-            pose: np.ndarray) -> Any:
+            pose: np.ndarray | None = None) -> Any:
+    """The box at ``pose`` (x, z, theta) [m, rad]; default: flat at ``box_x``."""
     from pydrake.geometry import Box, Sphere
     from pydrake.math import RigidTransform, RotationMatrix
     from pydrake.multibody.tree import FixedOffsetFrame, PlanarJoint, SpatialInertia, UnitInertia
@@ -185,6 +186,9 @@ def add_box(plant: Any, scenario: Any, params: Mapping[str, float], props: Any,
     plane = plant.AddFrame(FixedOffsetFrame(
         "box_plane", plant.world_frame(), RigidTransform(RotationMatrix.MakeXRotation(np.pi / 2))))
     joint = plant.AddJoint(PlanarJoint("box_joint", plane, body.body_frame()))
+    if pose is None:
+        pose = np.array([params["box_x"], scenario.bin.floor_z + 0.5 * thickness,
+                         params["box_theta"]])
     joint.set_default_translation(pose[:2])
     joint.set_default_rotation(pose[2])
     plant.RegisterCollisionGeometry(body, RigidTransform(), shape, "box", props)
@@ -202,8 +206,9 @@ def add_box(plant: Any, scenario: Any, params: Mapping[str, float], props: Any,
 
 
 def add_scene(plant: Any, scenario: Any, params: Mapping[str, float],
-              contact: Callable[[bool], Any], pose: np.ndarray) -> None:
-    """The bin (rigid) and the box (compliant) at ``pose`` (x, z, theta), in this order."""
+              contact: Callable[[bool], Any], pose: np.ndarray | None = None) -> None:
+    """The bin (rigid) and the box (compliant) at ``pose`` (x, z, theta; default: flat at
+    ``box_x``), in this order."""
     add_bin(plant, scenario, contact(False))
     add_box(plant, scenario, params, contact(True), pose)
 
