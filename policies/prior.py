@@ -33,7 +33,8 @@ def hold_prior(model: PPO, vecnorm: VecNormalize | None, *, steps: int, epochs: 
     for _ in range(max(1, steps // venv.num_envs)):
         obs_l.append(obs.copy())
         hold_l.append(np.stack(venv.env_method("hold_action")).astype(np.float32))
-        obs, _, _, _ = venv.step(rng.uniform(-1, 1, (venv.num_envs, 2)).astype(np.float32))
+        shape = (venv.num_envs, *venv.action_space.shape)
+        obs, _, _, _ = venv.step(rng.uniform(-1, 1, shape).astype(np.float32))
     x, y = np.concatenate(obs_l), np.concatenate(hold_l)
     if vecnorm is not None and vecnorm.norm_obs:
         vecnorm.obs_rms.update(x)
