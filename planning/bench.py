@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-JSON_KEYS = ("version", "config", "onedim", "smoothing", "flipup", "timing_s", "plot")
+JSON_KEYS = ("version", "config", "onedim", "smoothing", "flipup", "rrt", "timing_s", "plot")
 EVAL_SEED = 10_000  # flip-up episodes use seeds EVAL_SEED, EVAL_SEED + 1, ...
 
 
@@ -83,6 +83,48 @@ def run_flipup(episodes: int, modes: Sequence[str], tick: Any = None) -> dict:
         env.close()
     out["examples"] = examples
     return out
+
+
+def run_rrt(runs: int, max_nodes: int, tick: Any = None) -> dict:
+    """Both metrics from the same flat starts (box x = -0.05 + 0.05 i), low friction model."""
+    from dataclasses import replace
+
+    from fingergym.scenario import load_scenario
+    from fingergym.sim.params import nominal_params
+
+    from .model import QuasiDynamicModel
+    from .rrt import BoxRRT, RRTConfig
+
+    s = load_scenario()
+    model = QuasiDynamicModel(s, h=0.2, params=replace(nominal_params(s),
+                                                       friction=s.randomization.friction[0]))
+    out: dict[str, Any] = {"runs": runs, "max_nodes": max_nodes}
+    for metric in ("smoothed", "euclidean"):
+        rows = []
+        for i in range(runs):
+            q0 = model.flat_q(-0.05 + 0.05 * i)
+            r = BoxRRT(model, RRTConfig(metric=metric, max_nodes=max_nodes), seed=i).plan(
+                q0, np.pi / 2)
+            path = np.asarray(r.path) if r.path else np.zeros((0, 5))
+            rows.append({"start_x": float(q0[0]), "success": r.success, "nodes": r.nodes,
+                         "seconds": r.seconds, "best_angle": r.best_angle,
+                         "path_length": len(path),
+                         "max_hover_m": _max_hover(model, path)})
+            if tick:
+                tick()
+        out[metric] = {"successes": int(sum(r["success"] for r in rows)), "rows": rows}
+    return out
+
+
+def _max_hover(model: Any, path: np.ndarray) -> float:
+    """Largest clearance [m] between the box and the floor along a path (barrier artifacts)."""
+    best = 0.0
+    for q in path:
+        c = model.contacts(q)
+        floor = [p for p, n in zip(c.phi, c.names) if n.startswith("bin_floor|box")]
+        if floor:
+            best = max(best, float(min(floor)))
+    return best
 
 
 def make_plot(path: Path, onedim: dict, smoothing: list[dict], flipup: dict | None) -> None:
@@ -199,6 +241,20 @@ def format_flipup(res: dict) -> str:
     return "\n".join(lines)
 
 
+def format_rrt(res: dict) -> str:
+    lines = [f"RRT over the box configuration (barrier model kappa=200, {res['max_nodes']} nodes "
+             "max, flat starts)", f"{'metric':<10} {'stood up':>9} {'nodes (median)':>15} "
+             f"{'s (median)':>11} {'max hover [mm]':>15}"]
+    for metric in ("smoothed", "euclidean"):
+        rows = res[metric]["rows"]
+        hover = [r["max_hover_m"] for r in rows if r["success"]]
+        lines.append(f"{metric:<10} {res[metric]['successes']:>4}/{res['runs']:<4} "
+                     f"{np.median([r['nodes'] for r in rows]):15.0f} "
+                     f"{np.median([r['seconds'] for r in rows]):11.1f} "
+                     f"{(max(hover) * 1e3 if hover else float('nan')):15.1f}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fingergym bench planning",
@@ -220,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flip-up episodes per mode (default 20, quick 2)")
     p.add_argument("--modes", default="closed,open",
                    help="comma-separated flip-up modes: closed, open")
+    p.add_argument("--rrt", type=int, default=0, metavar="RUNS",
+                   help="also run the RRT (stretch) from RUNS flat starts per metric "
+                        "(smoothed vs euclidean); minutes")
+    p.add_argument("--rrt-nodes", type=int, default=600, help="RRT node budget")
     p.add_argument("--kappa", type=float, default=1e4, help="1-D check's barrier kappa")
     p.add_argument("--samples", type=int, default=200_000,
                    help="1-D check's Monte Carlo samples per x")
@@ -256,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--episodes must be >= 0 and --modes a list of closed, open")
     from tqdm import tqdm
 
-    total = 2 + 6 + episodes * len(modes)
+    total = 2 + 6 + episodes * len(modes) + 2 * args.rrt
     bar = tqdm(total=total, desc="bench planning", disable=args.quiet, file=sys.stderr,
                leave=False)
     timing: dict[str, float] = {}
@@ -274,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bar.update()
     smoothing = timed("smoothing", run_smoothing, args.quick, args.seed, bar.update)
     flipup = timed("flipup", run_flipup, episodes, modes, bar.update) if episodes else None
+    rrt = timed("rrt", run_rrt, args.rrt, args.rrt_nodes, bar.update) if args.rrt else None
     plot = None
     if not args.no_plot:
         timed("plot", make_plot, args.plot, onedim, smoothing, flipup)
@@ -282,8 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     bar.close()
     timing["total"] = time.perf_counter() - t_all
     res = {"version": 1, "config": {"quick": args.quick, "episodes": episodes, "modes": modes,
-                                    "kappa_1d": args.kappa, "seed": args.seed},
-           "onedim": onedim, "smoothing": smoothing, "flipup": flipup, "timing_s": timing,
+                                    "kappa_1d": args.kappa, "seed": args.seed, "rrt": args.rrt,
+                                    "rrt_nodes": args.rrt_nodes},
+           "onedim": onedim, "smoothing": smoothing, "flipup": flipup, "rrt": rrt,
+           "timing_s": timing,
            "plot": plot}
     if args.json:
         print(json.dumps(_jsonable(res)))
@@ -294,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if flipup:
         print()
         print(format_flipup(flipup))
+    if rrt:
+        print()
+        print(format_rrt(rrt))
     print()
     print("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timing.items()))
     if plot:
