@@ -42,45 +42,70 @@ def run_smoothing(quick: bool, seed: int, tick: Any = None) -> list[dict]:
     return study(model, samples=(10, 100), reps=10, ref_samples=1000, seed=seed, tick=tick)
 
 
-def run_flipup(episodes: int, modes: Sequence[str], tick: Any = None) -> dict:
+_WORKER: dict[str, Any] = {}
+
+
+def _episode(job: tuple[str, int]) -> dict:
+    """One flip-up episode (mode, seed) in this process's own env and planner."""
     from fingergym.env import make_env
     from fingergym.scenario import load_scenario
 
     from .flipup import FlipUpPlanner, run_episode
 
-    scenario = load_scenario()
-    env = make_env(scenario, randomize=True)
-    planner = FlipUpPlanner(scenario)
-    out: dict[str, Any] = {"episodes": episodes, "seeds": [EVAL_SEED, EVAL_SEED + episodes - 1],
-                           "config": {k: v for k, v in vars(planner.config).items()}}
-    examples = {}
-    try:
-        for mode in modes:
-            rows = []
-            for i in range(episodes):
-                t0 = time.perf_counter()
-                r = run_episode(env, planner, EVAL_SEED + i, closed_loop=mode == "closed")
-                rows.append({"seed": r.seed, "success": r.success,
-                             "angle_from_vertical": r.angle_from_vertical,
-                             "box_omega": r.box_omega, "plans": len(r.plan_seconds),
-                             "plan_seconds": float(np.sum(r.plan_seconds)),
-                             "replan_median_s": float(np.median(r.plan_seconds)),
-                             "episode_wall_s": time.perf_counter() - t0,
-                             "phases": sorted(set(planner.phases))})
-                if i == 0:
-                    examples[mode] = {"states": r.states[:, :5].tolist(),
-                                      "targets": r.targets.tolist()}
+    if not _WORKER:
+        scenario = load_scenario()
+        _WORKER["env"] = make_env(scenario, randomize=True)
+        _WORKER["planner"] = FlipUpPlanner(scenario)
+    mode, seed = job
+    planner = _WORKER["planner"]
+    t0 = time.perf_counter()
+    r = run_episode(_WORKER["env"], planner, seed, closed_loop=mode == "closed")
+    return {"mode": mode, "seed": r.seed, "success": r.success,
+            "angle_from_vertical": r.angle_from_vertical, "box_omega": r.box_omega,
+            "plans": len(r.plan_seconds), "plan_seconds": float(np.sum(r.plan_seconds)),
+            "replan_median_s": float(np.median(r.plan_seconds)),
+            "episode_wall_s": time.perf_counter() - t0, "phases": sorted(set(planner.phases)),
+            "example": {"states": r.states[:, :5].tolist(), "targets": r.targets.tolist()}}
+
+
+def run_flipup(episodes: int, modes: Sequence[str], tick: Any = None, jobs: int = 1) -> dict:
+    """``episodes`` held-out episodes per mode (seeds EVAL_SEED...), over ``jobs`` processes
+    (each with its own env and planner; plan times are per-process wall times)."""
+    from .flipup import FlipUpConfig
+
+    tasks = [(mode, EVAL_SEED + i) for mode in modes for i in range(episodes)]
+    results = []
+    if jobs > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(jobs) as pool:
+            for res in pool.imap_unordered(_episode, tasks):
+                results.append(res)
                 if tick:
                     tick()
-            succ = [r["success"] for r in rows]
-            out[mode] = {
-                "success_rate": float(np.mean(succ)), "successes": int(np.sum(succ)),
-                "plan_seconds_per_episode_median": float(np.median(
-                    [r["plan_seconds"] for r in rows])),
-                "replan_seconds_median": float(np.median([r["replan_median_s"] for r in rows])),
-                "rows": rows}
-    finally:
-        env.close()
+    else:
+        for t in tasks:
+            results.append(_episode(t))
+            if tick:
+                tick()
+    out: dict[str, Any] = {"episodes": episodes, "seeds": [EVAL_SEED, EVAL_SEED + episodes - 1],
+                           "jobs": jobs, "config": vars(FlipUpConfig())}
+    examples = {}
+    for mode in modes:
+        rows = sorted((r for r in results if r["mode"] == mode), key=lambda r: r["seed"])
+        if rows:
+            examples[mode] = rows[0]["example"]
+        for r in rows:
+            r.pop("example", None)
+        succ = [r["success"] for r in rows]
+        out[mode] = {
+            "success_rate": float(np.mean(succ)), "successes": int(np.sum(succ)),
+            "plan_seconds_per_episode_median": float(np.median(
+                [r["plan_seconds"] for r in rows])),
+            "replan_seconds_median": float(np.median([r["replan_median_s"] for r in rows])),
+            "episode_wall_seconds_median": float(np.median(
+                [r["episode_wall_s"] for r in rows])),
+            "rows": rows}
     out["examples"] = examples
     return out
 
@@ -276,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flip-up episodes per mode (default 20, quick 2)")
     p.add_argument("--modes", default="closed,open",
                    help="comma-separated flip-up modes: closed, open")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="processes for the flip-up episodes (each its own env and planner)")
     p.add_argument("--rrt", type=int, default=0, metavar="RUNS",
                    help="also run the RRT (stretch) from RUNS flat starts per metric "
                         "(smoothed vs euclidean); minutes")
@@ -312,8 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     episodes = args.episodes if args.episodes is not None else (2 if args.quick else 20)
     modes = [m for m in args.modes.split(",") if m]
-    if episodes < 0 or any(m not in ("closed", "open") for m in modes):
-        parser.error("--episodes must be >= 0 and --modes a list of closed, open")
+    if episodes < 0 or args.jobs < 1 or any(m not in ("closed", "open") for m in modes):
+        parser.error("--episodes must be >= 0, --jobs >= 1 and --modes a list of closed, open")
     from tqdm import tqdm
 
     total = 2 + 6 + episodes * len(modes) + 2 * args.rrt
@@ -333,7 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    20_000 if args.quick else args.samples)
     bar.update()
     smoothing = timed("smoothing", run_smoothing, args.quick, args.seed, bar.update)
-    flipup = timed("flipup", run_flipup, episodes, modes, bar.update) if episodes else None
+    flipup = (timed("flipup", run_flipup, episodes, modes, bar.update, args.jobs)
+              if episodes else None)
     rrt = timed("rrt", run_rrt, args.rrt, args.rrt_nodes, bar.update) if args.rrt else None
     plot = None
     if not args.no_plot:
@@ -344,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     timing["total"] = time.perf_counter() - t_all
     res = {"version": 1, "config": {"quick": args.quick, "episodes": episodes, "modes": modes,
                                     "kappa_1d": args.kappa, "seed": args.seed, "rrt": args.rrt,
-                                    "rrt_nodes": args.rrt_nodes},
+                                    "rrt_nodes": args.rrt_nodes, "jobs": args.jobs},
            "onedim": onedim, "smoothing": smoothing, "flipup": flipup, "rrt": rrt,
            "timing_s": timing,
            "plot": plot}
