@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
             "step), bias/spread of the smoothed linearization by zero-order, first-order and "
             "barrier smoothing on the flip-up scene, and the smoothed-iLQR planner flipping "
             "the box in the full Drake simulation, open and closed loop. Prints tables (or "
-            "one JSON object with --json) and writes a PNG figure."),
+            "one JSON object with --json) and, with --plot, a PNG figure."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="Results are explained in docs/planning.md. The full run takes ~20-30 min on "
                "one core (most of it the planner in the loop); --quick takes ~1-2 min.")
@@ -310,9 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kappa", type=float, default=1e4, help="1-D check's barrier kappa")
     p.add_argument("--samples", type=int, default=200_000,
                    help="1-D check's Monte Carlo samples per x")
-    p.add_argument("--plot", type=Path, default=Path("planning.png"),
-                   help="where to write the PNG figure")
-    p.add_argument("--no-plot", action="store_true", help="skip the figure")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                   help="also write the figure to PNG (default: no figure)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the smoothing study")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     return p
@@ -364,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               if episodes else None)
     rrt = timed("rrt", run_rrt, args.rrt, args.rrt_nodes, bar.update) if args.rrt else None
     plot = None
-    if not args.no_plot:
+    if args.plot is not None:
         timed("plot", make_plot, args.plot, onedim, smoothing, flipup)
         plot = str(args.plot)
     bar.update()
