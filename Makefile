@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
+BENCH_STAMP := $(VENV)/.installed-bench
+
 .PHONY: demo test lint bench setup clean
 
 $(STAMP): pyproject.toml
@@ -18,8 +20,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# One held-out episode of the shipped policy, saved as flip.gif (`fingergym demo --meshcat`: live).
 demo: $(STAMP)
-	$(VENV)/bin/fingergym demo
+	$(VENV)/bin/fingergym demo --gif flip.gif
 
 # Tests keep ROS 2 traffic on loopback; each multi-process test picks its own ROS_DOMAIN_ID.
 test: $(STAMP)
@@ -28,7 +31,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: $(STAMP)
+# The reference env (the `manipulation` package, the `bench` extra) is measured in the same run.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) bench/env_speed.py
 
 clean:

@@ -43,7 +43,7 @@ def controller(args, scenario: Scenario):
             return f"policy {policy.path.name} ({policy.sha256[:12]})", policy
         except (ImportError, FileNotFoundError) as e:
             print(f"no policy ({e}); using the scripted flip-up", file=sys.stderr)
-    from fingergym.sim.scripted import ScriptedFlip
+    from fingergym.tasks.box_flipup.experts import ScriptedFlip
 
     script = ScriptedFlip(scenario)
     return "scripted flip-up (on observations)", script
@@ -66,9 +66,9 @@ def reference_pacer(period: float, seconds: float) -> dict:
 def matched_sim_scenario(scenario: Scenario, x: float, theta: float) -> Scenario:
     """Nominal physics, no noise or delay, the box starting at (x, theta)."""
     return scenario.replace(**{
-        "randomization.box_x": [x, x],
-        "randomization.flip_probability": 1.0 if theta > 1.0 else 0.0,
-        "randomization.box_mass_scale": [1.0, 1.0], "randomization.box_size_scale": [1.0, 1.0],
+        "box.x_range": [x, x],
+        "box.flip_probability": 1.0 if theta > 1.0 else 0.0,
+        "box.mass_scale": [1.0, 1.0], "box.size_scale": [1.0, 1.0],
         "randomization.friction": [scenario.contact.friction] * 2,
         "randomization.gain_scale": [1.0, 1.0],
         "randomization.obs_noise_position": [0.0, 0.0],
@@ -136,7 +136,7 @@ def main() -> int:
             t_begin = time.monotonic()
             while (time.monotonic() - t_begin < args.duration) or len(wins) < args.episodes:
                 station.go_home()
-                msg = station.bridge.call_reset_box()
+                msg = station.bridge.call_reset()
                 m = re.search(r"x=([-+.\d]+) m, theta=([.\d]+)", msg)
                 starts.append((float(m.group(1)), float(m.group(2))))
                 obs, info = env.reset()

@@ -21,7 +21,7 @@ from fingergym.env import make_env
 from fingergym.replay import topics as T
 from fingergym.replay.recorder import EpisodeRecorder
 from fingergym.replay.sim_log import RecordEpisodes
-from fingergym.sim.scripted import ScriptedFlip
+from fingergym.tasks.box_flipup.experts import ScriptedFlip
 
 
 def episode_step_times(env, script, seed: int) -> list[float]:

@@ -1,4 +1,7 @@
-"""fingergym: train a box flip-up policy in Drake, deploy it unchanged over ROS 2, replay it.
+"""fingergym: train a contact-rich policy in Drake, deploy it unchanged over ROS 2, replay it.
+
+Tasks and robots are plug-ins (:mod:`fingergym.interfaces`, :mod:`fingergym.registry`); the
+shipped pair is the box flip-up on the point finger.
 
 >>> import fingergym, gymnasium
 >>> env = gymnasium.make("fingergym/BoxFlipUp-v0")      # or fingergym.make_env(...)
@@ -6,9 +9,9 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-import gymnasium
-
 from fingergym.env import FingerGymEnv, make_env
+from fingergym.layout import Layout
+from fingergym.registry import register_env, register_robot, register_task
 from fingergym.scenario import Scenario, ScenarioError, load_scenario
 
 try:
@@ -17,15 +20,18 @@ except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
 ENV_ID = "fingergym/BoxFlipUp-v0"
-if ENV_ID not in gymnasium.registry:
-    gymnasium.register(id=ENV_ID, entry_point="fingergym.env:make_env")
+register_env(ENV_ID, task="box_flipup", robot="finger")  # the shipped configs/scenario.yaml
 
 __all__ = [
     "ENV_ID",
     "FingerGymEnv",
+    "Layout",
     "Scenario",
     "ScenarioError",
     "__version__",
     "load_scenario",
     "make_env",
+    "register_env",
+    "register_robot",
+    "register_task",
 ]

@@ -12,15 +12,23 @@ BENCHMARKS = {
                  "smoothed quasi-dynamic planning: 1-D check, smoothed linearizations, "
                  "flip-up success (seed 003)"),
 }
+EPILOG = ("benchmarks:\n" + "".join(f"  {k}: {v[1]}\n" for k, v in BENCHMARKS.items())
+          + "\nSpeed benchmarks of a source checkout: `make bench` (bench/env_speed.py) and "
+            "the other scripts in bench/.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = "benchmarks: " + "; ".join(f"{k}: {v[1]}" for k, v in BENCHMARKS.items())
-    parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("name", nargs="?", choices=sorted(BENCHMARKS),
+                        help="which benchmark (without one: this list)")
     parser.add_argument("args", nargs=argparse.REMAINDER,
                         help="its own arguments (see `fingergym bench NAME --help`)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.name is None:
+        print("usage: fingergym bench NAME [ARGS...]\n\n" + EPILOG)
+        return 0
     module = importlib.import_module(BENCHMARKS[args.name][0])
     return int(module.main(args.args) or 0)

@@ -10,6 +10,8 @@ import argparse
 import importlib
 import signal
 import sys
+import time
+from pathlib import Path
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,13 +24,47 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("fingergym.replay.cli_replay",
                "replay a logged episode: in sim (sim-to-real gap), on the robot, plot, Meshcat"),
     "episodes": ("fingergym.replay.episodes", "table of the logged episodes in a directory"),
+    "tasks": ("fingergym.registry", "list the registered gym ids with their robot and task"),
 }
+
+
+def optional_path(text: str) -> Path | None:
+    """argparse type: a path, or ``None`` for ``""`` (launch files pass ``""`` for "default")."""
+    return Path(text) if text else None
+
+
+ROS_MODULES = ("rclpy", "rosidl_runtime_py", "std_msgs", "sensor_msgs", "geometry_msgs",
+               "std_srvs", "builtin_interfaces", "rmw_fastrtps_cpp")
+
+
+def ros_hint(error: ModuleNotFoundError) -> str | None:
+    """One line telling how to get ROS 2's Python packages, if ``error`` is about one."""
+    name = (error.name or "").split(".")[0]
+    if name not in ROS_MODULES:
+        return None
+    return (f"needs ROS 2's Python packages ({name} is missing): pip install 'fingergym[ros]', "
+            f"or source your ROS 2 (e.g. source /opt/ros/<distro>/setup.bash)")
+
+
+def serve_until_interrupted(message: str) -> None:
+    """Print ``message``, then block until Ctrl-C or SIGTERM (a Meshcat server stays up
+    meanwhile), whether or not stdin is a terminal, and also when started with SIGINT ignored
+    (``cmd &`` in a script). A signal arriving as soon as the message is out is caught too."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        print(message, flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fingergym",
-        description="Train a box flip-up policy in Drake, deploy it over ROS 2, replay episodes.")
+        description="Train a contact-rich policy in Drake (any registered task on any "
+                    "registered robot), deploy it over ROS 2, replay episodes.")
     from fingergym import __version__
 
     parser.add_argument("--version", action="version", version=f"fingergym {__version__}")
@@ -67,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as e:
+        hint = ros_hint(e)
+        if hint is None:
+            raise
+        print(f"fingergym {args.command}: {hint}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""The environment: a thin subclass of ``pydrake.gym.DrakeGymEnv`` shared by sim and hardware.
+"""The environment: a thin subclass of ``pydrake.gym.DrakeGymEnv`` shared by sim and hardware,
+for any task on any robot (the scenario names them).
 
-Sim and hardware differ only in the station behind the ports (``actions`` in;
-``observations``, ``reward``, ``success`` out). :func:`make_env` picks the station.
+Sim and hardware differ only in the station behind the ports (``actions`` in; ``observations``,
+``reward`` out). :func:`make_env` picks the station.
 """
 
 from __future__ import annotations
@@ -17,37 +18,33 @@ from pydrake.geometry import Meshcat, StartMeshcat
 from pydrake.gym import DrakeGymEnv
 from pydrake.systems.analysis import Simulator
 
+from fingergym.layout import Layout
+from fingergym.scaling import ActionScaling, check_action
 from fingergym.scenario import Scenario, as_scenario
-from fingergym.task import (
-    ACTION_DIM,
-    OBS_BOUND,
-    ActionScaling,
-    angle_from_vertical,
-    check_action,
-    is_success,
-)
 
 RENDER_MODES = ("human", "rgb_array", "ansi")
 _STEP_GUARD = 1e-9  # relative: how far short of a step boundary each step stops
 
 
-def action_space() -> gym.spaces.Box:
+def action_space(dim: int) -> gym.spaces.Box:
     # Upstream rough edge: a Box built from float64 bounds with dtype float32 warns about lost
     # precision in every SubprocVecEnv worker; build the bounds as float32 up front.
-    one = np.ones(ACTION_DIM, dtype=np.float32)
+    one = np.ones(dim, dtype=np.float32)
     return gym.spaces.Box(low=-one, high=one, dtype=np.float32)
 
 
-def observation_space() -> gym.spaces.Box:
-    bound = OBS_BOUND.astype(np.float32)
+def observation_space(bound: np.ndarray) -> gym.spaces.Box:
+    bound = np.asarray(bound).astype(np.float32)
     return gym.spaces.Box(low=-bound, high=bound, dtype=np.float32)
 
 
 class FingerGymEnv(DrakeGymEnv):
     """DrakeGymEnv with the upstream rough edges fixed (each marked where it is fixed).
 
-    ``info`` carries ``sim_time``, ``success`` / ``is_success`` (the box stands now; read it at
-    the end of an episode), ``angle_from_vertical``, ``box_omega`` and ``target``.
+    ``info`` carries ``sim_time``, ``success`` / ``is_success`` (the task's success now; read it
+    at the end of an episode), ``target`` and the task's own quantities
+    (:meth:`fingergym.interfaces.Task.info`, e.g. ``angle_from_vertical`` for the flip-up).
+    ``observation_layout`` / ``action_layout`` name the vectors' elements.
     """
 
     def __init__(self, simulator: Simulator | Callable[[RandomGenerator], Simulator], *,
@@ -58,14 +55,18 @@ class FingerGymEnv(DrakeGymEnv):
         # class attribute shared by every gymnasium.Env; give this instance its own dict first.
         self.metadata = {"render_modes": list(RENDER_MODES), "render_fps": 0}
         self.scenario = scenario
+        self.task, self.robot = scenario.plugins()
+        spec = self.task.observation()
+        self.observation_layout: Layout = spec.layout
+        self.action_layout: Layout = self.robot.command_layout
         self._nominal_step = scenario.episode.step
         self.scaling = ActionScaling.from_scenario(scenario)
         self._station_of = station_of
         super().__init__(
             simulator=simulator,
             time_step=scenario.episode.step,
-            action_space=action_space(),
-            observation_space=observation_space(),
+            action_space=action_space(self.action_layout.size),
+            observation_space=observation_space(spec.bound),
             reward="reward",
             action_port_id="actions",
             observation_port_id="observations",
@@ -89,9 +90,8 @@ class FingerGymEnv(DrakeGymEnv):
         context = self.simulator.get_mutable_context()
         station = self._station_of(self.simulator)
         # Upstream rough edge: the `actions` input keeps the previous episode's fixed value
-        # after reset(). Fix it to "hold the finger where it is" and fill the set-point line.
-        state = station.diagram.GetOutputPort("state").Eval(context)
-        hold = self.scaling.clamp_target(state[3:5])
+        # after reset(). Fix it to "hold the robot where it is" and fill the set-point line.
+        hold = self.scaling.clamp_target(station.measured_command(context))
         station.hold_setpoint(context, hold)
         self.action_port.FixValue(context, self.scaling.to_action(hold))
         self.simulator.Initialize()
@@ -101,7 +101,7 @@ class FingerGymEnv(DrakeGymEnv):
     def step(self, action):
         # Bad input: a wrong-shaped, NaN or infinite action raises ValueError before anything is
         # applied, so the env stays usable.
-        a = check_action(action)
+        a = check_action(action, self.action_layout.size)
         # Upstream rough edge: DrakeGymEnv.step advances to `time + time_step` summed in floating
         # point (0.1 + 0.1 + 0.1 = 0.30000000000000004), which lands just past or short of the
         # periodic updates at k * period: some steps then run 11 set-point/plant updates and the
@@ -114,7 +114,7 @@ class FingerGymEnv(DrakeGymEnv):
             obs, reward, terminated, truncated, info = super().step(a)
         finally:
             self.time_step = self._nominal_step
-        if not info:  # the simulator faulted; upstream returns an empty info
+        if not info and truncated:  # the simulator faulted; upstream returns an empty info
             info = self._info(self.simulator)
             info["end_reason"] = "simulator_error"
         time = self.simulator.get_context().get_time()
@@ -131,9 +131,22 @@ class FingerGymEnv(DrakeGymEnv):
         return np.asarray(obs, dtype=np.float32), float(reward), terminated, truncated, info
 
     def render(self):
+        """``rgb_array``: an (H, W, 3 or 4) uint8 frame; ``ansi``: one line of the state by
+        name; ``human``: redraw Meshcat. Without a render mode: ``None`` (a Meshcat passed to
+        :func:`make_env` draws as the simulation advances)."""
         if self.render_mode == "rgb_array":
             return np.ascontiguousarray(super().render())
-        return super().render()
+        if self.render_mode == "ansi":
+            # Upstream returns repr(Context) (memory addresses); show the state by name.
+            state = self.true_state()
+            t = self.simulator.get_context().get_time()
+            return f"t={t:5.2f}s " + " ".join(
+                f"{n}={v:+.3f}" for n, v in zip(self.observation_layout.names, state))
+        if self.render_mode == "human":
+            return super().render()
+        # Upstream bug: DrakeGymEnv.render falls through to `super(DrakeGymEnv).render()`
+        # (an unbound super) for any other mode, which raises AttributeError.
+        return None
 
     def close(self):
         # The hardware station owns a ROS node; the sim station nothing to release.
@@ -148,20 +161,19 @@ class FingerGymEnv(DrakeGymEnv):
         return self._station_of(self.simulator)
 
     def true_state(self) -> np.ndarray:
-        """The noise-free state (10,) in the observation layout."""
+        """The noise-free state (n,) in the observation layout."""
         return self.station.diagram.GetOutputPort("state").Eval(self.simulator.get_context())
 
     def _info(self, simulator: Simulator) -> dict[str, Any]:
         context = simulator.get_context()
         diagram = self._station_of(simulator).diagram
         state = diagram.GetOutputPort("state").Eval(context)
-        success = is_success(state, self.scenario)
+        success = self.task.is_success(state)
         info: dict[str, Any] = {
             "sim_time": round(float(context.get_time()), 6),  # steps stop 1e-9 short
             "success": success,
             "is_success": success,  # the key stable-baselines3's callbacks read
-            "angle_from_vertical": float(angle_from_vertical(state[2])),
-            "box_omega": float(state[7]),
+            **self.task.info(state),
         }
         if diagram.GetInputPort("actions").HasValue(context):  # not yet inside upstream reset()
             info["target"] = np.array(diagram.GetOutputPort("target").Eval(context))
@@ -174,10 +186,11 @@ class FingerGymEnv(DrakeGymEnv):
 def make_env(scenario: Scenario | str | Path | None = None, mode: str = "sim", *,
              randomize: bool = True, render_mode: str | None = None,
              meshcat: Meshcat | bool | None = None, **options: Any) -> FingerGymEnv:
-    """Create the box flip-up env.
+    """Create the env of a scenario's task on its robot.
 
     Args:
-        scenario: a :class:`Scenario`, a path to a scenario YAML, or ``None`` for the default.
+        scenario: a :class:`Scenario`, a path to a scenario YAML, or ``None`` for the default
+            (``configs/scenario.yaml``: the box flip-up on the finger).
         mode: ``"sim"`` (Drake simulation, domain randomized) or ``"hardware"`` (ROS 2).
         randomize: sim only; ``False`` uses the nominal parameters every episode.
         render_mode: ``"rgb_array"`` for frames, ``"human"`` to draw in Meshcat.

@@ -33,7 +33,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -138,11 +138,6 @@ class JointLimits:
     velocity: np.ndarray
 
 
-def params_dict(params: Any) -> dict[str, float]:
-    """The task's per-episode parameters of a :class:`~fingergym.sim.params.EpisodeParams`."""
-    return dict(getattr(params, "task", {}) or {})
-
-
 class Robot(ABC):
     """A position-controlled robot, described once by the model file in its folder.
 
@@ -163,6 +158,7 @@ class Robot(ABC):
     model_file: ClassVar[Path]
     controllers_file: ClassVar[Path | None] = None
     sections: ClassVar[Mapping[str, type]] = {}
+    legacy_keys: ClassVar[Mapping[str, str | None]] = {}
 
     def __init__(self, scenario: Scenario):
         from fingergym.robot_model import RobotModel
@@ -248,6 +244,11 @@ class Task(ABC):
     Class attributes:
         name: registry name, e.g. ``"box_flipup"``.
         sections: scenario sections this task owns, ``{section name: params dataclass}``.
+        legacy_keys: ``{old dotted key: new dotted key or None}``: where keys of older scenario
+            files and bags moved (``None``: dropped), applied on load (robots have it too).
+        param_rules: ``{episode parameter: scenario key}``: the key whose validation rules an
+            override of that parameter (``replay --param``) must pass, e.g.
+            ``{"box_mass": "box.mass"}``.
         tracked_objects: ``{object name: planar joint name}``: the objects whose pose the
             observation reads (a PlanarJoint in sim whose q = (x, z, theta); a PoseStamped
             topic ``/<object>/pose`` on hardware).
@@ -255,6 +256,8 @@ class Task(ABC):
 
     name: ClassVar[str]
     sections: ClassVar[Mapping[str, type]] = {}
+    legacy_keys: ClassVar[Mapping[str, str | None]] = {}
+    param_rules: ClassVar[Mapping[str, str]] = {}
     tracked_objects: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, scenario: Scenario, robot: Robot):
@@ -280,6 +283,14 @@ class Task(ABC):
     def draw_params(self, rng: np.random.Generator) -> dict[str, float]:
         """One randomized draw of :meth:`nominal_params`' keys (deterministic given ``rng``)."""
 
+    def draw_episode(self, rng: np.random.Generator) -> Any:
+        """The episode's :class:`~fingergym.sim.params.EpisodeParams`: :meth:`draw_params`,
+        then the generic terms (:func:`fingergym.sim.params.draw_generic`). A task may
+        override it to keep an older draw order (so seeds keep their episodes)."""
+        from fingergym.sim.params import draw_generic
+
+        return draw_generic(self.scenario, rng, self.draw_params(rng))
+
     def params_from_state(self, state: np.ndarray) -> dict[str, float]:
         """Nominal parameters with the start pose of ``state`` (observation layout): how a
         robot bag (no logged draw) is replayed in sim. Default: :meth:`nominal_params`."""
@@ -291,6 +302,11 @@ class Task(ABC):
         """Add the scene (fixed geometry, objects with their planar joints) to ``plant`` before
         it is finalized. ``contact(compliant)`` gives the episode's proximity properties."""
 
+    def check(self) -> None:
+        """Cross-field checks of the task's sections; raise
+        :class:`~fingergym.scenario.ScenarioError` naming ``scenario.source`` and the key."""
+        return None
+
     def finalize_plant(self, plant: MultibodyPlant, scene_graph: SceneGraph,
                        robot: ModelInstanceIndex) -> None:
         """After ``plant.Finalize()``: e.g. collision filters. Default: nothing."""
@@ -299,6 +315,12 @@ class Task(ABC):
     @abstractmethod
     def reach_region(self) -> Region:
         """Where the robot's tool may go (see :class:`Region`)."""
+
+    def view_box(self) -> tuple[float, float, float, float]:
+        """(xmin, xmax, zmin, zmax) [m] of the scene for 2D views (Meshcat). Default: the
+        reach region."""
+        r = self.reach_region()
+        return r.x[0], r.x[1], r.floor, r.ceiling
 
     def reset_scene(self, plant: MultibodyPlant, plant_context: Any,
                     params: Mapping[str, float], rng: np.random.Generator) -> str:
@@ -324,3 +346,24 @@ class Task(ABC):
         """An optional scripted expert: true state (n_obs,) -> action (n_cmd,) in [-1, 1].
         Used for warm starts and demos; ``None`` if the task has none."""
         return None
+
+
+@runtime_checkable
+class Station(Protocol):
+    """What the env needs from the Drake diagram behind its ports, sim or hardware alike
+    (:class:`fingergym.sim.station.SimStation`, :class:`fingergym.hardware.station.
+    HardwareStation`). Ports: input ``actions`` (m); outputs ``observations`` (n), ``state``
+    (n), ``reward`` (1), ``target`` (m).
+
+    A hardware station also has ``end_reason() -> str`` (non-empty: the episode was stopped,
+    e.g. by the watchdog), ``extra_info(context) -> dict`` and ``close()``.
+    """
+
+    diagram: Any
+    scaling: Any  # fingergym.scaling.ActionScaling of the robot on the task
+
+    def hold_setpoint(self, root_context: Any, target: np.ndarray) -> None:
+        """Start holding the command ``target`` (m,) (no stale command at reset)."""
+
+    def measured_command(self, root_context: Any) -> np.ndarray:
+        """The robot's command joints' positions now (m,)."""

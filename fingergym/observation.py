@@ -1,17 +1,18 @@
-"""The observation pipeline shared by sim and hardware: box velocity from poses, pose convention.
+"""The observation pipeline shared by sim and hardware: object velocity from poses, pose convention.
 
-A tracker gives box poses (x, z, theta) at a modest rate with noise; the policy's observation
-needs the box velocity (vx, vz, omega). :func:`window_velocity` fits a straight line to the
+A tracker gives object poses (x, z, theta) at a modest rate with noise; the policy's observation
+needs their velocity (vx, vz, omega). :func:`window_velocity` fits a straight line to the
 poses of the last ``window`` seconds (least squares, by measurement stamp) and returns its
 slope. :class:`PoseVelocityEstimator` runs it on incoming messages (hardware);
-:class:`EstimatedBoxVelocity` runs it inside a Drake diagram on the simulated pose sampled at the
-tracker rate (sim, ``observation.box_velocity: estimated`` in the scenario), so training can see
-the same observation pipeline.
+:class:`EstimatedObjectVelocity` runs it inside a Drake diagram on the simulated poses sampled at
+the tracker rate (sim, ``observation.object_velocity: estimated`` in the scenario), so training
+can see the same observation pipeline.
 
-Planar pose convention (``geometry_msgs/PoseStamped`` on ``/box/pose``): position x (right) and
-z (up) of the box centre in the world frame [m]; orientation a rotation by ``theta`` about world
-**-y**, i.e. the box's long axis points along ``(cos theta, sin theta)`` in the (x, z) plane;
-theta = 0 lies flat, +-pi/2 stands. :func:`planar_angle` reads theta from any quaternion.
+Planar pose convention (``geometry_msgs/PoseStamped`` on ``/<object>/pose``): position x (right)
+and z (up) of the object's origin in the world frame [m]; orientation a rotation by ``theta``
+about world **-y**, i.e. the object's x axis points along ``(cos theta, sin theta)`` in the
+(x, z) plane (for the box: theta = 0 lies flat, +-pi/2 stands). :func:`planar_angle` reads
+theta from any quaternion.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from collections import deque
 
 import numpy as np
 from pydrake.systems.framework import BasicVector, Context, DiscreteValues, LeafSystem
-
-from fingergym.task import BOX_Q, BOX_V, OBS_DIM
 
 
 def window_velocity(t: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -103,31 +102,45 @@ class PoseVelocityEstimator:
         return window_velocity(s[:, 0], s[:, 1:])
 
 
-class EstimatedBoxVelocity(LeafSystem):
-    """Sim: replace the box velocity in a state (10,) by the estimate from sampled poses.
+def estimated_pairs(spec) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (pose, velocity) of every tracked-object pose element of an observation spec
+    (:class:`fingergym.interfaces.ObservationSpec`) that has its velocity element too."""
+    poses = {(s.name, s.axis): i for i, s in enumerate(spec.sources.values())
+             if s.kind == "object_pose"}
+    pairs = [(poses[(s.name, s.axis)], i) for i, s in enumerate(spec.sources.values())
+             if s.kind == "object_velocity" and (s.name, s.axis) in poses]
+    return (np.array([p for p, _ in pairs], dtype=int), np.array([v for _, v in pairs], dtype=int))
 
-    Input ``state`` (10, observation layout); output ``state`` (10) with entries 5:8 replaced.
-    The box pose is sampled every ``1 / pose_rate`` s into a ring buffer (discrete state); the
-    velocity is the :func:`window_velocity` of the samples within ``window`` of the newest.
+
+class EstimatedObjectVelocity(LeafSystem):
+    """Sim: replace tracked objects' velocities in a state by the estimate from sampled poses.
+
+    Input ``state`` (n, observation layout); output ``state`` (n) with the entries ``velocity``
+    replaced. The pose entries ``pose`` (k,) are sampled every ``1 / pose_rate`` s into a ring
+    buffer (discrete state); the velocity is the :func:`window_velocity` of the samples within
+    ``window`` of the newest.
     """
 
-    def __init__(self, pose_rate: float, window: float):
+    def __init__(self, pose_rate: float, window: float, n: int, pose: np.ndarray,
+                 velocity: np.ndarray):
         super().__init__()
         self._period = 1.0 / pose_rate
         self._window = window
+        self._pose, self._vel = np.asarray(pose, dtype=int), np.asarray(velocity, dtype=int)
+        self._k = len(self._pose)
         self._n = max(2, int(math.floor(window * pose_rate + 1e-9)) + 1)
-        self._in = self.DeclareVectorInputPort("state", OBS_DIM)
-        # ring of n samples [t, x, z, theta] (oldest first) + the count of valid samples
-        self._ring = self.DeclareDiscreteState(4 * self._n + 1)
+        self._in = self.DeclareVectorInputPort("state", n)
+        # ring of n samples [t, pose...] (oldest first) + the count of valid samples
+        self._ring = self.DeclareDiscreteState((self._k + 1) * self._n + 1)
         self.DeclarePeriodicDiscreteUpdateEvent(self._period, 0.0, self._sample)
-        self.DeclareVectorOutputPort("state", OBS_DIM, self._calc,
+        self.DeclareVectorOutputPort("state", n, self._calc,
                                      prerequisites_of_calc={self.all_sources_ticket()})
 
     def _sample(self, context: Context, discrete: DiscreteValues) -> None:
         z = context.get_discrete_state(self._ring).get_value().copy()
         state = self._in.Eval(context)
-        ring = z[:-1].reshape(self._n, 4)
-        ring = np.vstack([ring[1:], np.r_[context.get_time(), state[BOX_Q]]])
+        ring = z[:-1].reshape(self._n, self._k + 1)
+        ring = np.vstack([ring[1:], np.r_[context.get_time(), state[self._pose]]])
         count = min(self._n, int(z[-1]) + 1)
         discrete.get_mutable_vector(self._ring).SetFromVector(np.r_[ring.ravel(), count])
 
@@ -135,9 +148,9 @@ class EstimatedBoxVelocity(LeafSystem):
         state = np.array(self._in.Eval(context))
         z = context.get_discrete_state(self._ring).get_value()
         count = int(z[-1])
-        ring = z[:-1].reshape(self._n, 4)[self._n - count:]
+        ring = z[:-1].reshape(self._n, self._k + 1)[self._n - count:]
         if count >= 2:
             keep = ring[:, 0] >= ring[-1, 0] - self._window - 1e-9
             ring = ring[keep] if keep.sum() >= 2 else ring[-2:]
-        state[BOX_V] = window_velocity(ring[:, 0], ring[:, 1:])
+        state[self._vel] = window_velocity(ring[:, 0], ring[:, 1:])
         output.SetFromVector(state)

@@ -149,3 +149,46 @@ def register_env(env_id: str, scenario: str | Path = "", *, task: str = "",
 def env_specs() -> list[EnvSpec]:
     """The registered gym ids, in registration order."""
     return list(_ENVS.values())
+
+
+def scenario_of(name: str) -> str:
+    """The default scenario path of a gym id or a task name ("" = the shipped default)."""
+    for spec in _ENVS.values():
+        if name in (spec.env_id, spec.task):
+            return spec.scenario
+    raise RegistryError(f"no registered gym id or task {name!r} (registered: "
+                        f"{[f'{s.env_id} ({s.task} on {s.robot})' for s in _ENVS.values()]})")
+
+
+def scenario_path(task: str | None, scenario: str | Path | None) -> Path | None:
+    """A command's scenario file: ``--scenario``, else ``--task``'s (a gym id or task name),
+    else ``None`` (the shipped default). Unknown names raise ScenarioError."""
+    if scenario is not None or not task:
+        return None if scenario is None else Path(scenario)
+    from fingergym.scenario import ScenarioError
+
+    try:
+        path = scenario_of(task)
+    except RegistryError as e:
+        raise ScenarioError(str(e)) from e
+    return Path(path) if path else None
+
+
+# ---------------------------------------------------------------------------- `fingergym tasks`
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def run(args: Any) -> int:
+    """Print the registered gym ids, one per line, with their robot and task."""
+    import json
+
+    import fingergym  # noqa: F401 - registers the shipped ids
+
+    for spec in env_specs():
+        if args.json:
+            print(json.dumps({"id": spec.env_id, "robot": spec.robot, "task": spec.task,
+                              "scenario": spec.scenario or "(shipped configs/scenario.yaml)"}))
+        else:
+            print(f"{spec.env_id}  robot={spec.robot}  task={spec.task}")
+    return 0

@@ -138,7 +138,7 @@ def add_inverse_dynamics_controller(builder: Any, plant: Any, instance: Any, mod
     from pydrake.multibody.parsing import Parser
     from pydrake.multibody.plant import MultibodyPlant
     from pydrake.systems.controllers import InverseDynamicsController
-    from pydrake.systems.primitives import ConstantVectorSource, Multiplexer
+    from pydrake.systems.primitives import ConstantVectorSource, MatrixGain, Multiplexer
 
     control_model = MultibodyPlant(time_step=0.0)
     Parser(control_model).AddModels(str(model.path))
@@ -158,4 +158,12 @@ def add_inverse_dynamics_controller(builder: Any, plant: Any, instance: Any, mod
     zero_velocity = builder.AddSystem(ConstantVectorSource(np.zeros(n)))
     builder.Connect(zero_velocity.get_output_port(), desired.get_input_port(1))
     builder.Connect(desired.get_output_port(), controller.get_input_port_desired_state())
-    return desired.get_input_port(0)
+    order = [control_model.GetJointByName(j).position_start() for j in model.command_joints]
+    if order == list(range(n)):
+        return desired.get_input_port(0)
+    # the command's joint order differs from the model's position order: permute
+    P = np.zeros((n, n))
+    P[order, np.arange(n)] = 1.0
+    permute = builder.AddSystem(MatrixGain(P))
+    builder.Connect(permute.get_output_port(), desired.get_input_port(0))
+    return permute.get_input_port()

@@ -1,14 +1,19 @@
-"""The scenario: every physical parameter of the box flip-up station, in one YAML file.
+"""The scenario: a task on a robot, and every physical parameter around them, in one YAML file.
 
-The file is loaded and validated once (:func:`load_scenario`); sim, hardware, the virtual robot
-and replay all receive the same :class:`Scenario` object. An unknown key, a wrong type or an
-out-of-range value raises :class:`ScenarioError` naming the file and the dotted key.
+The file names its task and robot (``task:``, ``robot:``; see :mod:`fingergym.registry`) and
+holds their sections (e.g. ``box:``, ``bin:``, ``finger:``) beside the generic ones (contact,
+plant, controller, episode, randomization, observation). It is loaded and validated once
+(:func:`load_scenario`); sim, hardware, the virtual robot and replay all receive the same
+:class:`Scenario` object. An unknown key, a wrong type or an out-of-range value raises
+:class:`ScenarioError` naming the file and the dotted key. The robot's own geometry, masses and
+joint limits are in its model file (``robots/<name>/``), not here.
 
 Units: metres, kilograms, seconds, radians, newtons.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -54,29 +59,7 @@ def _f(default: Any, lo: float | None = None, hi: float | None = None, *, lo_ope
     return field(default=default, metadata=meta)
 
 
-@dataclass
-class BoxParams:
-    length: float = _f(0.2, 0.01, 1.0, doc="long side; lies along x when the box is flat")
-    thickness: float = _f(0.05, 0.005, 0.5, doc="short side; the box stands on it")
-    depth: float = _f(0.3, 0.01, 1.0, doc="out-of-plane size (inertia and visuals only)")
-    mass: float = _f(1.0, 0.0, 100.0, lo_open=True)
-
-
-@dataclass
-class FingerParams:
-    radius: float = _f(0.01, 0.001, 0.1, lo_open=True)
-    mass: float = _f(1.0, 0.0, 100.0, lo_open=True)
-    x_limits: list[float] = _f([-0.3, 0.3], doc="prismatic joint x limits")
-    z_limits: list[float] = _f([0.0, 0.5], doc="prismatic joint z limits")
-    home: list[float] = _f([0.0, 0.15], point=True, doc="home (x, z), inside the workspace")
-
-
-@dataclass
-class BinParams:
-    wall_x: list[float] = _f([-0.265, 0.265], doc="inner faces of the left and right walls")
-    wall_thickness: float = _f(0.05, 0.001, 1.0)
-    wall_height: float = _f(0.21, 0.01, 2.0)
-    floor_z: float = _f(0.0, -1.0, 1.0, doc="top face of the bin floor")
+param = _f  # the validated-field helper, for plug-in tasks' and robots' scenario sections
 
 
 @dataclass
@@ -88,6 +71,8 @@ class ContactParams:
     stiffness: float = _f(1.0e5, 1.0, 1.0e9, doc="point-contact stiffness [N/m]")
     dissipation: float = _f(1.0, 0.0, 100.0, doc="Hunt-Crossley dissipation [s/m]")
     hydroelastic_modulus: float = _f(1.0e7, 1.0, 1.0e12, doc="[Pa], hydroelastic models only")
+    resolution_hint: float = _f(0.01, 0.0001, 1.0, lo_open=True,
+                                doc="hydroelastic mesh resolution [m], hydroelastic models only")
 
 
 @dataclass
@@ -97,6 +82,8 @@ class PlantParams:
 
 @dataclass
 class ControllerParams:
+    """The robot's position controller in sim (gravity-compensated PD) and the command rate."""
+
     kp: float = _f(100.0, 0.0, 1.0e5, lo_open=True, doc="stiffness [1/s^2]")
     kd: float = _f(20.0, 0.0, 1.0e4)
     ki: float = _f(0.0, 0.0, 1.0e4)
@@ -107,18 +94,14 @@ class ControllerParams:
 class EpisodeParams:
     step: float = _f(0.1, 0.001, 10.0, lo_open=True, doc="seconds of simulated time per gym step")
     time_limit: float = _f(10.0, 0.0, 3600.0, lo_open=True, doc="episode length [s] (truncation)")
-    success_angle: float = _f(0.15, 0.0, 1.6, lo_open=True, doc="|angle from vertical| [rad]")
-    success_omega: float = _f(0.5, 0.0, 100.0, lo_open=True, doc="|box angular velocity| [rad/s]")
 
 
 @dataclass
 class RandomizationParams:
-    """Uniform ranges ``[lo, hi]`` drawn at every sim reset; ``lo == hi`` turns a term off."""
+    """Uniform ranges ``[lo, hi]`` drawn at every sim reset; ``lo == hi`` turns a term off.
 
-    box_x: list[float] = _f([-0.1, 0.1], doc="initial box centre x [m]")
-    flip_probability: float = _f(0.5, 0.0, 1.0, doc="chance the box starts upside down (theta=pi)")
-    box_mass_scale: list[float] = _f([0.7, 1.3])
-    box_size_scale: list[float] = _f([0.9, 1.1], doc="scales length and thickness together")
+    The task's own terms (e.g. object pose, mass, size) live in the task's sections."""
+
     friction: list[float] = _f([0.6, 1.2], doc="Coulomb friction coefficient")
     gain_scale: list[float] = _f([0.8, 1.2], doc="scales kp (and kd with its square root)")
     obs_noise_position: list[float] = _f([0.0, 0.002], doc="std of position noise [m, rad]")
@@ -128,28 +111,75 @@ class RandomizationParams:
 
 @dataclass
 class ObservationParams:
-    """How the observation is produced (the layout itself is fixed in fingergym.task)."""
+    """How the observation is produced (its layout is the task's)."""
 
-    box_velocity: str = _f("exact", choices=("exact", "estimated"),
-                           doc="sim: exact plant velocity, or estimated from poses sampled at "
-                               "pose_rate as on hardware (fingergym.observation)")
-    pose_rate: float = _f(60.0, 1.0, 1000.0, doc="box pose (tracker) rate for the estimate [Hz]")
+    object_velocity: str = _f("exact", choices=("exact", "estimated"),
+                              doc="sim: exact plant velocity of tracked objects, or estimated "
+                                  "from poses sampled at pose_rate as on hardware "
+                                  "(fingergym.observation)")
+    pose_rate: float = _f(60.0, 1.0, 1000.0, doc="object pose (tracker) rate for the estimate "
+                                                 "[Hz]")
     velocity_window: float = _f(0.06, 0.0, 1.0, lo_open=True,
                                 doc="poses of the last window seconds are fitted [s]")
 
 
+GENERIC_SECTIONS = ("contact", "plant", "controller", "episode", "randomization", "observation")
+
+
 @dataclass
 class Scenario:
-    box: BoxParams = field(default_factory=BoxParams)
-    finger: FingerParams = field(default_factory=FingerParams)
-    bin: BinParams = field(default_factory=BinParams)
+    """A task on a robot and the physics around them.
+
+    ``task``/``robot`` name the plug-ins (registered names or ``module.path:Class``, see
+    :mod:`fingergym.registry`); the generic sections hold the physics, controller, episode,
+    generic randomization and observation settings; ``sections`` holds the task's and the
+    robot's own sections (read as attributes: ``scenario.box``).
+    """
+
+    task: str = _f("box_flipup", doc="the task: a registered name or module.path:Class")
+    robot: str = _f("finger", doc="the robot: a registered name or module.path:Class")
     contact: ContactParams = field(default_factory=ContactParams)
     plant: PlantParams = field(default_factory=PlantParams)
     controller: ControllerParams = field(default_factory=ControllerParams)
     episode: EpisodeParams = field(default_factory=EpisodeParams)
     randomization: RandomizationParams = field(default_factory=RandomizationParams)
     observation: ObservationParams = field(default_factory=ObservationParams)
+    sections: dict[str, Any] = field(default_factory=dict, metadata={"internal": True})
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
+
+    def __post_init__(self) -> None:
+        # ``Scenario()``: the task's and robot's sections at their defaults too
+        if not self.sections:
+            from fingergym.registry import RegistryError, robot_class, task_class
+
+            try:
+                owned = {**task_class(self.task).sections, **robot_class(self.robot).sections}
+            except RegistryError:
+                return  # scenario_from_dict reports it, naming the file and key
+            self.sections = {name: cls() for name, cls in owned.items()}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name in ("sections", "source"):
+            raise AttributeError(name)
+        try:
+            return self.__dict__["sections"][name]
+        except KeyError:
+            raise AttributeError(f"the scenario has no section {name!r} (task {self.task!r}, "
+                                 f"robot {self.robot!r})") from None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_plugins"}
+
+    def plugins(self) -> tuple[Any, Any]:
+        """``(task, robot)`` instances for this scenario (built once, then cached)."""
+        cached = self.__dict__.get("_plugins")
+        if cached is None:
+            from fingergym.registry import robot_class, task_class
+
+            robot = robot_class(self.robot)(self)
+            cached = (task_class(self.task)(self, robot), robot)
+            self.__dict__["_plugins"] = cached
+        return cached
 
     def replace(self, **changes: Any) -> Scenario:
         """A copy with dotted-key overrides, e.g. ``replace(**{"box.mass": 2.0})``, validated."""
@@ -164,9 +194,13 @@ class Scenario:
 
 
 def to_dict(scenario: Scenario) -> dict[str, Any]:
-    """Plain nested dict (YAML/JSON-safe) of a scenario, without the ``source`` field."""
-    data = dataclasses.asdict(scenario)
-    data.pop("source", None)
+    """Plain nested dict (YAML/JSON-safe) of a scenario: task, robot, their sections, then the
+    generic sections."""
+    data: dict[str, Any] = {"task": scenario.task, "robot": scenario.robot}
+    for name, section in scenario.sections.items():
+        data[name] = dataclasses.asdict(section)
+    for name in GENERIC_SECTIONS:
+        data[name] = dataclasses.asdict(getattr(scenario, name))
     return data
 
 
@@ -174,12 +208,20 @@ def _check_value(value: Any, tp: Any, meta: dict[str, Any], where: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)) or len(value) != 2:
+        if meta.get("point"):  # a point/list of any (bounded) length
+            if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 64:
+                raise ScenarioError(f"{where}: expected a list of 1 to 64 values, "
+                                    f"got {show(value)}")
+        elif not isinstance(value, (list, tuple)) or len(value) != 2:
             raise ScenarioError(f"{where}: expected a list of two numbers, got {show(value)}")
         items = [_check_value(v, item_tp, {}, f"{where}[{i}]") for i, v in enumerate(value)]
         if not meta.get("point") and items[0] > items[1]:
             raise ScenarioError(f"{where}: lower bound {items[0]} is above upper bound {items[1]}")
         return items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ScenarioError(f"{where}: expected a mapping, got {show(value)}")
+        return dict(value)
     if tp is str:
         if not isinstance(value, str):
             raise ScenarioError(f"{where}: expected a string, got {show(value)}")
@@ -240,51 +282,90 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
 
 
 def _check_consistency(s: Scenario, source: str) -> None:
-    """Cross-field checks that a per-key range cannot express."""
-    lo, hi = s.bin.wall_x
-    r = s.finger.radius
-    if hi - lo <= 2 * r + s.box.thickness:
-        raise ScenarioError(f"{source}: bin.wall_x: the bin is too narrow for finger and box")
-    ws = workspace_bounds(s)
-    for i, axis in enumerate("xz"):
-        if not ws[0][i] < ws[1][i]:
-            raise ScenarioError(f"{source}: finger.{axis}_limits: no reachable workspace inside "
-                                f"the joint limits and the bin walls")
-        if not ws[0][i] <= s.finger.home[i] <= ws[1][i]:
-            raise ScenarioError(f"{source}: finger.home: {s.finger.home} is outside the reachable "
-                                f"workspace {ws[0]}..{ws[1]}")
-    scale_hi = s.randomization.box_size_scale[1]
-    half_span = 0.5 * s.box.length * scale_hi
-    bx = s.randomization.box_x
-    if bx[0] - half_span < lo or bx[1] + half_span > hi:
-        raise ScenarioError(f"{source}: randomization.box_x: {bx} lets a box of length "
-                            f"{2 * half_span:.3f} start inside a wall at {s.bin.wall_x}")
+    """Cross-field checks that a per-key range cannot express; then the task's and robot's."""
     d = s.randomization.action_delay_periods
     if d[0] < 0 or d[1] > 10:
         raise ScenarioError(f"{source}: randomization.action_delay_periods: must lie in [0, 10]")
     if s.episode.step < s.plant.time_step:
         raise ScenarioError(f"{source}: episode.step: shorter than plant.time_step")
-    for name in ("box_mass_scale", "box_size_scale", "gain_scale"):
-        if getattr(s.randomization, name)[0] <= 0:
-            raise ScenarioError(f"{source}: randomization.{name}: scales must be > 0")
+    if s.randomization.gain_scale[0] <= 0:
+        raise ScenarioError(f"{source}: randomization.gain_scale: scales must be > 0")
     for name in ("friction", "obs_noise_position", "obs_noise_velocity"):
         if getattr(s.randomization, name)[0] < 0:
             raise ScenarioError(f"{source}: randomization.{name}: must be >= 0")
+    task, robot = s.plugins()
+    task.check()
+    low, high = robot.workspace(task.reach_region())
+    home = robot.home()
+    for i, joint in enumerate(robot.command_layout.names):
+        if not low[i] < high[i]:
+            raise ScenarioError(f"{source}: robot {robot.name!r}: no reachable workspace for "
+                                f"{joint} inside its joint limits and the task's region")
+        if not low[i] <= home[i] <= high[i]:
+            raise ScenarioError(f"{source}: {robot.name}.home: {home.tolist()} is outside the "
+                                f"reachable workspace {low.tolist()}..{high.tolist()}")
 
 
-def workspace_bounds(s: Scenario) -> tuple[list[float], list[float]]:
-    """Reachable finger-centre targets: joint limits intersected with the bin (walls, floor)."""
-    r = s.finger.radius
-    x_lo = max(s.finger.x_limits[0], s.bin.wall_x[0] + r)
-    x_hi = min(s.finger.x_limits[1], s.bin.wall_x[1] - r)
-    z_lo = max(s.finger.z_limits[0], s.bin.floor_z + r)
-    z_hi = min(s.finger.z_limits[1], s.bin.floor_z + s.bin.wall_height + 0.1)
-    return [x_lo, z_lo], [x_hi, z_hi]
+def _migrate(data: dict[str, Any], legacy: dict[str, str | None]) -> None:
+    """Move keys of older scenario files/bags (``old.dotted.key -> new.dotted.key``, or drop
+    them when the new key is ``None``: now in the robot's model file) in place."""
+    for old, new in legacy.items():
+        *parents, leaf = old.split(".")
+        node = data
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        value = node.pop(leaf)
+        if new is None:
+            continue
+        *parents, leaf = new.split(".")
+        node = data
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
 
 
 def scenario_from_dict(data: dict[str, Any], source: str = "<dict>") -> Scenario:
-    """Validate a nested dict into a :class:`Scenario` (errors name ``source`` and the key)."""
-    scenario = _build(Scenario, data, source, "")
+    """Validate a nested dict into a :class:`Scenario` (errors name ``source`` and the key).
+
+    The ``task``/``robot`` keys pick the plug-ins, whose ``sections`` are validated too; keys of
+    older files (``legacy_keys`` of the plug-ins) are moved to where they live now.
+    """
+    from fingergym.registry import RegistryError, robot_class, task_class
+
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: top level: expected a mapping, got {show(data)}")
+    data = copy.deepcopy(data)
+    classes = {}
+    for key, lookup, default in (("task", task_class, "box_flipup"),
+                                 ("robot", robot_class, "finger")):
+        ref = data.setdefault(key, default)
+        if not isinstance(ref, str):
+            raise ScenarioError(f"{source}: {key}: expected a name or module.path:Class, "
+                                f"got {show(ref)}")
+        try:
+            classes[key] = lookup(ref)
+        except RegistryError as e:
+            raise ScenarioError(f"{source}: {key}: {e}") from e
+    owned: dict[str, type] = {}
+    for cls in (classes["task"], classes["robot"]):
+        _migrate(data, dict(getattr(cls, "legacy_keys", {})))
+        for name, section in cls.sections.items():
+            if name in GENERIC_SECTIONS or name in ("task", "robot") or name in owned:
+                raise ScenarioError(f"{source}: {cls.__name__}.sections: section {name!r} is "
+                                    f"already taken")
+            owned[name] = section
+    generic = {k: v for k, v in data.items() if k not in owned}
+    unknown = sorted(set(generic) - set(GENERIC_SECTIONS) - {"task", "robot"})
+    if unknown:
+        known = sorted([*GENERIC_SECTIONS, "task", "robot", *owned])
+        raise ScenarioError(f"{source}: {unknown[0]}: unknown key (known: {known})")
+    scenario = _build(Scenario, generic, source, "")
+    scenario.sections = {name: _build(cls, data.get(name), source, f"{name}.")
+                         for name, cls in owned.items()}
     scenario.source = source
     _check_consistency(scenario, source)
     return scenario

@@ -475,7 +475,6 @@ def build_parser() -> argparse.ArgumentParser:
             "thrown at a wall, Heaviside and stiff ramps, a pivot cliff; gradient descent with "
             "each estimator; optionally a Drake box flip-up (--boxflip). Prints tables "
             "(or one JSON object with --json) and writes a PNG plot."),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="Results are explained in docs/gradients.md.")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (keys: " + ", ".join(JSON_KEYS) + ") instead "
@@ -483,10 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="reduced sizes (200 repetitions, N in {10, 100}, 8 trials); "
                         "for tests and smoke runs, a few seconds")
-    p.add_argument("--plot", type=Path, default=Path("gradients.png"),
-                   help="where to write the PNG figure")
-    p.add_argument("--no-plot", action="store_true", help="skip the figure")
-    p.add_argument("--seed", type=int, default=0, help="random seed (whole run)")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                   help="also write the figure to PNG (default: no figure)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (whole run; default 0)")
     p.add_argument("--reps", type=int, default=None,
                    help="repetitions per bias/std cell (default 1000, quick 200)")
     p.add_argument("--trials", type=int, default=None,
@@ -497,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the box flip-up experiment on the env's Drake plant "
                         "(AutoDiffXd through contact; takes minutes, ~15 s with --quick)")
     p.add_argument("--boxflip-reps", type=int, default=None,
-                   help="repetitions per estimator in the box flip-up experiment")
+                   help="repetitions per estimator in the box flip-up experiment "
+                        "(default: the --quick or full size)")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     return p
 
@@ -581,8 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.opt_iterations = args.iterations
     if min(cfg.reps, cfg.opt_trials, cfg.opt_iterations) < 2:
         build_parser().error("--reps, --trials and --iterations must be >= 2")
-    plot = None if args.no_plot else args.plot
-    res = run(cfg, plot, boxflip=args.boxflip, boxflip_reps=args.boxflip_reps,
+    res = run(cfg, args.plot, boxflip=args.boxflip, boxflip_reps=args.boxflip_reps,
               progress=not args.quiet)
     if args.json:
         print(json.dumps(_jsonable(res)))

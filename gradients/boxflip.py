@@ -7,7 +7,8 @@ home position at ``t = 0`` through the knots, clamped to the reachable workspace
 env's actions, and sent once per controller period.
 
 One source of truth for the physics: the plant is
-:func:`fingergym.sim.plant.add_box_flipup_plant` with the shipped scenario
+:func:`fingergym.sim.plant.add_world` (the box flip-up task on the finger) with the shipped
+scenario
 (:func:`fingergym.scenario.load_scenario`) and its nominal episode parameters
 (:func:`fingergym.sim.params.nominal_params`): the same bin/box/finger geometry, corner
 spheres, point contact with the scenario's discrete approximation, friction and plant time
@@ -16,17 +17,18 @@ such as the station's ``RewardSystem`` do not convert to AutoDiffXd), converted 
 ``diagram.ToAutoDiffXd()``. The station's finger controller (Drake's
 ``InverseDynamicsController`` on the finger-only model, ``ki = 0``, zero desired velocity and
 acceleration) is applied inside the rollout as ``u = M (kp (s - q) - kd v) - tau_g`` with
-``M``, ``tau_g`` taken from that same finger-only model (:func:`fingergym.sim.plant.add_finger`)
+``M``, ``tau_g`` taken from that same finger-only model (``robots/finger/finger.urdf``)
 - for the point finger on two prismatic joints ``M = m I``, ``tau_g = (0, -m g)``. As in the
 station, the set-point passes a zero-order hold of period ``controller.period``, so the plant
 step at ``t_k`` uses the set-point commanded one period earlier
 (:meth:`BoxFlip.check_against_station` compares the two trajectories).
 
-Return: the sum over env steps (``episode.step``) of :func:`fingergym.task.reward` on the
-state in the observation layout (``handles.state_permutation``) with the set-point in force,
+Return: the sum over env steps (``episode.step``) of the task's reward
+(:meth:`fingergym.tasks.box_flipup.BoxFlipUp.reward`) on the state in the observation layout
+(``handles.state_selector``) with the set-point in force,
 as ``env.step`` returns it (up to the env's floating-point clock, see
 :meth:`BoxFlip.check_against_station`). ``f(theta) = -return``. Float rollouts use
-``fingergym.task.reward`` itself. ``task.reward`` is numpy-float only, so the AutoDiffXd
+the task's reward itself. It is numpy-float only, so the AutoDiffXd
 rollout differentiates a transcription of its formula (:func:`_reward_autodiff`) and checks
 on every call that the transcription's value equals ``task.reward``'s.
 """
@@ -65,18 +67,26 @@ class BoxFlipConfig:
         return np.asarray(self.knots, dtype=np.float64).ravel()
 
 
-def _reward_autodiff(state: Any, target: Any) -> Any:
-    """:func:`fingergym.task.reward` written out for AutoDiffXd (scalar state (10,), target (2,)).
+def _layout() -> Any:
+    """The flip-up's observation layout (on the finger, the shipped scenario)."""
+    from fingergym.scenario import load_scenario
+
+    return load_scenario().plugins()[0].observation_layout
+
+
+def _reward_autodiff(state: Any, target: Any, layout: Any = None) -> Any:
+    """The flip-up reward written out for AutoDiffXd (scalar state (10,), target (2,)), read by
+    name from ``layout`` (default: the shipped scenario's).
 
     ``angle_from_vertical = (theta mod pi) - pi/2`` with the branch taken at theta's value.
     """
-    from fingergym.task import FINGER_Q, FINGER_V, OMEGA
-
-    theta = state[2]
+    lay = layout or _layout()
+    theta = state[lay.index("box_theta")]
+    omega = state[lay.index("box_omega")]
     a = theta - math.pi * math.floor(theta.value() / math.pi) - math.pi / 2
-    effort = target - state[FINGER_Q]
-    fv = state[FINGER_V]
-    cost = (2.0 * a * a + 0.1 * state[OMEGA] * state[OMEGA]
+    effort = target - state[lay["robot_q"]]
+    fv = state[lay["robot_v"]]
+    cost = (2.0 * a * a + 0.1 * omega * omega
             + 0.1 * (effort[0] * effort[0] + effort[1] * effort[1])
             + 0.1 * (fv[0] * fv[0] + fv[1] * fv[1]))
     return 10.0 - cost
@@ -115,30 +125,35 @@ class BoxFlip:
     # -- construction ----------------------------------------------------------------------
 
     def _build(self) -> None:
+        from pydrake.multibody.parsing import Parser
         from pydrake.multibody.plant import MultibodyPlant
         from pydrake.systems.framework import DiagramBuilder
 
+        from fingergym.scaling import ActionScaling
         from fingergym.scenario import load_scenario
         from fingergym.sim.params import nominal_params
-        from fingergym.sim.plant import add_box_flipup_plant, add_finger
-        from fingergym.task import ActionScaling
+        from fingergym.sim.plant import add_world
 
         s = load_scenario(self.config.scenario)
         self.scenario = s
+        self.task, self.robot = s.plugins()
+        lay = self.task.observation_layout
+        self.layout = lay
+        self._q, self._v = lay.indices(["robot_q"]), lay.indices(["robot_v"])
         self.params = nominal_params(s)
         if self.params.action_delay_periods:
             raise ValueError("only the nominal (undelayed) set-point line is modelled")
         builder = DiagramBuilder()
-        handles = add_box_flipup_plant(builder, s, self.params)
+        handles = add_world(builder, s, self.params)
         self._diagram = builder.Build()
         self._diagram_ad = self._diagram.ToAutoDiffXd()
         self._plant_name = handles.plant.get_name()
         self.x0 = np.array(handles.plant.GetPositionsAndVelocities(
             handles.plant.GetMyContextFromRoot(self._diagram.CreateDefaultContext())))
-        self._select = np.argmax(handles.state_permutation, axis=1)  # plant state -> obs
+        self._select = np.argmax(handles.state_selector, axis=1)  # plant state -> obs
         # the station's controller: InverseDynamicsController on the finger-only model
         model = MultibodyPlant(time_step=0.0)
-        add_finger(model, s)
+        Parser(model).AddModels(str(self.robot.model_file))
         model.Finalize()
         mctx = model.CreateDefaultContext()
         self.finger_mass_matrix = model.CalcMassMatrix(mctx)
@@ -147,7 +162,7 @@ class BoxFlip:
         self.dt = s.plant.time_step
         self.period = s.controller.period
         self.env_step = s.episode.step
-        self.home = np.asarray(s.finger.home, dtype=np.float64)
+        self.home = np.asarray(self.robot.home(), dtype=np.float64)
         self.n_env_steps = int(round(self.config.horizon / self.env_step))
         self.n_periods = int(round(self.config.horizon / self.period))
         for name, ratio in (("controller.period/plant.time_step", self.period / self.dt),
@@ -199,7 +214,7 @@ class BoxFlip:
         from pydrake.autodiffutils import AutoDiffXd
         from pydrake.systems.analysis import Simulator_
 
-        from fingergym.task import reward
+        reward = self.task.reward
 
         diagram = self._diagram_ad if autodiff else self._diagram
         plant = diagram.GetSubsystemByName(self._plant_name)
@@ -216,7 +231,7 @@ class BoxFlip:
                 return AutoDiffXd(v, np.zeros(nd))
         else:
             T = float
-        # the float plant's default state (the joints' defaults set by add_box_flipup_plant:
+        # the float plant's default state (the joints' defaults set by add_world:
         # finger at home, box at params.box_x / box_theta, at rest); ToAutoDiffXd() does not
         # carry the joint defaults over, so set it explicitly
         plant.SetPositionsAndVelocities(pctx, np.array([T(v) for v in self.x0]))
@@ -239,8 +254,9 @@ class BoxFlip:
         for k in range(n_steps):
             j = -(-k // steps_per_period) - 1  # last period that started strictly before t_k
             sp = held if j < 0 else setpoints[j]
-            e = np.array([sp[0] - x[3], sp[1] - x[4]])
-            u = M @ (kp * e - kd * x[8:10]) - tau_g
+            q, v = x[self._q], x[self._v]
+            e = np.array([sp[0] - q[0], sp[1] - q[1]])
+            u = M @ (kp * e - kd * v) - tau_g
             port.FixValue(pctx, u)
             sim.AdvanceTo((k + 1) * self.dt)
             x = observe()
@@ -249,11 +265,11 @@ class BoxFlip:
             if (k + 1) % steps_per_env == 0:
                 target = setpoints[(k + 1) // steps_per_period - 1]  # commanded this env step
                 if autodiff:
-                    r = _reward_autodiff(x, np.array(target))
+                    r = _reward_autodiff(x, np.array(target), self.layout)
                     ref = float(reward(np.array([v.value() for v in x]),
                                        np.array([v.value() for v in target])))
                     if abs(r.value() - ref) > 1e-9 * max(1.0, abs(ref)):
-                        raise RuntimeError("fingergym.task.reward changed: update "
+                        raise RuntimeError("the task's reward changed: update "
                                            f"_reward_autodiff ({r.value()} != {ref})")
                 else:
                     r = float(reward(x, np.array(target, dtype=float)))
@@ -275,7 +291,7 @@ class BoxFlip:
 
     def evaluate(self, theta: Array) -> tuple[float, Array, bool]:
         """One AutoDiffXd rollout: ``f(theta)``, ``grad f(theta)`` and whether the box stands
-        at the end (:func:`fingergym.task.is_success`)."""
+        at the end (the task's ``is_success``)."""
         from pydrake.autodiffutils import InitializeAutoDiff
 
         th = InitializeAutoDiff(np.asarray(theta, dtype=np.float64)).ravel()
@@ -284,7 +300,7 @@ class BoxFlip:
         if g.size == 0:  # nothing depended on theta
             g = np.zeros(th.size)
         final = np.array([v.value() for v in ro.states[-1]])
-        return -float(ro.ret.value()), -g, _success(final, self.scenario)
+        return -float(ro.ret.value()), -g, self._success(final)
 
     def final_state(self, theta: Array) -> Array:
         """Final state (10,) of a float rollout, observation layout (for inspection)."""
@@ -340,17 +356,18 @@ class BoxFlip:
 
         def diffs(states: Array, rewards: Array) -> dict[str, float]:
             d = np.abs(states - s_env)
-            return {"box_position": float(d[:, 0:3].max()),
-                    "finger_position": float(d[:, 3:5].max()),
-                    "box_velocity": float(d[:, 5:8].max()),
-                    "finger_velocity": float(d[:, 8:10].max()),
+            lay = self.layout
+            return {"box_position": float(d[:, lay["box_q"]].max()),
+                    "finger_position": float(d[:, lay["robot_q"]].max()),
+                    "box_velocity": float(d[:, lay["box_v"]].max()),
+                    "finger_velocity": float(d[:, lay["robot_v"]].max()),
                     "reward": float(np.abs(rewards - r_env).max()),
                     "return": float(abs(rewards.sum() - r_env.sum()))}
 
         grid = self.rollout([tuple(t) for t in np.repeat(targets, per, axis=0)])
         # the env's clock: hold sample j (at j * period) falls in env step i when
         # t_env[i-1] <= j * period < t_env[i]; plant samples likewise
-        from fingergym.task import reward
+        reward = self.task.reward
 
         n_per = sum(1 for j in range(len(targets) * per + 2) if j * self.period < t_env[-1])
         cmds = [tuple(targets[next(i for i in range(1, len(t_env))
@@ -365,14 +382,11 @@ class BoxFlip:
                 "late_env_steps": [i for i, t in enumerate(t_env)
                                    if n_plant[i] != round(t / self.dt)],
                 "return_env": float(r_env.sum()), "return_rollout": float(grid.ret),
-                "success_env": _success(s_env[-1], self.scenario),
-                "success_rollout": _success(grid.states[-1], self.scenario)}
+                "success_env": self._success(s_env[-1]),
+                "success_rollout": self._success(grid.states[-1])}
 
-
-def _success(state: Array, scenario: Any) -> bool:
-    from fingergym.task import is_success
-
-    return bool(is_success(np.asarray(state, dtype=np.float64), scenario))
+    def _success(self, state: Array) -> bool:
+        return bool(self.task.is_success(np.asarray(state, dtype=np.float64)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,7 +471,7 @@ def run_boxflip_study(reps: int | None = None, seed: int = 0, quick: bool = Fals
                    "plant_time_step": flip.dt, "controller_period": flip.period,
                    "env_step": flip.env_step, "contact": f"{s.contact.model}/"
                    f"{s.contact.approximation}", "kp": flip.params.kp, "kd": flip.params.kd,
-                   "objective": "-(sum of fingergym.task.reward over env steps)"},
+                   "objective": "-(sum of the flip-up task's reward over env steps)"},
         "dim": d, "reps": reps, "confidence": confidence,
         "station_check": station,
         "nominal": {"cost": f0, "cost_autodiff": f0_ad, "stood_up": ok0,

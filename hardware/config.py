@@ -1,11 +1,15 @@
 """The hardware config (``configs/hardware.yaml``): ROS 2 names, rates, QoS, safety, homing.
 
 Validated like the scenario (same rules, same :class:`~fingergym.scenario.ScenarioError`
-naming the file and the dotted key). Physical parameters stay in the scenario file.
+naming the file and the dotted key). Physical parameters stay in the scenario file; joint names
+and limits in the robot's model file. Every topic name derives from here (:func:`topics`): the
+command topic from the forward position controller's name (``/<controller>/commands``), object
+poses from ``ros.object_pose_topic``, so the robot side, sim bags and replay all agree.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,12 +24,12 @@ DEFAULT_HARDWARE_CONFIG = "hardware.yaml"
 @dataclass
 class RosParams:
     node_name: str = _f("fingergym_hardware")
-    commands_topic: str = _f("/finger_controller/commands")
+    controller: str = _f("", doc="forward position controller; '' = the robot's (its "
+                                 "controllers.yaml); commands go to /<controller>/commands")
     joint_states_topic: str = _f("/joint_states")
-    box_pose_topic: str = _f("/box/pose")
-    estop_topic: str = _f("/finger/estop")
-    reset_box_service: str = _f("/virtual_robot/reset_box")
-    joint_names: list[str] = _f(["finger_x", "finger_z"], point=True)
+    object_pose_topic: str = _f("/{object}/pose", doc="PoseStamped per tracked object")
+    estop_topic: str = _f("/{robot}/estop", doc="std_msgs/Bool; {robot}: the robot's name")
+    reset_service: str = _f("/virtual_robot/reset_scene", doc="std_srvs/Trigger")
     discovery_timeout: float = _f(10.0, 0.0, 600.0, lo_open=True)
 
 
@@ -44,7 +48,7 @@ def _qos(reliability: str, depth: int) -> Any:
 class QosParams:
     commands: QosSpec = _qos("reliable", 1)
     joint_states: QosSpec = _qos("best_effort", 5)
-    box_pose: QosSpec = _qos("best_effort", 5)
+    object_pose: QosSpec = _qos("best_effort", 5)
     estop: QosSpec = _qos("reliable", 10)
 
 
@@ -59,7 +63,6 @@ class CommandParams:
 
 @dataclass
 class SafetyParams:
-    max_step: float = _f(0.03, 0.0, 1.0, lo_open=True, doc="max target change per command [m]")
     watchdog_age: float = _f(0.1, 0.0, 10.0, lo_open=True, doc="max state message age [s]")
 
 
@@ -73,20 +76,20 @@ class HomeParams:
 @dataclass
 class VirtualRobotParams:
     joint_state_rate: float = _f(200.0, 1.0, 2000.0)
-    box_pose_rate: float = _f(60.0, 1.0, 1000.0)
+    object_pose_rate: float = _f(60.0, 1.0, 1000.0)
     command_latency: float = _f(0.005, 0.0, 1.0)
     joint_state_latency: float = _f(0.002, 0.0, 1.0)
-    box_pose_latency: float = _f(0.010, 0.0, 1.0)
+    object_pose_latency: float = _f(0.010, 0.0, 1.0)
     jitter: float = _f(0.001, 0.0, 1.0)
     pose_noise_position: float = _f(0.001, 0.0, 0.1)
     pose_noise_angle: float = _f(0.005, 0.0, 1.0)
     drop_rate: float = _f(0.01, 0.0, 1.0, doc="probability each state message is lost")
     seed: int = _f(0, 0, 2**31 - 1)
     realtime_priority: int = _f(20, 0, 99, doc="SCHED_FIFO priority of its loop; 0 = off")
-    box_mass_scale: float = _f(1.0, 0.0, 10.0, lo_open=True)
     friction_scale: float = _f(1.0, 0.0, 10.0, lo_open=True)
     gain_scale: float = _f(1.0, 0.0, 10.0, lo_open=True)
-    box_size_scale: float = _f(1.0, 0.5, 2.0)
+    param_scale: dict[str, float] = field(default_factory=dict, metadata={
+        "doc": "the task's episode parameters scaled by these factors, e.g. {box_mass: 1.2}"})
 
 
 @dataclass
@@ -108,42 +111,83 @@ def default_hardware_config_path() -> Path:
     return Path(str(resources.files("fingergym.configs").joinpath(DEFAULT_HARDWARE_CONFIG)))
 
 
+@dataclass(frozen=True)
+class Topics:
+    """Every ROS name of one robot running one task, derived from the hardware config."""
+
+    commands: str                 # std_msgs/Float64MultiArray, the command joints' targets
+    joint_states: str             # sensor_msgs/JointState
+    objects: dict[str, str]       # tracked object -> geometry_msgs/PoseStamped topic
+    estop: str                    # std_msgs/Bool
+    reset_service: str            # std_srvs/Trigger
+
+    @property
+    def robot_topics(self) -> list[str]:
+        """The robot's raw topics a bag records (states and commands)."""
+        return [self.joint_states, *self.objects.values(), self.commands]
+
+
+def topics(config: HardwareConfig, robot: Any, objects: tuple[str, ...] | list[str]) -> Topics:
+    """The topic names for ``robot`` (a :class:`~fingergym.interfaces.Robot`) and the tracked
+    ``objects`` of a task."""
+    ros = config.ros
+    controller = ros.controller or robot.controller_name
+    return Topics(commands=f"/{controller.strip('/')}/commands",
+                  joint_states=ros.joint_states_topic,
+                  objects={o: ros.object_pose_topic.format(object=o) for o in objects},
+                  estop=ros.estop_topic.format(robot=robot.name),
+                  reset_service=ros.reset_service)
+
+
 # ROS 2 name rules (rcl's rmw_validate_full_topic_name / rmw_validate_node_name), checked here so
-# a bad name is a config error naming the key, not an exception from deep inside rclpy.
+# a bad name is a config error naming the key, not an exception from deep inside rclpy. Names
+# with placeholders ({object}, {robot}) are checked with a sample filled in.
 _TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
 _TOPIC = re.compile(rf"(/|~/)?{_TOKEN}(/{_TOKEN})*")
 _NODE = re.compile(_TOKEN)
-_TOPIC_KEYS = ("commands_topic", "joint_states_topic", "box_pose_topic", "estop_topic")
+_TOPIC_KEYS = ("joint_states_topic", "object_pose_topic", "estop_topic")
+_SAMPLE = {"object": "box", "robot": "robot"}
 
 
 def _check_ros_names(ros: RosParams, source: str) -> None:
-    for key in (*_TOPIC_KEYS, "reset_box_service"):
-        name = getattr(ros, key)
+    filled: dict[str, str] = {}
+    for key in (*_TOPIC_KEYS, "reset_service"):
+        raw = getattr(ros, key)
+        try:
+            name = raw.format(**_SAMPLE)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ScenarioError(f"{source}: ros.{key}: bad placeholder {show(str(e))} (known: "
+                                f"{{object}}, {{robot}})") from None
         if len(name) > 255 or not _TOPIC.fullmatch(name):
-            raise ScenarioError(f"{source}: ros.{key}: {show(name)} is not a valid ROS 2 name "
+            raise ScenarioError(f"{source}: ros.{key}: {show(raw)} is not a valid ROS 2 name "
                                 f"(tokens of letters, digits and _, not starting with a digit, "
                                 f"separated by single /)")
+        filled[key] = name
+    if ros.controller and (len(ros.controller) > 255 or not _TOPIC.fullmatch(ros.controller)):
+        raise ScenarioError(f"{source}: ros.controller: {show(ros.controller)} is not a valid "
+                            f"ROS 2 name")
     if len(ros.node_name) > 255 or not _NODE.fullmatch(ros.node_name):
         raise ScenarioError(f"{source}: ros.node_name: {show(ros.node_name)} is not a valid "
                             f"ROS 2 node name")
     seen: dict[str, str] = {}
     for key in _TOPIC_KEYS:  # one topic, one message type
-        name = getattr(ros, key).lstrip("/")
+        name = filled[key].lstrip("/")
         if name in seen:
             raise ScenarioError(f"{source}: ros.{key}: {getattr(ros, key)} is also "
                                 f"ros.{seen[name]} (a topic carries one message type)")
         seen[name] = key
-    for name in ros.joint_names:
-        if not name or len(name) > 255 or not name.isprintable():
-            raise ScenarioError(f"{source}: ros.joint_names: {show(name)} is not a joint name")
 
 
 def hardware_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> HardwareConfig:
     config = _build(HardwareConfig, data, source, "")
     config.source = source
-    if len(set(config.ros.joint_names)) != 2:
-        raise ScenarioError(f"{source}: ros.joint_names: need two distinct names")
     _check_ros_names(config.ros, source)
+    scale = config.virtual_robot.param_scale
+    if not isinstance(scale, dict) or len(scale) > 64 or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(v) and v > 0 for k, v in scale.items()):
+        raise ScenarioError(f"{source}: virtual_robot.param_scale: expected a mapping of "
+                            f"parameter names to positive numbers, got {show(scale)}")
     return config
 
 

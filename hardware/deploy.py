@@ -1,10 +1,12 @@
 """``fingergym deploy``: run an exported policy on the robot through the hardware-mode env.
 
-Per episode: home the finger, reset the box (ask the operator, call the reset service, or wait),
-``env.reset()`` (homes, collects fresh box poses), step the policy to the time limit, log the
-episode (a rosbag2 bag per episode: steps, the raw ROS messages, what was actually sent), print
-success and return. ``--virtual-robot`` starts ``fingergym-virtual-robot`` as a separate process
-(and stops it at the end) and resets the box through its service.
+Per episode: home the robot, reset the scene (ask the operator, call the reset service, or
+wait), ``env.reset()`` (homes, collects fresh object poses), step the policy to the time limit,
+log the episode (a rosbag2 bag per episode: steps, the raw ROS messages, what was actually
+sent), print success and return. ``--virtual-robot`` starts ``fingergym-virtual-robot`` as a
+separate process (and stops it at the end) and resets the scene through its service. ``--task``
+picks a registered task/robot pair (``fingergym tasks``). The episode loop is
+:mod:`fingergym.hardware.session`'s, shared with ``fingergym replay --on-robot``.
 
 Policies are loaded with :class:`fingergym.policies.runner.Policy` (safetensors, never a pickle).
 Exit codes: 0 done; 2 bad arguments or config; 3 the robot stopped answering (watchdog, homing
@@ -16,37 +18,48 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from fingergym.cli import optional_path
+from fingergym.hardware.session import (
+    RESET_MODES,
+    open_recorder,
+    reset_scene,
+    robot_env,
+    run_episode,
+)
+from fingergym.registry import scenario_path
 from fingergym.scenario import Scenario, ScenarioError, as_scenario
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policy", type=Path, default=None,
+    parser.add_argument("--task", default=None, metavar="ID_OR_TASK",
+                        help="a registered gym id or task (`fingergym tasks`); picks its default "
+                             "scenario (default: fingergym/BoxFlipUp-v0)")
+    parser.add_argument("--policy", type=optional_path, default=None,
                         help="exported policy (.safetensors; default: the shipped policy)")
     parser.add_argument("--scripted", action="store_true",
-                        help="run the scripted flip-up on the observation instead of a policy")
+                        help="run the task's scripted expert on the observation instead of a "
+                             "policy")
     parser.add_argument("--episodes", type=int, default=1, help="number of episodes (default 1)")
     parser.add_argument("--virtual-robot", action="store_true",
                         help="start fingergym-virtual-robot as a separate process and use it")
-    parser.add_argument("--reset", choices=("prompt", "service", "wait"), default=None,
-                        help="how the box is reset between episodes: ask the operator (prompt; "
-                             "default on a robot), call the reset service (default with "
-                             "--virtual-robot), or wait --reset-wait seconds")
+    parser.add_argument("--reset", choices=RESET_MODES, default=None,
+                        help="how the scene is reset between episodes: ask the operator "
+                             "(prompt; default on a robot), call the reset service (default "
+                             "with --virtual-robot), or wait --reset-wait seconds")
     parser.add_argument("--reset-wait", type=float, default=10.0,
                         help="seconds to wait with --reset wait (default 10)")
-    parser.add_argument("--config", type=Path, default=None,
+    parser.add_argument("--config", type=optional_path, default=None,
                         help="hardware config YAML (default: the shipped configs/hardware.yaml)")
-    parser.add_argument("--scenario", type=Path, default=None,
-                        help="scenario YAML (default: the shipped configs/scenario.yaml)")
-    parser.add_argument("--log-dir", type=Path, default=None,
+    parser.add_argument("--scenario", type=optional_path, default=None,
+                        help="scenario YAML (default: the --task's, else the shipped "
+                             "configs/scenario.yaml)")
+    parser.add_argument("--log-dir", type=optional_path, default=None,
                         help="episode bags go here (default: logs/deploy-<UTC time>/)")
     parser.add_argument("--no-log", action="store_true", help="do not record episodes")
     parser.add_argument("--json", action="store_true",
@@ -56,16 +69,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--robot-arg=--drop-rate=0.05")
 
 
-def load_controller(args: argparse.Namespace, scenario: Scenario):
+def load_controller(args: argparse.Namespace, scenario: Scenario, observation_layout):
     """(name, sha256, obs -> action). Exported policies only: no pickles on this path."""
     if args.scripted:
-        from fingergym.sim.scripted import ScriptedFlip
-
-        script = ScriptedFlip(scenario)
-        return "scripted flip-up", "scripted", lambda obs: script(np.asarray(obs, dtype=float))
+        task, _ = scenario.plugins()
+        expert = task.expert()
+        if expert is None:
+            raise ValueError(f"task {task.name!r} on robot {scenario.robot!r} has no scripted "
+                             f"expert")
+        return f"{task.name} scripted expert", "scripted", \
+            lambda obs: expert(np.asarray(obs, dtype=float))
     from fingergym.policies.runner import Policy, load_shipped_policy
 
     policy = Policy.load(args.policy) if args.policy else load_shipped_policy()
+    policy.check_layout(observation_layout)
     return str(policy.path), policy.sha256, policy
 
 
@@ -83,51 +100,6 @@ class _Out:
             print(json.dumps(obj), flush=True)
 
 
-def start_virtual_robot(args: argparse.Namespace) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "fingergym.hardware.virtual_robot", "--quiet"]
-    if args.config:
-        cmd += ["--config", str(args.config)]
-    if args.scenario:
-        cmd += ["--scenario", str(args.scenario)]
-    cmd += list(args.robot_arg)
-    # Its own process group, so stopping it never signals us; its output goes to our stderr.
-    return subprocess.Popen(cmd, stdout=sys.stderr, start_new_session=True)
-
-
-def stop_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def open_recorder(bag_dir: Path, metadata: dict, scenario: Scenario, bridge):
-    """An EpisodeRecorder whose raw-message hook is the bridge's (incoming and outgoing)."""
-    from rclpy.serialization import serialize_message
-
-    from fingergym.replay.recorder import EpisodeRecorder
-
-    recorder = EpisodeRecorder(bag_dir, metadata=metadata, scenario=scenario)
-    bridge.raw_hook = lambda topic, msgtype, msg, stamp: recorder.record_raw(
-        topic, msgtype, serialize_message(msg), stamp)
-    return recorder
-
-
-def reset_box(mode: str, station, out: _Out, wait: float) -> None:
-    if mode == "service":
-        out.say(f"  box reset: {station.bridge.call_reset_box()}")
-    elif mode == "prompt":
-        out.say("  Put the box flat in the bin, clear of the finger, then press Enter...")
-        input()
-    else:
-        out.say(f"  reset the box now: starting in {wait:.0f} s")
-        time.sleep(wait)
-
-
 def run(args: argparse.Namespace) -> int:
     out = _Out(args.json)
     if args.episodes < 1:
@@ -139,9 +111,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         from fingergym.hardware.config import as_hardware_config
 
-        scenario = as_scenario(args.scenario)
+        path = scenario_path(args.task, args.scenario)
+        scenario = as_scenario(path)
         config = as_hardware_config(args.config)
-        name, sha, controller = load_controller(args, scenario)
+        task, _ = scenario.plugins()
+        name, sha, controller = load_controller(args, scenario, task.observation_layout)
     except (ScenarioError, ValueError, FileNotFoundError, ImportError) as e:
         out.say(f"fingergym deploy: {e}")
         return 2
@@ -165,80 +139,48 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             out.say(f"fingergym deploy: {e}")
             return 2
-    robot = None
-    env = None
     results: list[dict] = []
     code = 0
     try:
-        if args.virtual_robot:
-            robot = start_virtual_robot(args)
-            out.say(f"virtual robot started (pid {robot.pid})")
-            # Our own robot is still importing Drake: allow it time to appear.
-            config.ros.discovery_timeout = max(config.ros.discovery_timeout, 60.0)
-        from fingergym.env import make_env
         from fingergym.hardware.pacing import use_realtime_priority
 
         out.say(use_realtime_priority(config.command.realtime_priority))
-        env = make_env(scenario, mode="hardware", config=config)
-        station = env.station
-        out.say(f"policy: {name} (sha256 {sha[:12]}); {args.episodes} episode(s), box reset: "
-                f"{reset_mode}; logs: {log_root or 'off'}")
-        for i in range(args.episodes):
-            out.say(f"episode {i + 1}/{args.episodes}: homing")
-            station.go_home()
-            reset_box(reset_mode, station, out, args.reset_wait)
-            obs, info = env.reset()
-            recorder = None
-            if log_root is not None:
-                recorder = open_recorder(log_root / f"episode_{i:03d}", {
-                    "mode": "hardware", "policy": name, "policy_sha256": sha,
-                    "virtual_robot": bool(args.virtual_robot), "episode": i,
-                    "hardware_config": config.source}, scenario, station.bridge)
-            out.say(f"episode {i + 1}/{args.episodes}: started")
-            total, done, steps = 0.0, False, 0
-            t_obs, wall_ns = info["sim_time"], time.time_ns()
-            try:
-                while not done:
-                    action = controller(obs)
-                    next_obs, reward, terminated, truncated, info = env.step(action)
-                    sent = info["sent_target"]
-                    if recorder is not None:  # what was actually sent, not what was asked
-                        recorder.record_step(sim_time=t_obs, wall_time_ns=wall_ns,
-                                             observation=obs,
-                                             action=station.scaling.to_action(sent),
-                                             target=sent, reward=reward)
-                    obs, t_obs, wall_ns = next_obs, info["sim_time"], time.time_ns()
-                    total += reward
-                    steps += 1
-                    done = terminated or truncated
-            finally:
-                station.bridge.raw_hook = None
-                end_reason = info.get("end_reason", "terminated" if done else "interrupted")
-                if recorder is not None:
-                    recorder.close(end_reason=end_reason, success=bool(info.get("success")),
-                                   episode_return=total, final_observation=obs)
-            result = {"episode": i, "success": bool(info["success"]), "return": round(total, 3),
-                      "steps": steps, "end_reason": end_reason,
-                      "truncated": bool(truncated), "overruns": int(info.get("overruns", 0)),
-                      "log": str(log_root / f"episode_{i:03d}") if log_root else None}
-            results.append(result)
-            out.say(f"episode {i + 1}/{args.episodes}: success={result['success']} "
-                    f"return={total:.1f} steps={steps} end={end_reason}")
-            out.record(result)
-            if end_reason.startswith("watchdog"):
-                out.say(f"stopping: {end_reason}; the finger holds its last safe target")
-                code = 3
-                break
+        with robot_env(scenario, config, virtual=args.virtual_robot, scenario_path=path,
+                       robot_args=args.robot_arg, say=out.say) as env:
+            station = env.station
+            out.say(f"{scenario.task} on {scenario.robot}; policy: {name} (sha256 {sha[:12]}); "
+                    f"{args.episodes} episode(s), scene reset: {reset_mode}; logs: "
+                    f"{log_root or 'off'}")
+            for i in range(args.episodes):
+                out.say(f"episode {i + 1}/{args.episodes}: homing")
+                station.go_home()
+                reset_scene(reset_mode, station, out.say, args.reset_wait)
+                recorder = None
+                if log_root is not None:
+                    recorder = open_recorder(log_root / f"episode_{i:03d}", {
+                        "mode": "hardware", "policy": name, "policy_sha256": sha,
+                        "virtual_robot": bool(args.virtual_robot), "episode": i,
+                        "hardware_config": config.source}, scenario, station)
+                out.say(f"episode {i + 1}/{args.episodes}: started")
+                ep = run_episode(env, lambda obs, k: controller(obs), recorder)
+                result = {"episode": i, "success": ep.success, "return": round(ep.ret, 3),
+                          "steps": ep.steps, "end_reason": ep.end_reason,
+                          "truncated": ep.truncated, "overruns": ep.overruns,
+                          "log": str(log_root / f"episode_{i:03d}") if log_root else None}
+                results.append(result)
+                out.say(f"episode {i + 1}/{args.episodes}: success={ep.success} "
+                        f"return={ep.ret:.1f} steps={ep.steps} end={ep.end_reason}")
+                out.record(result)
+                if ep.end_reason.startswith("watchdog"):
+                    out.say(f"stopping: {ep.end_reason}; the robot holds its last safe command")
+                    code = 3
+                    break
     except HardwareError as e:
         out.say(f"fingergym deploy: {e}")
         code = 3
     except KeyboardInterrupt:
-        out.say("interrupted: the finger holds its last target")
+        out.say("interrupted: the robot holds its last command")
         code = 130
-    finally:
-        if env is not None:
-            env.close()
-        stop_process(robot)
     n = len(results)
     wins = sum(r["success"] for r in results)
     summary = {"episodes": n, "successes": wins,

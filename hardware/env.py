@@ -1,12 +1,13 @@
 """``make_env(mode="hardware")``: the same :class:`~fingergym.env.FingerGymEnv` on a ROS 2 robot.
 
 Same spaces, same ``actions``/``observations``/``reward`` ports, same reward code; the station
-behind the ports is :mod:`fingergym.hardware.station`. ``reset()`` homes the finger
-(``set_home``: no randomized reset); the box is reset by a person (or the virtual robot's reset
-service) before it. ``step()`` takes ``scenario.episode.step`` seconds of wall time.
+behind the ports is :mod:`fingergym.hardware.station`. ``reset()`` homes the robot
+(``set_home``: no randomized reset); the scene is reset by a person (or the virtual robot's
+reset service) before it. ``step()`` takes ``scenario.episode.step`` seconds of wall time.
 
 ``info`` adds ``sent_target`` (what was last published after the safety layer),
-``joint_state_age``/``box_pose_age`` [s], ``box_pose_latency`` [s], ``estop`` and ``overruns``;
+``joint_state_age``/``object_pose_age`` [s], ``object_pose_latency`` [s], ``estop`` and
+``overruns``;
 a watchdog stop ends the episode as ``truncated`` with ``info["end_reason"]``.
 """
 
@@ -18,9 +19,9 @@ from pathlib import Path
 from pydrake.systems.analysis import Simulator
 
 from fingergym.env import FingerGymEnv
-from fingergym.hardware.config import HardwareConfig, as_hardware_config
+from fingergym.hardware.config import HardwareConfig, as_hardware_config, topics
 from fingergym.hardware.ros_bridge import RosBridge
-from fingergym.hardware.station import HardwareStation, build_hardware_station
+from fingergym.hardware.station import build_hardware_station
 from fingergym.scenario import Scenario, as_scenario
 
 
@@ -47,8 +48,11 @@ def make_hardware_env(scenario: Scenario | str | Path | None = None, *,
     if render_mode not in (None, "ansi"):
         raise ValueError(f"hardware mode renders only 'ansi' (got {render_mode!r}); watch the "
                          f"robot, or replay the episode's log in sim to render it")
-    bridge = RosBridge(config, scenario.observation.velocity_window, domain_id=domain_id,
-                       node_name=node_name)
+    task, robot = scenario.plugins()
+    spec = task.observation()
+    bridge = RosBridge(config, topics(config, robot, spec.objects), spec, robot.joint_names,
+                       robot.command_layout.names, scenario.observation.velocity_window,
+                       domain_id=domain_id, node_name=node_name)
     try:
         station = build_hardware_station(scenario, config, bridge)
         simulator = Simulator(station.diagram)
@@ -62,8 +66,3 @@ def make_hardware_env(scenario: Scenario | str | Path | None = None, *,
         raise
     env.hardware_config = config
     return env
-
-
-def station_of(env) -> HardwareStation:
-    """The hardware station of a (possibly gymnasium-wrapped) hardware env."""
-    return env.unwrapped.station

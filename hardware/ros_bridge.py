@@ -1,9 +1,11 @@
 """The rclpy side of the hardware station: one node, its executor thread, the latest state.
 
-:class:`RosBridge` owns an rclpy context (so it never disturbs the caller's), publishes finger
-targets (``std_msgs/Float64MultiArray`` on the forward position controller's ``commands``),
-subscribes to ``sensor_msgs/JointState``, the box ``geometry_msgs/PoseStamped`` and the e-stop
-``std_msgs/Bool``, and keeps the newest state with its arrival time (monotonic) and stamp.
+:class:`RosBridge` owns an rclpy context (so it never disturbs the caller's), publishes commands
+(``std_msgs/Float64MultiArray`` on the forward position controller's ``commands``, one value per
+command joint), subscribes to ``sensor_msgs/JointState``, one ``geometry_msgs/PoseStamped`` per
+tracked object and the e-stop ``std_msgs/Bool``, and keeps the newest state with its arrival
+time (monotonic) and stamp. The observation is assembled by name (the task's
+:class:`~fingergym.interfaces.ObservationSpec`): joints from JointState, objects from poses.
 Callbacks run in a background executor thread; :meth:`snapshot` reads a consistent copy.
 
 ``raw_hook(topic, msgtype, msg, stamp_ns)`` sees every incoming state message and every
@@ -29,7 +31,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 
-from fingergym.hardware.config import HardwareConfig, QosSpec
+from fingergym.hardware.config import HardwareConfig, QosSpec, Topics
 from fingergym.hardware.pacing import use_realtime_priority
 from fingergym.observation import PoseVelocityEstimator, planar_angle, window_velocity
 
@@ -72,9 +74,11 @@ def domain_hint(domain_id: int | None = None) -> str:
 class Snapshot:
     """The newest state, in the observation layout, and how old it is."""
 
-    obs: np.ndarray          # (10,) NaN where nothing arrived yet
+    obs: np.ndarray          # (n,) NaN where nothing arrived yet
+    command: np.ndarray      # (m,) measured positions of the command joints
+    command_velocity: np.ndarray  # (m,)
     joint_arrival: float     # monotonic s of the newest JointState (-inf: none)
-    pose_arrival: float      # monotonic s of the newest box pose (-inf: none)
+    pose_arrival: float      # monotonic s of the oldest object's newest pose (-inf: none)
     joint_latency: float     # wall now - header stamp [s] (clock sync dependent)
     pose_latency: float
     estop: bool
@@ -88,45 +92,65 @@ class Snapshot:
     def pose_age(self) -> float:
         return self.taken - self.pose_arrival
 
-    @property
-    def finger(self) -> np.ndarray:
-        return self.obs[3:5]
-
 
 class RosBridge:
-    """The finger's ROS 2 interfaces, spun in a background thread."""
+    """A robot's ROS 2 interfaces for one task, spun in a background thread.
 
-    def __init__(self, config: HardwareConfig, velocity_window: float, *,
+    Args:
+        config: the hardware config (QoS, node name).
+        topics: every topic name (:func:`fingergym.hardware.config.topics`).
+        spec: the task's observation (:class:`~fingergym.interfaces.ObservationSpec`).
+        joints: the robot's JointState names; ``command_joints``: its command joints (order).
+        velocity_window: seconds of poses (and of joint positions without velocities) fitted.
+    """
+
+    def __init__(self, config: HardwareConfig, topics: Topics, spec, joints: tuple[str, ...],
+                 command_joints: tuple[str, ...], velocity_window: float, *,
                  domain_id: int | None = None, node_name: str | None = None):
         self.config = config
+        self.topics = topics
         self.domain_id = domain_id
         self.raw_hook: RawHook | None = None
         self._lock = threading.Lock()
         self.context = rclpy.context.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
-        ros, qos = config.ros, config.qos
-        self.node = Node(node_name or ros.node_name, context=self.context)
-        self._cmd_pub = self.node.create_publisher(Float64MultiArray, ros.commands_topic,
+        qos = config.qos
+        self.node = Node(node_name or config.ros.node_name, context=self.context)
+        self._cmd_pub = self.node.create_publisher(Float64MultiArray, topics.commands,
                                                    qos_profile(qos.commands))
-        self._js_sub = self.node.create_subscription(JointState, ros.joint_states_topic,
+        self._js_sub = self.node.create_subscription(JointState, topics.joint_states,
                                                      self._on_joint_state,
                                                      qos_profile(qos.joint_states))
-        self._pose_sub = self.node.create_subscription(PoseStamped, ros.box_pose_topic,
-                                                       self._on_pose, qos_profile(qos.box_pose))
-        self._estop_sub = self.node.create_subscription(Bool, ros.estop_topic, self._on_estop,
+        self._pose_subs = {
+            obj: self.node.create_subscription(
+                PoseStamped, topic, lambda msg, obj=obj: self._on_pose(obj, msg),
+                qos_profile(qos.object_pose))
+            for obj, topic in topics.objects.items()}
+        self._estop_sub = self.node.create_subscription(Bool, topics.estop, self._on_estop,
                                                         qos_profile(qos.estop))
         self._reset_client = None
-        self._names = list(ros.joint_names)
-        self._finger_q = np.full(2, np.nan)
-        self._finger_v = np.full(2, np.nan)
-        self._finger_hist: list[tuple[float, float, float]] = []  # when JointState has no v
+        self._names = list(joints)
+        self._window = float(velocity_window)
+        self._q = np.full(len(joints), np.nan)
+        self._v = np.full(len(joints), np.nan)
+        self._joint_hist: list[np.ndarray] = []  # [stamp, q...] when JointState has no v
         self._joint_arrival = -np.inf
         self._joint_stamp = np.nan
-        self._box = PoseVelocityEstimator(velocity_window)
-        self._pose_arrival = -np.inf
-        self._pose_stamp = np.nan
+        self._objects = {o: PoseVelocityEstimator(velocity_window) for o in topics.objects}
+        self._pose_arrival = {o: -np.inf for o in topics.objects}
+        self._pose_stamp = {o: np.nan for o in topics.objects}
         self._estop = False
-        self.counts = {"joint_states": 0, "box_pose": 0, "commands": 0, "bad_joint_states": 0}
+        self.counts = {"joint_states": 0, "object_poses": 0, "commands": 0,
+                       "bad_joint_states": 0}
+        # the observation, assembled by name: (kind, joint index or object, axis) per element
+        index = {n: i for i, n in enumerate(self._names)}
+        missing = [s.name for s in spec.sources.values()
+                   if s.kind.startswith("joint") and s.name not in index]
+        if missing:
+            raise ValueError(f"the observation reads joints {missing} the robot does not "
+                             f"report (JointState names: {self._names})")
+        self._plan = [(s.kind, index.get(s.name, s.name), s.axis) for s in spec.sources.values()]
+        self._cmd_idx = np.array([index[n] for n in command_joints], dtype=int)
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self.node)
         # A real-time caller (see pacing.use_realtime_priority) gets its callbacks served one
@@ -157,7 +181,8 @@ class RosBridge:
     def _on_joint_state(self, msg: JointState) -> None:
         now = time.monotonic()
         try:
-            idx = [list(msg.name).index(n) for n in self._names]
+            names = list(msg.name)
+            idx = [names.index(n) for n in self._names]
             q = np.array([msg.position[i] for i in idx], dtype=float)
         except (ValueError, IndexError):
             self.counts["bad_joint_states"] += 1
@@ -166,64 +191,82 @@ class RosBridge:
         with self._lock:
             if len(msg.velocity) == len(msg.name):
                 v = np.array([msg.velocity[i] for i in idx], dtype=float)
-            else:  # no velocities: difference positions over the box's window
-                self._finger_hist = [h for h in self._finger_hist
-                                     if stamp - h[0] <= self._box.window][-8:]
-                self._finger_hist.append((stamp, q[0], q[1]))
-                h = np.array(self._finger_hist)
+            else:  # no velocities: difference positions over the velocity window
+                self._joint_hist = [h for h in self._joint_hist
+                                    if stamp - h[0] <= self._window][-8:]
+                self._joint_hist.append(np.r_[stamp, q])
+                h = np.array(self._joint_hist)
                 v = window_velocity(h[:, 0], h[:, 1:])
-            self._finger_q, self._finger_v = q, v
+            self._q, self._v = q, v
             self._joint_arrival, self._joint_stamp = now, stamp
             self.counts["joint_states"] += 1
-        self._raw(self.config.ros.joint_states_topic, "sensor_msgs/msg/JointState", msg)
+        self._raw(self.topics.joint_states, "sensor_msgs/msg/JointState", msg)
 
-    def _on_pose(self, msg: PoseStamped) -> None:
+    def _on_pose(self, obj: str, msg: PoseStamped) -> None:
         now = time.monotonic()
         p, o = msg.pose.position, msg.pose.orientation
         stamp = stamp_to_sec(msg.header.stamp)
         with self._lock:
-            self._box.add(stamp, p.x, p.z, planar_angle(o.w, o.x, o.y, o.z))
-            self._pose_arrival, self._pose_stamp = now, stamp
-            self.counts["box_pose"] += 1
-        self._raw(self.config.ros.box_pose_topic, "geometry_msgs/msg/PoseStamped", msg)
+            self._objects[obj].add(stamp, p.x, p.z, planar_angle(o.w, o.x, o.y, o.z))
+            self._pose_arrival[obj], self._pose_stamp[obj] = now, stamp
+            self.counts["object_poses"] += 1
+        self._raw(self.topics.objects[obj], "geometry_msgs/msg/PoseStamped", msg)
 
     def _on_estop(self, msg: Bool) -> None:
         with self._lock:
             self._estop = bool(msg.data)
-        self._raw(self.config.ros.estop_topic, "std_msgs/msg/Bool", msg)
+        self._raw(self.topics.estop, "std_msgs/msg/Bool", msg)
 
     # ------------------------------------------------------------------ caller side
     def snapshot(self) -> Snapshot:
         with self._lock:
-            box_q, box_v = self._box.pose(), self._box.velocity()
-            obs = np.r_[box_q, self._finger_q, box_v, self._finger_v]
+            poses = {o: e.pose() for o, e in self._objects.items()}
+            vels = {o: e.velocity() for o, e in self._objects.items()}
+            obs = np.empty(len(self._plan))
+            for i, (kind, key, axis) in enumerate(self._plan):
+                if kind == "joint_position":
+                    obs[i] = self._q[key]
+                elif kind == "joint_velocity":
+                    obs[i] = self._v[key]
+                elif kind == "object_pose":
+                    obs[i] = poses[key][axis]
+                else:
+                    obs[i] = vels[key][axis]
+            # the oldest object's pose decides (no tracked object: always fresh)
+            oldest = min(self._pose_arrival, key=self._pose_arrival.get, default=None)
             wall, now = time.time(), time.monotonic()
-            return Snapshot(obs, self._joint_arrival, self._pose_arrival,
-                            wall - self._joint_stamp, wall - self._pose_stamp, self._estop, now)
+            pose_arrival = np.inf if oldest is None else self._pose_arrival[oldest]
+            pose_stamp = np.nan if oldest is None else self._pose_stamp[oldest]
+            return Snapshot(obs, self._q[self._cmd_idx].copy(), self._v[self._cmd_idx].copy(),
+                            self._joint_arrival, pose_arrival, wall - self._joint_stamp,
+                            wall - pose_stamp, self._estop, now)
 
-    def reset_box_estimator(self) -> None:
-        """Forget past box poses (the scene was reset); the next pose re-anchors theta."""
+    def reset_pose_estimators(self) -> None:
+        """Forget past object poses (the scene was reset); the next pose re-anchors theta."""
         with self._lock:
-            self._box.reset()
+            for e in self._objects.values():
+                e.reset()
 
     @property
-    def box_pose_count(self) -> int:
+    def pose_count(self) -> int:
+        """Poses since the last reset, of the object with the fewest (no object: a large number)."""
         with self._lock:
-            return self._box.count
+            return min((e.count for e in self._objects.values()), default=1 << 30)
 
     def publish_command(self, target: np.ndarray) -> None:
-        """Publish one finger target [m] (already through the safety layer)."""
+        """Publish one command (already through the safety layer)."""
         msg = Float64MultiArray()
-        msg.data = [float(target[0]), float(target[1])]
+        msg.data = [float(v) for v in target]
         self._cmd_pub.publish(msg)
         self.counts["commands"] += 1
-        self._raw(self.config.ros.commands_topic, "std_msgs/msg/Float64MultiArray", msg)
+        self._raw(self.topics.commands, "std_msgs/msg/Float64MultiArray", msg)
 
     def matched(self) -> dict[str, bool]:
         return {
-            self.config.ros.commands_topic: self._cmd_pub.get_subscription_count() > 0,
-            self.config.ros.joint_states_topic: self._js_sub.get_publisher_count() > 0,
-            self.config.ros.box_pose_topic: self._pose_sub.get_publisher_count() > 0,
+            self.topics.commands: self._cmd_pub.get_subscription_count() > 0,
+            self.topics.joint_states: self._js_sub.get_publisher_count() > 0,
+            **{self.topics.objects[o]: sub.get_publisher_count() > 0
+               for o, sub in self._pose_subs.items()},
         }
 
     def wait_for_matching(self, timeout: float) -> None:
@@ -245,24 +288,23 @@ class RosBridge:
                     f"({domain_hint(self.domain_id)})")
             time.sleep(0.02)
 
-    def call_reset_box(self, timeout: float = 5.0) -> str:
-        """Call the reset service (std_srvs/Trigger); returns its message or raises."""
+    def call_reset(self, timeout: float = 5.0) -> str:
+        """Call the scene reset service (std_srvs/Trigger); returns its message or raises."""
+        service = self.topics.reset_service
         if self._reset_client is None:
-            self._reset_client = self.node.create_client(Trigger,
-                                                         self.config.ros.reset_box_service)
+            self._reset_client = self.node.create_client(Trigger, service)
         if not self._reset_client.wait_for_service(timeout_sec=timeout):
-            raise HardwareError(f"service {self.config.ros.reset_box_service} not available "
+            raise HardwareError(f"service {service} not available "
                                 f"after {timeout:.1f} s ({domain_hint(self.domain_id)})")
         future = self._reset_client.call_async(Trigger.Request())
         deadline = time.monotonic() + timeout
         while not future.done():
             if time.monotonic() > deadline:
-                raise HardwareError(f"{self.config.ros.reset_box_service}: no answer in "
-                                    f"{timeout:.1f} s")
+                raise HardwareError(f"{service}: no answer in {timeout:.1f} s")
             time.sleep(0.01)
         response = future.result()
         if not response.success:
-            raise HardwareError(f"{self.config.ros.reset_box_service} failed: {response.message}")
+            raise HardwareError(f"{service} failed: {response.message}")
         return response.message
 
     def close(self) -> None:

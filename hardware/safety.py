@@ -1,13 +1,15 @@
 """The one safety layer between a policy and the command publisher (deploy and replay).
 
-Every target goes through :meth:`SafetyFilter.filter`, which returns what may actually be sent:
+Every command (the robot's joint position targets, ``Robot.command_layout`` order) goes through
+:meth:`SafetyFilter.filter`, which returns what may actually be sent:
 
-- non-finite targets are rejected: the last safe target is held;
-- targets are clamped to the reachable workspace
-  (:meth:`fingergym.task.ActionScaling.clamp_target`);
-- the change per command is limited to ``max_step`` (m, Euclidean), which also gives a soft
-  start: :meth:`reset` starts the ramp from the measured finger position;
-- while the e-stop is engaged, the target is frozen where the finger was when it engaged.
+- non-finite or wrong-sized commands are rejected: the last safe command is held;
+- commands are clamped to the reachable workspace
+  (:meth:`fingergym.scaling.ActionScaling.clamp_target`);
+- the change per command is limited in every dimension to ``max_step`` (n,) (the model file's
+  joint velocity limits times the command period), which also gives a soft start:
+  :meth:`reset` starts the ramp from the measured position;
+- while the e-stop is engaged, the command is frozen where the robot was when it engaged.
 
 What :meth:`filter` returns is what gets published and logged (LeRobot's ``send_action``).
 """
@@ -18,42 +20,42 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fingergym.scenario import Scenario
-from fingergym.task import ActionScaling
+from fingergym.scaling import ActionScaling
 
 
 @dataclass(frozen=True)
 class SafeCommand:
-    target: np.ndarray  # (2,) what to send [m]
-    clipped: bool       # differs from the requested target
+    target: np.ndarray  # (n,) what to send
+    clipped: bool       # differs from the requested command
     reason: str         # "" | "workspace" | "rate_limit" | "non_finite" | "estop"
 
 
 class SafetyFilter:
-    """Stateful filter of finger targets [m]; one instance per command stream."""
+    """Stateful filter of commands; one instance per command stream."""
 
-    def __init__(self, scaling: ActionScaling, max_step: float):
-        if not max_step > 0:
-            raise ValueError(f"max_step must be > 0, got {max_step}")
+    def __init__(self, scaling: ActionScaling, max_step: np.ndarray | float):
+        step = np.broadcast_to(np.asarray(max_step, dtype=float), (scaling.dim,)).copy()
+        if not np.all(step > 0):
+            raise ValueError(f"max_step must be > 0 in every dimension, got {step.tolist()}")
         self.scaling = scaling
-        self.max_step = float(max_step)
-        self.last: np.ndarray | None = None  # last target sent
+        self.max_step = step
+        self.last: np.ndarray | None = None  # last command sent
         self.estop = False
-        self.rejected = 0  # non-finite targets seen
+        self.rejected = 0  # non-finite commands seen
 
-    @classmethod
-    def from_config(cls, scenario: Scenario, config) -> SafetyFilter:
-        return cls(ActionScaling.from_scenario(scenario), config.safety.max_step)
+    def _measured(self, measured: np.ndarray) -> np.ndarray:
+        measured = np.asarray(measured, dtype=float)
+        if measured.shape != (self.scaling.dim,) or not np.all(np.isfinite(measured)):
+            raise ValueError(f"measured position must be finite ({self.scaling.dim},), "
+                             f"got {measured}")
+        return measured
 
     def reset(self, measured: np.ndarray) -> None:
-        """Soft start: the next command ramps from the measured finger position [m]."""
-        measured = np.asarray(measured, dtype=float)
-        if measured.shape != (2,) or not np.all(np.isfinite(measured)):
-            raise ValueError(f"measured finger position must be finite (2,), got {measured}")
-        self.last = self.scaling.clamp_target(measured)
+        """Soft start: the next command ramps from the measured position."""
+        self.last = self.scaling.clamp_target(self._measured(measured))
 
     def set_estop(self, engaged: bool, measured: np.ndarray | None = None) -> None:
-        """Engage: freeze at ``measured`` (or the last target). Release: soft start again."""
+        """Engage: freeze at ``measured`` (or the last command). Release: soft start again."""
         if engaged and not self.estop and measured is not None and np.all(np.isfinite(measured)):
             self.last = self.scaling.clamp_target(measured)
         elif not engaged and self.estop and measured is not None:
@@ -61,21 +63,21 @@ class SafetyFilter:
         self.estop = bool(engaged)
 
     def filter(self, target: np.ndarray) -> SafeCommand:
-        """The target that may be sent now, given the requested one [m]."""
+        """The command that may be sent now, given the requested one."""
         if self.last is None:
             raise RuntimeError("SafetyFilter.reset(measured) must be called before filter()")
         target = np.asarray(target, dtype=float)
         if self.estop:
             return SafeCommand(self.last.copy(), True, "estop")
-        if target.shape != (2,) or not np.all(np.isfinite(target)):
+        if target.shape != self.last.shape or not np.all(np.isfinite(target)):
             self.rejected += 1
             return SafeCommand(self.last.copy(), True, "non_finite")
         safe = self.scaling.clamp_target(target)
         reason = "" if np.array_equal(safe, target) else "workspace"
         delta = safe - self.last
-        dist = float(np.hypot(*delta))
-        if dist > self.max_step:
-            safe = self.last + delta * (self.max_step / dist)
+        limited = np.clip(delta, -self.max_step, self.max_step)
+        if not np.array_equal(limited, delta):
+            safe = self.last + limited
             reason = reason or "rate_limit"
         self.last = safe
         return SafeCommand(safe.copy(), bool(reason), reason)

@@ -1,13 +1,14 @@
 """The hardware station: the sim station's ports with a ROS 2 robot behind them.
 
-Exported ports (the names of :mod:`fingergym.sim.station`):
+Exported ports (the names of :mod:`fingergym.sim.station`; n = the task's observation size,
+m = the robot's command size):
 
-- input ``actions`` (2): the agent's action in ``[-1, 1]^2`` (same saturation and affine map);
-- output ``observations`` (10) and ``state`` (10): the newest robot state in the
-  :mod:`fingergym.task` layout (box velocity estimated from poses), read once per sim time;
-- output ``reward``, ``success``: :class:`fingergym.task.RewardSystem`, as in sim;
-- output ``target`` (2): the policy's target [m]; ``sent_target`` (2): what was last published
-  after the safety layer; ``message_age`` (2): joint state and box pose age [s].
+- input ``actions`` (m): the agent's action in ``[-1, 1]^m`` (same saturation and affine map);
+- output ``observations`` (n) and ``state`` (n): the newest robot state in the task's
+  observation layout (object velocities estimated from poses), read once per sim time;
+- output ``reward``: the task's reward (:class:`fingergym.sim.station.RewardSystem`), as in sim;
+- output ``target`` (m): the policy's command; ``sent_target`` (m): what was last published
+  after the safety layer; ``message_age`` (2): joint state and (oldest) object pose age [s].
 
 Behind them, :class:`CommandSender` (a drake-ros-style publisher system) re-sends the latest
 target at ``command.rate`` through :class:`~fingergym.hardware.safety.SafetyFilter`, paced to
@@ -41,21 +42,22 @@ from fingergym.hardware.config import HardwareConfig
 from fingergym.hardware.pacing import Pacer, sleep_until
 from fingergym.hardware.ros_bridge import HardwareError, RosBridge, Snapshot, domain_hint
 from fingergym.hardware.safety import SafetyFilter
+from fingergym.scaling import ActionScaling, add_action_scaling
 from fingergym.scenario import Scenario
-from fingergym.task import ACTION_DIM, OBS_DIM, ActionScaling, RewardSystem, add_action_scaling
+from fingergym.sim.station import RewardSystem
 
 
 class RosStateSource(LeafSystem):
     """Outputs the bridge's newest state; one :class:`Snapshot` per sim time (then cached)."""
 
-    def __init__(self, bridge: RosBridge):
+    def __init__(self, bridge: RosBridge, n_obs: int):
         super().__init__()
         self.bridge = bridge
         self._snap: Snapshot | None = None
         self._snap_time = np.nan
         self._fresh: Snapshot | None = None
         deps = {self.time_ticket()}
-        self.DeclareVectorOutputPort("observations", OBS_DIM, self._calc_obs,
+        self.DeclareVectorOutputPort("observations", n_obs, self._calc_obs,
                                      prerequisites_of_calc=deps)
         self.DeclareVectorOutputPort("message_age", 2, self._calc_age,
                                      prerequisites_of_calc=deps)
@@ -98,7 +100,7 @@ class CommandTiming:
 class CommandSender(LeafSystem):
     """Publishes the held target at a fixed rate through the safety layer; runs the watchdog.
 
-    Input ``target`` (2) [m]; output ``sent_target`` (2): the last target published.
+    Input ``target`` (m); output ``sent_target`` (m): the last command published.
 
     Per command period, at sim time ``t_k`` (wall deadline ``origin + t_k``): a publish event
     sleeps until ``lead`` s before the deadline and runs the watchdog (at a gym step boundary the
@@ -121,8 +123,9 @@ class CommandSender(LeafSystem):
         self.estop = False
         self.reasons: dict[str, int] = {}
         self._origin: float | None = None  # monotonic time of sim time 0 (armed)
-        self._target = self.DeclareVectorInputPort("target", ACTION_DIM)
-        self._sent = self.DeclareDiscreteState(ACTION_DIM)
+        m = safety.scaling.dim
+        self._target = self.DeclareVectorInputPort("target", m)
+        self._sent = self.DeclareDiscreteState(m)
         # the observation read point: `lead` before each command (sim time = wall time - origin)
         self.DeclarePeriodicPublishEvent(period, period - self.lead, self._before)
         self.DeclarePeriodicDiscreteUpdateEvent(period, 0.0, self._send)
@@ -138,7 +141,7 @@ class CommandSender(LeafSystem):
             sleep_until(self._origin + context.get_time())
         if not self.fault:
             snap = self.bridge.snapshot()
-            for name, age in (("joint states", snap.joint_age), ("box pose", snap.pose_age)):
+            for name, age in (("joint states", snap.joint_age), ("object pose", snap.pose_age)):
                 if age > self.watchdog_age:
                     self.fault = (f"watchdog: no {name} for {age:.3f} s "
                                   f"(limit {self.watchdog_age:.3f} s)")
@@ -158,7 +161,7 @@ class CommandSender(LeafSystem):
             self.timing.late.append(self.pacer.wait_until(deadline))
         snap = self.bridge.snapshot()
         if snap.estop != self.estop:
-            self.safety.set_estop(snap.estop, snap.finger)
+            self.safety.set_estop(snap.estop, snap.command)
             self.estop = snap.estop
         if self.fault:  # hold position: keep sending the last safe target
             target = self.safety.last.copy()
@@ -196,7 +199,7 @@ class HardwareStation:
 
     # ------------------------------------------------------------------ env hooks
     def hold_setpoint(self, root_context: Context, target: np.ndarray) -> None:
-        """Start the episode holding ``target`` [m]; the first command ramps from there."""
+        """Start the episode holding ``target``; the first command ramps from there."""
         ctx = self.sender.GetMyMutableContextFromRoot(root_context)
         ctx.SetDiscreteState(np.asarray(target, dtype=float))
         self.safety.reset(target)
@@ -204,6 +207,10 @@ class HardwareStation:
         self.sender.estop = False
         self.sender.disarm()
         self.state_source.invalidate()
+
+    def measured_command(self, root_context: Context) -> np.ndarray:
+        """The command joints' measured positions (m,)."""
+        return self.bridge.snapshot().command
 
     def end_reason(self) -> str:
         """Non-empty when the station stopped the episode (the env reports a truncation)."""
@@ -214,8 +221,8 @@ class HardwareStation:
             self.state_source.GetMyContextFromRoot(root_context))
         ctx = self.sender.GetMyContextFromRoot(root_context)
         return {"sent_target": np.array(ctx.get_discrete_state_vector().value()),
-                "joint_state_age": snap.joint_age, "box_pose_age": snap.pose_age,
-                "box_pose_latency": snap.pose_latency, "estop": bool(snap.estop),
+                "joint_state_age": snap.joint_age, "object_pose_age": snap.pose_age,
+                "object_pose_latency": snap.pose_latency, "estop": bool(snap.estop),
                 "overruns": self.sender.pacer.overruns}
 
     def monitor(self, root_context: Context) -> EventStatus:
@@ -239,8 +246,9 @@ class HardwareStation:
             if snap.joint_age < age and snap.pose_age < age:
                 return
             if time.monotonic() > deadline:
-                missing = [n for n, a in ((self.config.ros.joint_states_topic, snap.joint_age),
-                                          (self.config.ros.box_pose_topic, snap.pose_age))
+                t = self.bridge.topics
+                missing = [n for n, a in ((t.joint_states, snap.joint_age),
+                                          (", ".join(t.objects.values()), snap.pose_age))
                            if not a < age]
                 raise HardwareError(
                     f"set_home: no fresh messages on {', '.join(missing)} within "
@@ -249,56 +257,57 @@ class HardwareStation:
             time.sleep(0.01)
 
     def go_home(self) -> np.ndarray:
-        """Command the finger to ``scenario.finger.home`` and wait until it is within tolerance.
-
-        Raises :class:`HardwareError` after ``home.timeout`` (no robot, e-stop, blocked).
-        Returns the measured finger position [m].
+        """Command the robot home (:meth:`~fingergym.interfaces.Robot.home`) and wait until it
+        is within tolerance. Raises :class:`HardwareError` after ``home.timeout`` (no robot,
+        e-stop, blocked). Returns the measured command joints' positions.
         """
         self.wait_for_robot()
-        home = np.asarray(self.scenario.finger.home, dtype=float)
+        _, robot = self.scenario.plugins()
+        home = np.asarray(robot.home(), dtype=float)
         h = self.config.home
         snap = self.bridge.snapshot()
-        self.safety.reset(snap.finger)
+        self.safety.reset(snap.command)
         pacer = Pacer(self.config.command_period)
         deadline = time.monotonic() + h.timeout
         while True:
             pacer.wait()
             snap = self.bridge.snapshot()
             if snap.estop != self.safety.estop:
-                self.safety.set_estop(snap.estop, snap.finger)
+                self.safety.set_estop(snap.estop, snap.command)
             self.bridge.publish_command(self.safety.filter(home).target)
-            err = float(np.hypot(*(snap.finger - home)))
+            err = float(np.linalg.norm(snap.command - home))
             fresh = snap.joint_age < self.config.safety.watchdog_age
-            if fresh and err < h.tolerance and float(np.hypot(*snap.obs[8:10])) < 0.05:
-                return snap.finger
+            if (fresh and err < h.tolerance
+                    and float(np.linalg.norm(snap.command_velocity)) < 0.05):
+                return snap.command
             if time.monotonic() > deadline:
                 why = ("the e-stop is engaged" if snap.estop else
                        f"last joint state {snap.joint_age:.2f} s ago" if not fresh else
-                       f"finger at {np.round(snap.finger, 4).tolist()}, "
+                       f"at {np.round(snap.command, 4).tolist()}, "
                        f"{err * 1000:.1f} mm away")
-                raise HardwareError(f"set_home: the finger did not reach home "
+                raise HardwareError(f"set_home: the robot did not reach home "
                                     f"{home.tolist()} within {h.tolerance * 1000:.1f} mm in "
                                     f"{h.timeout:.1f} s ({why})")
 
     def settle(self) -> None:
-        """Let in-flight box poses land, then restart the velocity estimate from fresh ones.
+        """Let in-flight object poses land, then restart the velocity estimates from fresh ones.
 
-        Poses published before a box reset can arrive after it (tracker latency); waiting
+        Poses published before a scene reset can arrive after it (tracker latency); waiting
         ``home.settle`` s first keeps them out of the new episode (theta unwrapping included).
         """
         time.sleep(self.config.home.settle)
-        self.bridge.reset_box_estimator()
+        self.bridge.reset_pose_estimators()
         limit = time.monotonic() + self.config.home.timeout
-        while self.bridge.box_pose_count < 3:
+        while self.bridge.pose_count < 3:
             if time.monotonic() > limit:
-                raise HardwareError(f"set_home: fewer than 3 box poses on "
-                                    f"{self.config.ros.box_pose_topic} in "
+                raise HardwareError(f"set_home: fewer than 3 poses on "
+                                    f"{', '.join(self.bridge.topics.objects.values())} in "
                                     f"{self.config.home.timeout:.1f} s "
                                     f"({domain_hint(self.bridge.domain_id)})")
             time.sleep(0.002)
 
     def set_home(self, simulator: Simulator, context: Context, seed: int | None = None) -> None:
-        """The env's reset handler: home the finger (no randomized reset on hardware)."""
+        """The env's reset handler: home the robot (no randomized reset on hardware)."""
         self.go_home()
         self.settle()
         # A full garbage collection stalls the process for tens of ms: do it now, and freeze
@@ -314,15 +323,17 @@ class HardwareStation:
 def build_hardware_station(scenario: Scenario, config: HardwareConfig,
                            bridge: RosBridge) -> HardwareStation:
     """The hardware station Diagram around a running :class:`RosBridge`."""
+    task, robot = scenario.plugins()
+    n_obs = task.observation_layout.size
     builder = DiagramBuilder()
     scaling = ActionScaling.from_scenario(scenario)
-    safety = SafetyFilter(scaling, config.safety.max_step)
+    safety = SafetyFilter(scaling, robot.max_step(config.command_period))
 
-    # actions [-1, 1]^2 -> saturate -> affine map onto the workspace: as in the sim station.
+    # actions [-1, 1]^m -> saturate -> affine map onto the workspace: as in the sim station.
     actions, target = add_action_scaling(builder, scaling)
     builder.ExportInput(actions, "actions")
 
-    source = builder.AddSystem(RosStateSource(bridge))
+    source = builder.AddSystem(RosStateSource(bridge, n_obs))
     source.set_name("ros_state_source")
     sender = builder.AddSystem(CommandSender(bridge, safety, source, config.command_period,
                                              config.safety.watchdog_age,
@@ -330,16 +341,15 @@ def build_hardware_station(scenario: Scenario, config: HardwareConfig,
     sender.set_name("ros_command_sender")
     builder.Connect(target, sender.get_input_port())
 
-    reward = builder.AddSystem(RewardSystem(scenario))
+    reward = builder.AddSystem(RewardSystem(task, n_obs, scaling.dim))
     builder.Connect(source.GetOutputPort("observations"), reward.GetInputPort("state"))
     builder.Connect(target, reward.GetInputPort("target"))
     builder.ExportOutput(source.GetOutputPort("observations"), "observations")
     builder.ExportOutput(reward.GetOutputPort("reward"), "reward")
-    builder.ExportOutput(reward.GetOutputPort("success"), "success")
     builder.ExportOutput(source.GetOutputPort("observations"), "state")
     builder.ExportOutput(target, "target")
     builder.ExportOutput(sender.GetOutputPort("sent_target"), "sent_target")
     builder.ExportOutput(source.GetOutputPort("message_age"), "message_age")
     diagram = builder.Build()
-    diagram.set_name("box_flipup_hardware_station")
+    diagram.set_name(f"{scenario.task}_hardware_station")
     return HardwareStation(diagram, scenario, config, scaling, bridge, safety, source, sender)

@@ -1,130 +1,160 @@
-"""``fingergym-virtual-robot``: the Drake finger and box as a ROS 2 robot, at real time.
+"""``fingergym-virtual-robot``: the scenario's robot and task scene as a ROS 2 robot, at real time.
 
-The same physics as sim (:func:`fingergym.sim.plant.add_box_flipup_plant` and its position
-controller), behind the robot's ROS 2 interfaces: it takes finger targets on the forward
-position controller's ``commands`` topic, publishes ``/joint_states`` and the box pose like a
-tracker, and offers a ``std_srvs/Trigger`` service that puts the box back flat in the bin (the
-person who resets the scene on a real robot). Latency, jitter, pose noise, message drops and
-physical-parameter offsets model the sim-to-real gap (``virtual_robot:`` in the hardware config,
-or flags). ``--mock`` instead mirrors commands into joint states with a static box (like
-ros2_control's mock_components), for tests that need no physics.
+The same physics as sim (:func:`fingergym.sim.plant.add_world` and the robot's position
+controller), behind the robot's ROS 2 interfaces: it takes commands on the forward position
+controller's ``commands`` topic, publishes ``/joint_states`` (the robot's joints, from its model
+file) and each tracked object's pose like a tracker, and offers a ``std_srvs/Trigger`` service
+that resets the scene (the task's ``reset_scene``: the person who resets a real robot's scene).
+Latency, jitter, pose noise, message drops and physical-parameter offsets model the sim-to-real
+gap (``virtual_robot:`` in the hardware config, or flags). ``--mock`` instead mirrors commands
+into joint states with a static scene (like ros2_control's mock_components), for tests that
+need no physics.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import heapq
 import math
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-from fingergym.hardware.config import HardwareConfig, VirtualRobotParams, as_hardware_config
+from fingergym.cli import optional_path
+from fingergym.hardware.config import (
+    HardwareConfig,
+    VirtualRobotParams,
+    as_hardware_config,
+    topics,
+)
 from fingergym.hardware.pacing import Pacer, use_realtime_priority
 from fingergym.observation import planar_quaternion
 from fingergym.scenario import Scenario, as_scenario
 
 
-def robot_params(scenario: Scenario, vr: VirtualRobotParams, box_x: float | None = None,
-                 box_theta: float = 0.0):
+def robot_params(scenario: Scenario, vr: VirtualRobotParams):
     """Nominal episode parameters shifted by the virtual robot's sim-to-real offsets."""
     from fingergym.sim.params import nominal_params
 
-    p = nominal_params(scenario, box_x=box_x, box_theta=box_theta)
-    return dataclasses.replace(
-        p, box_mass=p.box_mass * vr.box_mass_scale, friction=p.friction * vr.friction_scale,
-        kp=p.kp * vr.gain_scale, kd=p.kd * math.sqrt(vr.gain_scale),
-        box_length=p.box_length * vr.box_size_scale,
-        box_thickness=p.box_thickness * vr.box_size_scale)
+    p = nominal_params(scenario)
+    unknown = sorted(set(vr.param_scale) - set(p.task))
+    if unknown:
+        raise ValueError(f"virtual_robot.param_scale: unknown task parameter(s) {unknown}; "
+                         f"known: {sorted(p.task)}")
+    task = {k: v * vr.param_scale.get(k, 1.0) for k, v in p.task.items()}
+    return dataclasses.replace(p, friction=p.friction * vr.friction_scale,
+                               kp=p.kp * vr.gain_scale, kd=p.kd * math.sqrt(vr.gain_scale),
+                               task=task)
+
+
+def _joint_q(plant, context, joint) -> np.ndarray:
+    """All positions of one joint (a planar joint: x, z, theta)."""
+    start = joint.position_start()
+    return np.array(plant.GetPositions(context)[start:start + joint.num_positions()])
+
+
+@dataclass
+class RobotState:
+    """What the robot's sensors see at time ``t`` [s]: joints (JointState order) and the
+    planar poses (x, z, theta) of the tracked objects."""
+
+    t: float
+    position: np.ndarray
+    velocity: np.ndarray
+    objects: dict[str, np.ndarray]
 
 
 class Physics:
-    """The Drake plant + controller; ``advance(t)`` to a sim time, ``set_target``, ``reset_box``."""
+    """The sim's plant and controller; ``advance(t)`` to a sim time, ``set_target``, ``reset``."""
 
     def __init__(self, scenario: Scenario, vr: VirtualRobotParams, rng: np.random.Generator):
         from pydrake.systems.analysis import Simulator
         from pydrake.systems.framework import DiagramBuilder
 
-        from fingergym.sim.plant import add_box_flipup_plant, add_finger_controller
+        from fingergym.sim.plant import add_controller, add_world
 
         self.scenario, self.rng = scenario, rng
+        self.task, self.robot = scenario.plugins()
         self.params = robot_params(scenario, vr)
         builder = DiagramBuilder()
-        handles = add_box_flipup_plant(builder, scenario, self.params)
-        controller = add_finger_controller(builder, scenario, self.params, handles)
-        builder.ExportInput(controller.get_input_port_desired_state(), "desired_state")
-        self.plant, self.handles = handles.plant, handles
+        handles = add_world(builder, scenario, self.params)
+        builder.ExportInput(add_controller(builder, scenario, self.params, handles), "command")
+        self.plant = handles.plant
         self.diagram = builder.Build()
         self.simulator = Simulator(self.diagram)
         self.context = self.simulator.get_mutable_context()
         self.plant_context = self.plant.GetMyMutableContextFromRoot(self.context)
-        self.desired = self.diagram.GetInputPort("desired_state")
-        self.lo = np.array([scenario.finger.x_limits[0], scenario.finger.z_limits[0]])
-        self.hi = np.array([scenario.finger.x_limits[1], scenario.finger.z_limits[1]])
-        self.set_target(np.asarray(scenario.finger.home, dtype=float))
+        self.command = self.diagram.GetInputPort("command")
+        lim = self.robot.limits
+        self.lo, self.hi = lim.lower, lim.upper
+        self.joints = [self.plant.GetJointByName(j) for j in self.robot.joint_names]
+        self.objects = {o: self.plant.GetJointByName(j)
+                        for o, j in self.task.tracked_objects.items()}
+        self.set_target(self.robot.home())
         self.simulator.Initialize()
         self.h = scenario.plant.time_step
 
     def set_target(self, target: np.ndarray) -> None:
-        """The position controller's set point [m], within the joint limits."""
-        self.desired.FixValue(self.context, np.r_[np.clip(target, self.lo, self.hi), 0.0, 0.0])
+        """The position controller's set point, within the joint limits."""
+        self.command.FixValue(self.context, np.clip(target, self.lo, self.hi))
 
     def advance(self, t: float) -> None:
         if t > self.context.get_time():
             self.simulator.AdvanceTo(t)
 
-    def state(self) -> tuple[float, np.ndarray]:
-        """(time of the newest plant step [s], state (10,) in the observation layout)."""
-        x = self.plant.GetPositionsAndVelocities(self.plant_context)
+    def state(self) -> RobotState:
+        """The newest plant step's joints and object poses."""
         t = math.floor(self.context.get_time() / self.h + 1e-9) * self.h
-        return t, self.handles.state_permutation @ x
+        c = self.plant_context
+        return RobotState(t, np.array([j.GetOnePosition(c) for j in self.joints]),
+                          np.array([j.GetOneVelocity(c) for j in self.joints]),
+                          {o: _joint_q(self.plant, c, j) for o, j in self.objects.items()})
 
-    def reset_box(self) -> str:
-        """Put the box flat at a random x (the scenario's range) if the finger is clear."""
-        s, p = self.scenario, self.params
-        _, state = self.state()
-        fx, fz = state[3:5]
-        top = s.bin.floor_z + p.box_thickness + s.finger.radius + 0.01
-        if fz < top:
-            raise RuntimeError(f"finger at z={fz:.3f} m is too low to put the box back "
-                               f"(needs z > {top:.3f}); home it first")
-        r = s.randomization
-        x = float(self.rng.uniform(*r.box_x))
-        theta = math.pi if self.rng.uniform() < r.flip_probability else 0.0
-        box = self.plant.GetModelInstanceByName("box")
-        self.plant.SetPositions(self.plant_context, box,
-                                [x, s.bin.floor_z + 0.5 * p.box_thickness, theta])
-        self.plant.SetVelocities(self.plant_context, box, np.zeros(3))
-        return f"box at x={x:+.3f} m, theta={theta:.2f} rad"
+    def reset(self) -> str:
+        """Put the scene back (the task's :meth:`~fingergym.interfaces.Task.reset_scene`)."""
+        return self.task.reset_scene(self.plant, self.plant_context, self.params.task, self.rng)
 
 
 class MockPhysics:
-    """mock_components-style: the finger is wherever it was commanded; the box never moves."""
+    """mock_components-style: joints are wherever they were commanded; objects never move."""
 
     def __init__(self, scenario: Scenario, vr: VirtualRobotParams, rng: np.random.Generator):
+        from pydrake.systems.framework import DiagramBuilder
+
+        from fingergym.sim.params import nominal_params
+        from fingergym.sim.plant import add_world
+
         self.scenario = scenario
         self.t = 0.0
-        c = 0.5 * (scenario.randomization.box_x[0] + scenario.randomization.box_x[1])
-        self.x = np.zeros(10)
-        self.x[0:2] = [c, scenario.bin.floor_z + 0.5 * scenario.box.thickness]
-        self.x[3:5] = scenario.finger.home
+        task, robot = scenario.plugins()
+        builder = DiagramBuilder()
+        plant = add_world(builder, scenario, nominal_params(scenario)).plant
+        context = plant.CreateDefaultContext()
+        self._cmd = [robot.joint_names.index(j) for j in robot.command_layout.names]
+        self.position = np.array([plant.GetJointByName(j).GetOnePosition(context)
+                                  for j in robot.joint_names])
+        self.position[self._cmd] = robot.home()
+        self.objects = {o: _joint_q(plant, context, plant.GetJointByName(j))
+                        for o, j in task.tracked_objects.items()}
 
     def set_target(self, target: np.ndarray) -> None:
-        self.x[3:5] = target
+        self.position[self._cmd] = target
 
     def advance(self, t: float) -> None:
         self.t = t
 
-    def state(self) -> tuple[float, np.ndarray]:
-        return self.t, self.x.copy()
+    def state(self) -> RobotState:
+        return RobotState(self.t, self.position.copy(), np.zeros_like(self.position),
+                          {o: p.copy() for o, p in self.objects.items()})
 
-    def reset_box(self) -> str:
-        return "mock: the box did not move"
+    def reset(self) -> str:
+        return "mock: the scene did not move"
 
 
 class VirtualRobot:
@@ -145,32 +175,36 @@ class VirtualRobot:
         self.scenario, self.config, self.vr = scenario, config, config.virtual_robot
         self.verbose = verbose
         self.rng = np.random.default_rng(self.vr.seed)  # noise, drops, jitter
-        # box starts from their own stream: the same sequence whatever the timing did
+        # scene resets draw from their own stream: the same sequence whatever the timing did
         self.physics = (MockPhysics if mock else Physics)(
             scenario, self.vr, np.random.default_rng([self.vr.seed, 1]))
         if not mock:
-            self.physics.reset_box()
+            self.physics.reset()
+        task, robot = scenario.plugins()
+        self.topics = topics(config, robot, task.observation().objects)
+        self.joint_names = list(robot.joint_names)
+        self.n_cmd = robot.command_layout.size
         self._JointState, self._PoseStamped = JointState, PoseStamped
         self.context = rclpy.context.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
-        ros, qos = config.ros, config.qos
+        qos = config.qos
         self.node = Node("fingergym_virtual_robot", context=self.context)
         # The robot side publishes reliably (what ros2_control's broadcaster does); the
         # command subscription takes the configured profile.
         state_qos = dataclasses.replace(qos.joint_states, reliability="reliable")
-        pose_qos = dataclasses.replace(qos.box_pose, reliability="reliable")
-        self.js_pub = self.node.create_publisher(JointState, ros.joint_states_topic,
+        pose_qos = dataclasses.replace(qos.object_pose, reliability="reliable")
+        self.js_pub = self.node.create_publisher(JointState, self.topics.joint_states,
                                                  qos_profile(state_qos))
-        self.pose_pub = self.node.create_publisher(PoseStamped, ros.box_pose_topic,
-                                                   qos_profile(pose_qos))
-        self.node.create_subscription(Float64MultiArray, ros.commands_topic, self._on_command,
+        self.pose_pubs = {o: self.node.create_publisher(PoseStamped, t, qos_profile(pose_qos))
+                          for o, t in self.topics.objects.items()}
+        self.node.create_subscription(Float64MultiArray, self.topics.commands, self._on_command,
                                       qos_profile(dataclasses.replace(qos.commands, depth=10)))
-        self.node.create_service(Trigger, ros.reset_box_service, self._on_reset)
+        self.node.create_service(Trigger, self.topics.reset_service, self._on_reset)
         self._lock = threading.Lock()     # physics
         self._wake = threading.Condition()
         self._commands: list[tuple[float, int, np.ndarray]] = []  # (apply at, seq, target)
         self._seq = 0
-        self.counts = {"commands": 0, "joint_states": 0, "box_poses": 0, "dropped": 0}
+        self.counts = {"commands": 0, "joint_states": 0, "object_poses": 0, "dropped": 0}
         self._stop = threading.Event()
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self.node)
@@ -192,7 +226,7 @@ class VirtualRobot:
 
     def _on_command(self, msg) -> None:
         now = time.monotonic()
-        if len(msg.data) != 2 or not all(math.isfinite(v) for v in msg.data):
+        if len(msg.data) != self.n_cmd or not all(math.isfinite(v) for v in msg.data):
             self.log(f"ignored a bad command {list(msg.data)}")
             return
         with self._wake:
@@ -205,7 +239,7 @@ class VirtualRobot:
     def _on_reset(self, request, response):
         try:
             with self._lock:
-                response.message = self.physics.reset_box()
+                response.message = self.physics.reset()
             response.success = True
             self.log(f"reset: {response.message}")
         except RuntimeError as e:
@@ -213,26 +247,26 @@ class VirtualRobot:
             self.log(f"reset refused: {e}")
         return response
 
-    def _joint_state(self, t_wall: float, state: np.ndarray):
+    def _joint_state(self, t_wall: float, state: RobotState):
         msg = self._JointState()
         msg.header.stamp.sec, msg.header.stamp.nanosec = _stamp(t_wall)
-        msg.name = list(self.config.ros.joint_names)
-        msg.position = [float(state[3]), float(state[4])]
-        msg.velocity = [float(state[8]), float(state[9])]
+        msg.name = self.joint_names
+        msg.position = [float(v) for v in state.position]
+        msg.velocity = [float(v) for v in state.velocity]
         msg.effort = []
         return msg
 
-    def _box_pose(self, t_wall: float, state: np.ndarray):
+    def _pose(self, t_wall: float, pose: np.ndarray):
         msg = self._PoseStamped()
         msg.header.stamp.sec, msg.header.stamp.nanosec = _stamp(t_wall)
         msg.header.frame_id = "world"
         vr = self.vr
         n = self.rng.normal(size=3) * [vr.pose_noise_position, vr.pose_noise_position,
                                        vr.pose_noise_angle]
-        msg.pose.position.x = float(state[0] + n[0])
+        msg.pose.position.x = float(pose[0] + n[0])
         msg.pose.position.y = 0.0
-        msg.pose.position.z = float(state[1] + n[1])
-        w, x, y, z = planar_quaternion(float(state[2] + n[2]))
+        msg.pose.position.z = float(pose[1] + n[1])
+        w, x, y, z = planar_quaternion(float(pose[2] + n[2]))
         o = msg.pose.orientation
         o.w, o.x, o.y, o.z = w, x, y, z
         return msg
@@ -248,13 +282,14 @@ class VirtualRobot:
         vr = self.vr
         self.log(use_realtime_priority(vr.realtime_priority))
         t0, wall0 = time.monotonic(), time.time()
-        js_pacer, pose_pacer = Pacer(1.0 / vr.joint_state_rate), Pacer(1.0 / vr.box_pose_rate)
+        js_pacer = Pacer(1.0 / vr.joint_state_rate)
+        pose_pacer = Pacer(1.0 / vr.object_pose_rate)
         next_js, next_pose = t0, t0
         outgoing: list[tuple[float, int, object, object]] = []  # (publish at, seq, pub, msg)
         seq = 0
-        self.log(f"running: commands on {self.config.ros.commands_topic}, joint states at "
-                 f"{vr.joint_state_rate:g} Hz, box pose at {vr.box_pose_rate:g} Hz, reset "
-                 f"service {self.config.ros.reset_box_service}")
+        self.log(f"running: commands on {self.topics.commands}, joint states at "
+                 f"{vr.joint_state_rate:g} Hz, object poses ({', '.join(self.topics.objects)}) "
+                 f"at {vr.object_pose_rate:g} Hz, reset service {self.topics.reset_service}")
         end = math.inf if duration is None else t0 + duration
         h = self.scenario.plant.time_step
         while not self._stop.is_set() and self.context.ok():
@@ -268,29 +303,29 @@ class VirtualRobot:
                         self.physics.set_target(target)
             with self._lock:
                 self.physics.advance(now - t0)
-                t_state, state = self.physics.state()
-            for kind, due, pacer, latency in (("js", next_js, js_pacer, vr.joint_state_latency),
-                                              ("pose", next_pose, pose_pacer,
-                                               vr.box_pose_latency)):
-                if now < due:
-                    continue
-                if kind == "js":
-                    next_js = max(due + pacer.period, now)
-                else:
-                    next_pose = max(due + pacer.period, now)
+                state = self.physics.state()
+            t_meas = wall0 + state.t
+            due = []  # (publisher, message, latency), each may be dropped
+            if now >= next_js:
+                next_js = max(next_js + js_pacer.period, now)
+                due.append((self.js_pub, functools.partial(self._joint_state, t_meas, state),
+                            vr.joint_state_latency))
+            if now >= next_pose:
+                next_pose = max(next_pose + pose_pacer.period, now)
+                for obj, pub in self.pose_pubs.items():
+                    due.append((pub, functools.partial(self._pose, t_meas, state.objects[obj]),
+                                vr.object_pose_latency))
+            for pub, make, latency in due:
                 if vr.drop_rate > 0 and self.rng.uniform() < vr.drop_rate:
                     self.counts["dropped"] += 1
                     continue
-                t_meas = wall0 + t_state
-                msg = (self._joint_state(t_meas, state) if kind == "js"
-                       else self._box_pose(t_meas, state))
+                msg = make()
                 seq += 1
-                heapq.heappush(outgoing, (now + self._delay(latency), seq,
-                                          self.js_pub if kind == "js" else self.pose_pub, msg))
+                heapq.heappush(outgoing, (now + self._delay(latency), seq, pub, msg))
             while outgoing and outgoing[0][0] <= now:
                 _, _, pub, msg = heapq.heappop(outgoing)
                 pub.publish(msg)
-                self.counts["joint_states" if pub is self.js_pub else "box_poses"] += 1
+                self.counts["joint_states" if pub is self.js_pub else "object_poses"] += 1
             wake = min(next_js, next_pose, end,
                        outgoing[0][0] if outgoing else math.inf,
                        t0 + (math.floor((now - t0) / h) + 1) * h)
@@ -319,21 +354,29 @@ def _stamp(t: float) -> tuple[int, int]:
 
 _FLAGS = [  # (flag, VirtualRobotParams field, help)
     ("--joint-state-rate", "joint_state_rate", "JointState rate [Hz]"),
-    ("--box-pose-rate", "box_pose_rate", "box PoseStamped rate [Hz]"),
+    ("--object-pose-rate", "object_pose_rate", "object PoseStamped rate [Hz]"),
     ("--command-latency", "command_latency", "command arrival -> controller [s]"),
     ("--joint-state-latency", "joint_state_latency", "measurement -> JointState published [s]"),
-    ("--box-pose-latency", "box_pose_latency", "measurement -> box pose published [s]"),
+    ("--object-pose-latency", "object_pose_latency", "measurement -> object pose published [s]"),
     ("--jitter", "jitter", "uniform [0, jitter] added to every latency [s]"),
-    ("--pose-noise-position", "pose_noise_position", "box position noise std [m]"),
-    ("--pose-noise-angle", "pose_noise_angle", "box angle noise std [rad]"),
+    ("--pose-noise-position", "pose_noise_position", "object position noise std [m]"),
+    ("--pose-noise-angle", "pose_noise_angle", "object angle noise std [rad]"),
     ("--drop-rate", "drop_rate", "probability each state message is lost"),
-    ("--seed", "seed", "seed of noise, drops and box reset poses"),
+    ("--seed", "seed", "seed of noise, drops and scene reset poses"),
     ("--realtime-priority", "realtime_priority", "SCHED_FIFO priority of the loop (0: off)"),
-    ("--box-mass-scale", "box_mass_scale", "box mass relative to the scenario"),
     ("--friction-scale", "friction_scale", "friction relative to the scenario"),
     ("--gain-scale", "gain_scale", "controller kp relative to the scenario (kd: sqrt)"),
-    ("--box-size-scale", "box_size_scale", "box length and thickness relative to the scenario"),
 ]
+
+
+def _scale(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return key.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=FACTOR, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -342,14 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[1].replace("\n", " "),
         epilog="Topics, QoS and defaults come from the hardware config (--config); flags "
                "override its virtual_robot: section. Example: fingergym-virtual-robot "
-               "--box-pose-latency 0.02 --drop-rate 0.05 --friction-scale 0.8",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", type=Path, default=None,
+               "--object-pose-latency 0.02 --drop-rate 0.05 --friction-scale 0.8")
+    p.add_argument("--config", type=optional_path, default=None,
                    help="hardware config YAML (default: the shipped configs/hardware.yaml)")
-    p.add_argument("--scenario", type=Path, default=None,
+    p.add_argument("--scenario", type=optional_path, default=None,
                    help="scenario YAML (default: the shipped configs/scenario.yaml)")
     p.add_argument("--mock", action="store_true",
-                   help="no physics: joint states mirror the commands, the box stays put")
+                   help="no physics: joint states mirror the commands, objects stay put")
     p.add_argument("--duration", type=float, default=None,
                    help="exit after this many seconds (default: run until Ctrl-C / SIGTERM)")
     p.add_argument("--domain-id", type=int, default=None,
@@ -359,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, name, text in _FLAGS:
         kind = int if name in ("seed", "realtime_priority") else float
         g.add_argument(flag, dest=name, type=kind, default=None, help=text)
+    g.add_argument("--param-scale", type=_scale, action="append", default=[],
+                   metavar="NAME=FACTOR", help="scale one of the task's episode parameters, "
+                   "e.g. box_mass=1.2 (repeatable)")
     return p
 
 
@@ -371,18 +416,29 @@ def main(argv: list[str] | None = None) -> int:
         config = as_hardware_config(args.config)
         overrides = {name: getattr(args, name) for _, name, _ in _FLAGS
                      if getattr(args, name) is not None}
+        if args.param_scale:
+            overrides["param_scale"] = {**config.virtual_robot.param_scale,
+                                        **dict(args.param_scale)}
         if overrides:
             from fingergym.hardware.config import hardware_config_from_dict
-            from fingergym.scenario import to_dict
 
-            data = to_dict(config)
+            data = dataclasses.asdict(config)
+            data.pop("source")
             data["virtual_robot"].update(overrides)
             config = hardware_config_from_dict(data, source=f"{config.source} + flags")
-    except ScenarioError as e:
+    except (ScenarioError, ValueError) as e:
         print(f"fingergym-virtual-robot: {e}", file=sys.stderr)
         return 2
-    robot = VirtualRobot(scenario, config, mock=args.mock, domain_id=args.domain_id,
-                         verbose=not args.quiet)
+    try:
+        robot = VirtualRobot(scenario, config, mock=args.mock, domain_id=args.domain_id,
+                             verbose=not args.quiet)
+    except ModuleNotFoundError as e:
+        from fingergym.cli import ros_hint
+
+        if ros_hint(e) is None:
+            raise
+        print(f"fingergym-virtual-robot: {ros_hint(e)}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, robot.stop)
     signal.signal(signal.SIGINT, robot.stop)
     return robot.run(args.duration)

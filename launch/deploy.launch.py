@@ -4,20 +4,20 @@ Starts the same console scripts with the same config files as the command line:
 ``fingergym deploy`` (and, with ``use_virtual_robot:=true``, ``fingergym-virtual-robot``, whose
 reset service then resets the box). Arguments (``ros2 launch ... --show-args``):
 
-- ``policy``: exported policy (.safetensors); default: the shipped policy
-- ``config``: hardware config YAML; default: the shipped configs/hardware.yaml
-- ``scenario``: scenario YAML; default: the shipped configs/scenario.yaml
+- ``policy``: exported policy (.safetensors); default (empty): the shipped policy
+- ``config``: hardware config YAML; default (empty): the shipped configs/hardware.yaml
+- ``scenario``: scenario YAML; default (empty): the shipped configs/scenario.yaml
 - ``use_virtual_robot``: ``true`` to run on the virtual robot instead of the real finger
 - ``episodes``: number of episodes
 - ``box_reset``: on the real robot, ``wait`` (reset the box during ``reset_wait`` seconds; launch
   gives the process no terminal to prompt on) or ``service`` (a scene-reset Trigger service)
 - ``reset_wait``: seconds to reset the box by hand between episodes
-- ``log_dir``: where the episode bags go
+- ``log_dir``: where the episode bags go; default (empty): logs/deploy-<UTC time>/
 
 The launch ends when deploy exits. Keep this file thin: behaviour lives in the console scripts.
+It imports only ``launch`` (it runs under the distribution's Python): empty defaults are
+resolved by the launched commands, in the environment fingergym is installed in.
 """
-
-import time
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, ExecuteProcess, RegisterEventHandler
@@ -26,16 +26,13 @@ from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 
-from fingergym.hardware.config import default_hardware_config_path
-from fingergym.policies.runner import shipped_policy_path
-from fingergym.scenario import default_scenario_path
-
 
 def generate_launch_description():
     arg = LaunchConfiguration
-    common = ["--config", arg("config"), "--scenario", arg("scenario")]
-    deploy = ["fingergym", "deploy", "--policy", arg("policy"), "--episodes", arg("episodes"),
-              "--log-dir", arg("log_dir"), *common]
+    # `--flag=` and the value as one argument, so an empty value reaches the command as "".
+    common = [["--config=", arg("config")], ["--scenario=", arg("scenario")]]
+    deploy = ["fingergym", "deploy", ["--policy=", arg("policy")], "--episodes", arg("episodes"),
+              ["--log-dir=", arg("log_dir")], *common]
     on_robot = ExecuteProcess(
         cmd=[*deploy, "--reset", arg("box_reset"), "--reset-wait", arg("reset_wait")],
         name="deploy", output="screen", condition=UnlessCondition(arg("use_virtual_robot")))
@@ -46,12 +43,12 @@ def generate_launch_description():
         cmd=["fingergym-virtual-robot", *common],
         name="virtual_robot", output="screen", condition=IfCondition(arg("use_virtual_robot")))
     return LaunchDescription([
-        DeclareLaunchArgument("policy", default_value=str(shipped_policy_path()),
-                              description="exported policy (.safetensors)"),
-        DeclareLaunchArgument("config", default_value=str(default_hardware_config_path()),
-                              description="hardware config YAML"),
-        DeclareLaunchArgument("scenario", default_value=str(default_scenario_path()),
-                              description="scenario YAML"),
+        DeclareLaunchArgument("policy", default_value="",
+                              description="exported policy (.safetensors; empty: the shipped one)"),
+        DeclareLaunchArgument("config", default_value="",
+                              description="hardware config YAML (empty: the shipped one)"),
+        DeclareLaunchArgument("scenario", default_value="",
+                              description="scenario YAML (empty: the shipped one)"),
         DeclareLaunchArgument("use_virtual_robot", default_value="false",
                               description="run on fingergym-virtual-robot"),
         DeclareLaunchArgument("episodes", default_value="1", description="number of episodes"),
@@ -59,8 +56,8 @@ def generate_launch_description():
                               description="wait | service: how the box is reset on the robot"),
         DeclareLaunchArgument("reset_wait", default_value="15",
                               description="seconds to reset the box by hand"),
-        DeclareLaunchArgument("log_dir", default_value=time.strftime("logs/deploy-%Y%m%dT%H%M%S"),
-                              description="episode bags directory"),
+        DeclareLaunchArgument("log_dir", default_value="",
+                              description="episode bags directory (empty: logs/deploy-<UTC time>)"),
         virtual_robot,
         on_robot,
         on_virtual,

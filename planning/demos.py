@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fingergym.scaling import ActionScaling
 from fingergym.scenario import Scenario
-from fingergym.task import ActionScaling
 
 from .flipup import FlipUpConfig, FlipUpPlanner, run_episode
 

@@ -2,7 +2,7 @@
 
 The planner acts on the (true or observed) state of ``fingergym/BoxFlipUp-v0`` and commands
 finger targets [m]; :func:`run_episode` sends them as the env's actions through the env's own
-:class:`~fingergym.task.ActionScaling` (``env.scaling.to_action``). One plan step lasts
+:class:`~fingergym.scaling.ActionScaling` (``env.scaling.to_action``). One plan step lasts
 ``hold`` env steps (the quasi-dynamic model assumes the finger's PD settles within a step).
 
 What the planner is told about the task (:class:`FlipUpTask`): the goal -- the box standing on
@@ -17,9 +17,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from fingergym.scaling import ActionScaling
 from fingergym.scenario import Scenario
 from fingergym.sim.params import nominal_params
-from fingergym.task import ActionScaling, angle_from_vertical, is_success
+from fingergym.tasks.box_flipup import angle_from_vertical
 
 from .ilqr import Cost, PlanConfig, SmoothedILQR
 from .model import QuasiDynamicModel
@@ -93,7 +94,7 @@ class FlipUpTask:
         self.flat_at_wall = self.wall - self.side * (0.5 * self.s.box.length + 0.002)
 
     def _far(self, q: np.ndarray) -> np.ndarray:
-        r = self.s.finger.radius
+        r = self.s.plugins()[1].radius
         return np.array([q[0] - self.side * (0.5 * self.s.box.length + r + 0.01),
                          self.s.bin.floor_z + r + 0.01])
 
@@ -108,7 +109,7 @@ class FlipUpTask:
 
     def subgoal(self, q: np.ndarray, phase: str, steps: int) -> Subgoal:
         s, side = self.s, self.side
-        r = s.finger.radius
+        r = s.plugins()[1].radius
         zero = np.zeros(3)
         if phase == "approach":
             far = self._far(q)
@@ -256,7 +257,7 @@ def run_episode(env, planner: FlipUpPlanner, seed: int, closed_loop: bool = True
         actions.append(action)
         k += 1
     final = states[-1]
-    return EpisodeResult(seed, bool(is_success(final, base.scenario)),
+    return EpisodeResult(seed, bool(base.task.is_success(final)),
                          float(info["angle_from_vertical"]), float(info["box_omega"]),
                          list(planner.plan_seconds), np.asarray(states), np.asarray(targets),
                          np.asarray(obs_l), np.asarray(actions), np.asarray(rewards))

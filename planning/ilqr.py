@@ -1,7 +1,7 @@
 """Smoothed iLQR on the barrier quasi-dynamic model: trust region, annealed kappa.
 
 State ``q`` (5,) [box x, z, theta, finger x, z], input ``u`` (2,) the commanded finger
-position [m], kept inside the env's reachable workspace (:class:`fingergym.task.ActionScaling`).
+position [m], kept inside the env's reachable workspace (:class:`fingergym.scaling.ActionScaling`).
 The dynamics are :meth:`QuasiDynamicModel.step_barrier` with ``(A, B)`` from the
 implicit-function theorem; the smoothing ``1/kappa`` is annealed from wide (forces at a
 distance pull the finger towards contacts that help) to narrow (close to the exact model).

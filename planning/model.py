@@ -1,7 +1,7 @@
 """The convex quasi-dynamic (CQDC) model of the flip-up scene, exact and log-barrier smoothed.
 
-Coordinates ``q`` (5,) are the positions of the task's observation layout
-(:data:`fingergym.task.OBS_NAMES` ``[:5]``): the box ``q_u = (x, z, theta)`` is unactuated, the
+Coordinates ``q`` (5,) are the flip-up observation's positions, read by name from the task's
+layout (groups ``box_q`` then ``robot_q``): the box ``q_u = (x, z, theta)`` is unactuated, the
 finger ``q_a = (x, z)`` is actuated and impedance-controlled with stiffness ``K_a``; the input
 ``u`` (2,) is the commanded finger position [m]. One step of duration ``h`` solves (seed 003)
 
@@ -16,7 +16,7 @@ seed's ``log[(J_n dq + phi)^2 / mu^2 - (J_t dq)^2]`` up to a constant -- and is 
 Newton; its derivatives come from the implicit-function theorem.
 
 Kinematics, signed distances and contact Jacobians come from the env's own MultibodyPlant and
-SceneGraph (:func:`fingergym.sim.plant.add_box_flipup_plant`), built from the same scenario.
+SceneGraph (:func:`fingergym.sim.plant.add_world`), built from the same scenario.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ from pydrake.multibody.tree import JacobianWrtVariable
 from pydrake.solvers import ClarabelSolver, MathematicalProgram
 from pydrake.systems.framework import DiagramBuilder
 
+from fingergym.scaling import ActionScaling
 from fingergym.scenario import Scenario
 from fingergym.sim.params import EpisodeParams, nominal_params
-from fingergym.sim.plant import add_box_flipup_plant, add_finger
-from fingergym.task import BOX_Q, FINGER_Q, ActionScaling
+from fingergym.sim.plant import add_world
 
 NQ = 5                  # [box x, z, theta, finger x, z]
+BOX_Q = slice(0, 3)     # of q: the layout's box_q ...
+FINGER_Q = slice(3, 5)  # ... then robot_q
 GRAVITY = 9.81          # [m/s^2], Drake's default
 CONTACT_RANGE = 0.1     # [m] pairs farther apart than this are left out of a step
 MIN_GAP = 1e-6          # [m] penetrations are read as this gap
@@ -217,7 +219,9 @@ class QuasiDynamicModel:
         self.params = params or nominal_params(scenario)
         self.scaling = ActionScaling.from_scenario(scenario)
         builder = DiagramBuilder()
-        handles = add_box_flipup_plant(builder, scenario, self.params)
+        handles = add_world(builder, scenario, self.params)
+        task, self.robot = scenario.plugins()
+        rows = task.observation_layout.indices(["box_q", "robot_q"])
         self.plant, self.scene_graph = handles.plant, handles.scene_graph
         self.diagram = builder.Build()
         self.context = self.diagram.CreateDefaultContext()
@@ -226,7 +230,7 @@ class QuasiDynamicModel:
         nq = self.plant.num_positions()
         # P (5, nq): plant positions -> layout positions; the planar and prismatic joints have
         # qdot = v, so the same matrix maps velocities and Jacobian columns.
-        self.P = handles.state_permutation[:NQ, :nq]
+        self.P = handles.state_selector[rows, :nq]
         self.inspector = self.scene_graph.model_inspector()
         self.mu = self.params.friction
         # Optional friction of the box on the bin for planning: the dual-cone model lifts a
@@ -247,10 +251,11 @@ class QuasiDynamicModel:
         self.tau_u = np.array([0.0, -self.box_mass * GRAVITY, 0.0])
 
     def _finger_mass(self) -> np.ndarray:
+        from pydrake.multibody.parsing import Parser
         from pydrake.multibody.plant import MultibodyPlant
 
         model = MultibodyPlant(time_step=0.0)
-        add_finger(model, self.scenario)
+        Parser(model).AddModels(str(self.robot.model_file))
         model.Finalize()
         return np.asarray(model.CalcMassMatrix(model.CreateDefaultContext()))
 
@@ -407,6 +412,6 @@ class QuasiDynamicModel:
                finger: np.ndarray | None = None) -> np.ndarray:
         """A box lying flat on the floor at ``box_x`` (its corners touching), finger at
         ``finger`` (default: the scenario's home)."""
-        f = self.scenario.finger.home if finger is None else finger
-        z = self.scenario.bin.floor_z + 0.5 * self.params.box_thickness
+        f = self.robot.home() if finger is None else finger
+        z = self.scenario.bin.floor_z + 0.5 * self.params.task["box_thickness"]
         return np.array([box_x, z, box_theta, f[0], f[1]], dtype=float)

@@ -58,7 +58,7 @@ def configurations(model: QuasiDynamicModel) -> list[Config]:
     """Three telling configurations: pushing a flat box (stick/slip), 5 mm short of contact,
     and a box pivoting on its corner at the wall."""
     s = model.scenario
-    L, r = s.box.length, s.finger.radius
+    L, r = s.box.length, s.plugins()[1].radius
     low = s.bin.floor_z + r + 0.01
     flat = model.flat_q(0.0, finger=[0.5 * L + r + 1e-4, low])
     gap = model.flat_q(0.0, finger=[0.5 * L + r + 0.005, low])

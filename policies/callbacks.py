@@ -7,10 +7,11 @@ plain numbers, which is what :mod:`fingergym.policies.export` reads).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
-import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -74,33 +75,9 @@ class SnapshotCallback(BaseCallback):
         return True
 
 
-class StopOnInterrupt(BaseCallback):
-    """Ctrl-C (SIGINT) stops training at the next env step instead of raising mid-rollout.
-
-    A KeyboardInterrupt raised while the main process waits on SubprocVecEnv pipes can leave a
-    half-read message behind, and closing the workers then hangs. This callback turns the first
-    SIGINT into a flag checked at every step (``learn()`` returns normally, ``interrupted`` is
-    set); a second SIGINT raises KeyboardInterrupt as usual.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.interrupted = False
-        self._previous = None
-
-    def _handler(self, signum, frame) -> None:
-        self.interrupted = True
-        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
-
-    def _on_training_start(self) -> None:
-        self._previous = signal.signal(signal.SIGINT, self._handler)
-
-    def _on_step(self) -> bool:
-        return not self.interrupted
-
-    def _on_training_end(self) -> None:
-        if signal.getsignal(signal.SIGINT) == self._handler:
-            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+@contextlib.contextmanager
+def _no_phase(description: str, total: int | None = None, unit: str = "") -> Iterator:
+    yield lambda n=1: None
 
 
 class HeldOutEvalCallback(BaseCallback):
@@ -109,8 +86,12 @@ class HeldOutEvalCallback(BaseCallback):
     the best snapshot (highest success rate, then mean return) as ``best``."""
 
     def __init__(self, run_dir: Path, scenario: Scenario, vecnorm: VecNormalize | None, *,
-                 freq: int, episodes: int, seed: int, t_start: float | None = None):
+                 freq: int, episodes: int, seed: int, t_start: float | None = None,
+                 phase=None):
         super().__init__()
+        # phase(description, total) -> context manager yielding tick(n); shows the episodes
+        # and stops between them (fingergym.policies.progress.RunControl.phase)
+        self.phase = phase or _no_phase
         self.run_dir = Path(run_dir)
         self.env = make_env(scenario)
         self.vecnorm = vecnorm
@@ -135,8 +116,11 @@ class HeldOutEvalCallback(BaseCallback):
 
     def run_eval(self) -> dict:
         """Evaluate now; log, append and keep the best snapshot. Returns the row."""
-        res = evaluate(self.env, make_predict(self.model, self.vecnorm),
-                       range(self.seed, self.seed + self.episodes))
+        with self.phase(f"evaluation at {self.model.num_timesteps} steps", self.episodes,
+                        unit="episodes") as tick:
+            res = evaluate(self.env, make_predict(self.model, self.vecnorm),
+                           range(self.seed, self.seed + self.episodes),
+                           on_episode=lambda _: tick(1))
         prev_wall = self.rows[-1]["wall_s"] if self.rows else 0.0
         row = {"timesteps": int(self.model.num_timesteps),
                "wall_s": round(max(time.perf_counter() - self.t_start, prev_wall), 1),
@@ -163,6 +147,11 @@ class HeldOutEvalCallback(BaseCallback):
         return row
 
 
+def _steps_label(x: float, _pos=None) -> str:
+    """Env steps as 0, 50k, 1.5M (no "1e6" multiplier at the end of the axis)."""
+    return f"{x / 1e6:g}M" if abs(x) >= 1e6 else (f"{x / 1e3:g}k" if x else "0")
+
+
 def plot_learning_curve(rows: list[dict], path: Path, title: str = "") -> Path | None:
     """Success rate and mean return vs env steps, as a PNG. ``None`` if there is no data."""
     if not rows:
@@ -171,11 +160,12 @@ def plot_learning_curve(rows: list[dict], path: Path, title: str = "") -> Path |
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     t = np.array([r["timesteps"] for r in rows])
     fig, ax = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
     ax[0].plot(t, [r["success_rate"] for r in rows], "o-")
-    ax[0].set_ylabel("success rate (held out)")
+    ax[0].set_ylabel("success rate (eval seeds)")
     ax[0].set_ylim(-0.02, 1.02)
     ax[0].axhline(0.8, ls="--", c="gray", lw=0.8)
     ax[1].plot(t, [r["mean_return"] for r in rows], "o-", c="C1")
@@ -183,6 +173,9 @@ def plot_learning_curve(rows: list[dict], path: Path, title: str = "") -> Path |
     ax[1].set_xlabel("env steps")
     if title:
         ax[0].set_title(title)
+    for a in ax:  # no "+9.2e2" offsets: read values off the axes as they are
+        a.ticklabel_format(style="plain", useOffset=False)
+    ax[1].xaxis.set_major_formatter(FuncFormatter(_steps_label))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -32,20 +32,20 @@ class EnvConfig:
 
 @dataclass
 class PPOConfig:
-    learning_rate: float = _f(3e-4, 0.0, 1.0, lo_open=True)
-    lr_schedule: str = _f("constant", choices=("constant", "linear"),
+    learning_rate: float = _f(1e-4, 0.0, 1.0, lo_open=True)
+    lr_schedule: str = _f("linear", choices=("constant", "linear"),
                           doc="linear: decays to 0 at total_timesteps")
     n_steps: int = _f(1024, 8, 1_000_000, doc="rollout steps per env per update")
     batch_size: int = _f(256, 2, 1_000_000)
-    n_epochs: int = _f(10, 1, 1000)
+    n_epochs: int = _f(5, 1, 1000)
     gamma: float = _f(0.99, 0.0, 1.0)
     gae_lambda: float = _f(0.95, 0.0, 1.0)
-    clip_range: float = _f(0.2, 0.0, 10.0, lo_open=True)
+    clip_range: float = _f(0.1, 0.0, 10.0, lo_open=True)
     ent_coef: float = _f(0.0, 0.0, 1.0)
     vf_coef: float = _f(0.5, 0.0, 10.0)
     max_grad_norm: float = _f(0.5, 0.0, 1000.0, lo_open=True)
-    target_kl: float = _f(0.0, 0.0, 10.0, doc="0: off")
-    log_std_init: float = _f(0.0, -10.0, 5.0, doc="initial log std of the Gaussian policy")
+    target_kl: float = _f(0.03, 0.0, 10.0, doc="0: off")
+    log_std_init: float = _f(-1.5, -10.0, 5.0, doc="initial log std of the Gaussian policy")
 
 
 @dataclass
@@ -65,19 +65,20 @@ class NormalizeConfig:
 
 @dataclass
 class WarmStartConfig:
-    """Behaviour cloning from the scripted expert before PPO (0 episodes: off)."""
+    """Behaviour cloning from the task's scripted expert before PPO (0 episodes: off; a task
+    without an expert needs 0)."""
 
-    episodes: int = _f(0, 0, 100_000, doc="expert episodes (0: no warm start)")
+    episodes: int = _f(400, 0, 100_000, doc="expert episodes (0: no warm start)")
     epochs: int = _f(30, 1, 10_000)
     batch_size: int = _f(256, 2, 1_000_000)
     learning_rate: float = _f(1e-3, 0.0, 1.0, lo_open=True)
-    log_std: float = _f(-1.5, -10.0, 5.0, doc="policy log std after cloning")
+    log_std: float = _f(-2.0, -10.0, 5.0, doc="policy log std after cloning")
     seed: int = _f(1_000_000, 0, 2**31 - 1, doc="first episode seed of the expert data")
 
 
 @dataclass
 class EvalConfig:
-    freq: int = _f(50_000, 0, 10**9, doc="env steps between evaluations (0: only at the end)")
+    freq: int = _f(20_000, 0, 10**9, doc="env steps between evaluations (0: only at the end)")
     episodes: int = _f(20, 1, 100_000)
     seed: int = _f(10_000, 0, 2**31 - 1, doc="first held-out episode seed")
 
@@ -85,7 +86,7 @@ class EvalConfig:
 @dataclass
 class TrainConfig:
     seed: int = _f(0, 0, 2**31 - 1)
-    total_timesteps: int = _f(1_000_000, 1, 10**10)
+    total_timesteps: int = _f(400_000, 1, 10**10)
     checkpoint_freq: int = _f(100_000, 0, 10**10, doc="env steps between checkpoints (0: off)")
     torch_threads: int = _f(1, 1, 64)
     env: EnvConfig = field(default_factory=EnvConfig)

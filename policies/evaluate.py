@@ -10,30 +10,30 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fingergym.env import FingerGymEnv, make_env
 
-PolicyFn = Callable[[np.ndarray], np.ndarray]  # obs (10,) float32 -> action (2,) float32
+PolicyFn = Callable[[np.ndarray], np.ndarray]  # obs (n,) float32 -> action (m,) float32
 
 DEFAULT_EVAL_SEED = 100_000  # held out: training uses seeds < 10_000 and >= 1_000_000
 
 
 @dataclass
 class Episode:
-    """One episode's per-step arrays. T steps: obs (T+1, 10), actions (T, 2), rewards (T,),
-    angle (T,) [rad from vertical], omega (T,) [rad/s], success (T,) (the last one counts)."""
+    """One episode's per-step arrays. T steps: obs (T+1, n), actions (T, m), rewards (T,),
+    success (T,) (the last one counts), and ``task_info``: the task's own quantities
+    (:meth:`fingergym.interfaces.Task.info`, e.g. ``angle_from_vertical``), each (T,)."""
 
     seed: int
     obs: np.ndarray
     actions: np.ndarray
     rewards: np.ndarray
-    angle: np.ndarray
-    omega: np.ndarray
     success_steps: np.ndarray
+    task_info: dict[str, np.ndarray] = field(default_factory=dict)
     frames: list[np.ndarray] | None = None
 
     @property
@@ -45,16 +45,19 @@ class Episode:
         return bool(self.success_steps[-1])
 
     def summary(self) -> dict:
+        """Seed, return, success, steps, and the task's quantities at the end (``final_*``)."""
         return {"seed": self.seed, "return": round(self.ret, 3), "success": self.success,
-                "steps": len(self.rewards), "final_angle": round(float(self.angle[-1]), 4),
-                "final_omega": round(float(self.omega[-1]), 4)}
+                "steps": len(self.rewards),
+                **{f"final_{k}": round(float(v[-1]), 4) for k, v in self.task_info.items()}}
 
 
 def run_episode(env: FingerGymEnv, policy: PolicyFn, seed: int, *,
                 render: bool = False) -> Episode:
     """Run one episode from ``env.reset(seed=seed)`` until terminated or truncated."""
     obs, info = env.reset(seed=seed)
-    obs_l, act_l, rew_l, ang_l, om_l, suc_l = [obs], [], [], [], [], []
+    keys = [k for k in env.unwrapped.task.info(env.unwrapped.true_state())]
+    obs_l, act_l, rew_l, suc_l = [obs], [], [], []
+    task_info: dict[str, list[float]] = {k: [] for k in keys}
     frames = [env.render()] if render else None
     done = False
     while not done:
@@ -64,13 +67,14 @@ def run_episode(env: FingerGymEnv, policy: PolicyFn, seed: int, *,
         obs_l.append(obs)
         act_l.append(action)
         rew_l.append(reward)
-        ang_l.append(info["angle_from_vertical"])
-        om_l.append(info["box_omega"])
         suc_l.append(info["success"])
+        for k in keys:
+            task_info[k].append(info[k])
         if render:
             frames.append(env.render())
     return Episode(seed, np.asarray(obs_l), np.asarray(act_l), np.asarray(rew_l),
-                   np.asarray(ang_l), np.asarray(om_l), np.asarray(suc_l, dtype=bool), frames)
+                   np.asarray(suc_l, dtype=bool), {k: np.asarray(v) for k, v in task_info.items()},
+                   frames)
 
 
 def evaluate(env: FingerGymEnv, policy: PolicyFn, seeds: Iterable[int],
@@ -97,11 +101,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED,
                         help=f"first episode seed; episodes use seed, seed+1, ... "
                              f"(default {DEFAULT_EVAL_SEED}, never used in training)")
+    parser.add_argument("--task", default=None, metavar="ID_OR_TASK",
+                        help="a registered gym id or task (`fingergym tasks`); picks its default "
+                             "scenario (default: fingergym/BoxFlipUp-v0)")
     parser.add_argument("--scenario", type=Path, default=None,
-                        help="scenario YAML (default: the shipped configs/scenario.yaml)")
+                        help="scenario YAML (default: the --task's, else the shipped "
+                             "configs/scenario.yaml)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--video", type=Path, default=None,
-                        help="also save the first episode as a GIF/MP4")
+                        help="also save the first episode as a .gif or .mp4 (10 fps, real time)")
     parser.add_argument("--log", type=Path, default=None, metavar="DIR",
                         help="log every episode as a rosbag2 (MCAP) bag in DIR "
                              "(see `fingergym replay`, `fingergym episodes`)")
@@ -114,16 +122,20 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         print("fingergym eval: --episodes must be >= 1", file=sys.stderr)
         return 2
+    from fingergym.registry import scenario_path
+
     try:  # outputs checked before the evaluation, so a finished one is never thrown away
         if args.video:
             check_output_file(args.video, "the video", video_suffixes())
         if args.log:
             check_output_dir(args.log, "episode logs")
         policy = Policy.load(args.policy) if args.policy else load_shipped_policy()
+        scenario = scenario_path(args.task, args.scenario)
+        env = make_env(scenario)
+        policy.check_layout(env.observation_layout, env.action_layout)
     except (PolicyFormatError, OSError) as e:
         print(f"fingergym eval: {e}", file=sys.stderr)
         return 2
-    env = make_env(args.scenario)
     if args.log:
         from fingergym.replay.sim_log import RecordEpisodes
 
@@ -133,22 +145,21 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(env, policy, seeds)
     result = {"policy": str(policy.path), "sha256": policy.sha256, "seed": args.seed, **result}
     if args.video:
-        video_env = make_env(args.scenario, render_mode="rgb_array")
+        video_env = make_env(scenario, render_mode="rgb_array")
         ep = run_episode(video_env, policy, args.seed, render=True)
-        import imageio.v2 as imageio
+        from fingergym.video import save_video
 
-        args.video.parent.mkdir(parents=True, exist_ok=True)
-        imageio.mimsave(args.video, [np.asarray(f) for f in ep.frames],
-                        duration=video_env.scenario.episode.step, loop=0)
+        save_video(args.video, ep.frames, fps=1.0 / video_env.scenario.episode.step)
         result["video"] = str(args.video)
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"policy {policy.path} (sha256 {policy.sha256[:12]})")
-    print(f"{'seed':>8} {'return':>9} {'success':>8} {'angle':>8} {'omega':>8}")
+    extra = [k for k in result["per_episode"][0] if k.startswith("final_")]
+    print(f"{'seed':>8} {'return':>9} {'success':>8} " + " ".join(f"{k:>24}" for k in extra))
     for r in result["per_episode"]:
         print(f"{r['seed']:>8} {r['return']:>9.1f} {str(r['success']):>8} "
-              f"{r['final_angle']:>+8.3f} {r['final_omega']:>+8.3f}")
+              + " ".join(f"{r[k]:>+24.3f}" for k in extra))
     print(f"episodes {result['episodes']}: success rate {result['success_rate']:.1%}, "
           f"mean return {result['mean_return']:.1f}, min return {result['min_return']:.1f}")
     if args.video:

@@ -19,22 +19,36 @@ import numpy as np
 import yaml
 
 from fingergym.policies.runner import FORMAT, METADATA_KEY, VERSION, Policy, PolicyFormatError
+from fingergym.scaling import ActionScaling
 from fingergym.scenario import as_scenario
-from fingergym.task import ACTION_DIM, OBS_DIM, OBS_NAMES, ActionScaling
 
 
 def snapshot_path(run_dir: Path, which: str = "best") -> Path:
     """``best``/``final``/``interrupted``/``step_<n>`` of a run, or a ``.zip`` path as given."""
     p = Path(which)
     if p.suffix == ".zip":
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such snapshot file")
         return p
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run directory (`fingergym train --run-dir "
+                                f"{run_dir}` makes one)")
     for candidate in (run_dir / f"{which}.zip", run_dir / "checkpoints" / f"{which}.zip"):
         if candidate.exists():
             return candidate
     if which == "best" and (run_dir / "final.zip").exists():
         return run_dir / "final.zip"
-    raise FileNotFoundError(f"{run_dir}: no snapshot {which!r} (train first, or pick one of "
-                            f"best, final, interrupted, step_<n>)")
+    names = snapshot_names(run_dir)
+    raise FileNotFoundError(f"{run_dir}: no snapshot {which!r}; " + (
+        f"it has: {', '.join(names)}" if names else "it has none (is training still running?)"))
+
+
+def snapshot_names(run_dir: Path) -> list[str]:
+    """The snapshots a run directory holds: ``best``, ``final``, ``interrupted``, ``step_<n>``."""
+    top = sorted(p.stem for p in run_dir.glob("*.zip"))
+    steps = sorted((p.stem for p in run_dir.glob("checkpoints/step_*.zip")),
+                   key=lambda s: int(s.split("_")[1]) if s.split("_")[1].isdigit() else -1)
+    return top + steps
 
 
 def actor_state(snapshot: Path) -> dict[str, np.ndarray]:
@@ -60,7 +74,9 @@ def export(run_dir: Path, out: Path, which: str = "best") -> Policy:
     """Write ``out`` from a run's snapshot; returns it loaded back through the runner."""
     from safetensors.numpy import save_file
 
-    run_dir = Path(run_dir)
+    run_dir, out = Path(run_dir), Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"{out}: the output is a safetensors file; name it *.safetensors")
     snap = snapshot_path(run_dir, which)
     stem = str(snap.with_suffix(""))
     norm_path = Path(stem + "_normalize.json")
@@ -70,37 +86,42 @@ def export(run_dir: Path, out: Path, which: str = "best") -> Policy:
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     meta = json.loads((run_dir / "meta.json").read_text())
     activation = cfg["policy"]["activation"]
+    scenario = as_scenario(cfg["env"]["scenario"] or None)
+    task, robot = scenario.plugins()
+    obs_layout, act_layout = task.observation_layout, robot.command_layout
     layers = actor_layers(actor_state(snap))
-    if layers[0][0].shape[1] != OBS_DIM or layers[-1][0].shape[0] != ACTION_DIM:
+    if layers[0][0].shape[1] != obs_layout.size or layers[-1][0].shape[0] != act_layout.size:
         raise ValueError(f"{snap}: actor maps {layers[0][0].shape[1]} -> "
-                         f"{layers[-1][0].shape[0]}, expected {OBS_DIM} -> {ACTION_DIM}")
+                         f"{layers[-1][0].shape[0]}, expected {obs_layout.size} -> "
+                         f"{act_layout.size} ({task.name} on {robot.name})")
     tensors, layer_spec = {}, []
     for i, (w, b) in enumerate(layers):
         tensors[f"actor.{i}.weight"] = np.ascontiguousarray(w, dtype=np.float32)
         tensors[f"actor.{i}.bias"] = np.ascontiguousarray(b, dtype=np.float32)
         layer_spec.append({"weight": f"actor.{i}.weight", "bias": f"actor.{i}.bias",
                            "activation": activation if i < len(layers) - 1 else None})
-    scaling = ActionScaling.from_scenario(as_scenario(cfg["env"]["scenario"] or None))
+    scaling = ActionScaling.from_scenario(scenario)
     evals = []
     eval_json = run_dir / "eval.json"
     if eval_json.exists():
         evals = json.loads(eval_json.read_text())
     spec = {
         "format": FORMAT, "version": VERSION,
-        "obs_dim": OBS_DIM, "action_dim": ACTION_DIM, "obs_names": list(OBS_NAMES),
+        "obs_dim": obs_layout.size, "action_dim": act_layout.size,
+        "obs_names": list(obs_layout.names),
+        "observation_layout": obs_layout.to_dict(), "action_layout": act_layout.to_dict(),
+        "task": scenario.task, "robot": scenario.robot,
         "layers": layer_spec, "activation": activation,
-        "output": "clip(last layer, -1, 1): the agent action in [-1, 1]^2",
+        "output": f"clip(last layer, -1, 1): the agent action in [-1, 1]^{act_layout.size}",
         "normalization": norm,
-        "action_scaling": {"note": "information only; the station maps actions to targets",
-                           "units": "m", "low": scaling.low.tolist(),
-                           "high": scaling.high.tolist()},
+        "action_scaling": {"note": "information only; the station maps actions to commands",
+                           "units": "m or rad (per command joint)", **scaling.as_dict()},
         "training": {"snapshot": snap.name, "run_dir": str(run_dir),
                      "config_sha256": meta.get("config_sha256"),
                      "git_commit": meta.get("git_commit"),
                      "fingergym_version": meta.get("fingergym_version"),
                      "seed": cfg.get("seed"), "eval_history_tail": evals[-3:]},
     }
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out), metadata={METADATA_KEY: json.dumps(spec)})
     return Policy.load(out)
@@ -109,9 +130,11 @@ def export(run_dir: Path, out: Path, which: str = "best") -> Policy:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="a training run directory")
     parser.add_argument("-o", "--output", type=Path, required=True,
-                        help="output file (.safetensors)")
+                        help="output file, *.safetensors (what eval/deploy --policy take)")
     parser.add_argument("--snapshot", default="best",
-                        help="best (default), final, interrupted, step_<n>, or a .zip path")
+                        help="which snapshot of the run: best (default: the highest success "
+                             "on the training-time evaluation; final if none), final, "
+                             "interrupted, step_<n>, or a .zip path")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,11 +3,13 @@
 File format ``fingergym-policy`` v1: one `safetensors <https://github.com/huggingface/
 safetensors>`_ file. Tensors are the actor's layers (``actor.<i>.weight`` (out, in) float32,
 ``actor.<i>.bias`` (out,) float32); the header metadata key ``fingergym_policy`` holds a JSON
-spec: format/version, obs/action dims, obs names, the layer list and activation, the
-observation normalization (mean/var/clip/epsilon, as VecNormalize applies it), the scenario's
-action scaling (information only: the station applies it) and training provenance.
+spec: format/version, obs/action dims, the observation and action layouts (``obs_names`` and
+``observation_layout``/``action_layout`` as :class:`~fingergym.layout.Layout` dicts; files
+written before the layouts have ``obs_names`` only), the task and robot, the layer list and
+activation, the observation normalization (mean/var/clip/epsilon, as VecNormalize applies it),
+the action scaling (information only: the station applies it) and training provenance.
 
-Forward pass, obs (10,) -> action (2,)::
+Forward pass, obs (n,) -> action (m,)::
 
     x = clip((obs - mean) / sqrt(var + epsilon), -clip, clip)     (float64, then float32)
     x = act(W_i x + b_i) for the hidden layers; a = clip(W_out x + b_out, -1, 1)
@@ -28,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from fingergym.task import ACTION_DIM, OBS_DIM, OBS_NAMES
+from fingergym.layout import Layout, LayoutError
 
 FORMAT = "fingergym-policy"
 VERSION = 1
@@ -107,13 +109,23 @@ def _parse(path: Path, blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     return spec, tensors
 
 
+def _layouts(path: Path, spec: dict) -> tuple[Layout, Layout | None]:
+    """(observation layout, action layout or None for files from before the layouts)."""
+    try:
+        obs = Layout.from_dict(spec.get("observation_layout") or spec.get("obs_names") or [])
+        act = spec.get("action_layout")
+        return obs, (None if act is None else Layout.from_dict(act))
+    except LayoutError as e:
+        raise _fail(path, f"layout: {e}") from e
+
+
 def _short(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _check_spec(path: Path, spec: Any, tensors: dict[str, np.ndarray]) -> list:
-    """Validate the spec against the task; returns [(W, b, activation or None), ...]."""
+    """Validate the spec's structure; returns [(W, b, activation or None), ...]."""
     if not isinstance(spec, dict):
         raise _fail(path, "spec is not a JSON object")
     if spec.get("format") != FORMAT:
@@ -121,16 +133,18 @@ def _check_spec(path: Path, spec: Any, tensors: dict[str, np.ndarray]) -> list:
     if spec.get("version") != VERSION:
         raise _fail(path, f"format version {spec.get('version')!r} is not supported "
                           f"(this runner reads version {VERSION})")
-    if spec.get("obs_dim") != OBS_DIM or tuple(spec.get("obs_names", ())) != OBS_NAMES:
-        raise _fail(path, f"observation size {spec.get('obs_dim')} / names "
-                          f"{spec.get('obs_names')} do not match this task ({OBS_DIM}: "
-                          f"{list(OBS_NAMES)})")
-    if spec.get("action_dim") != ACTION_DIM:
-        raise _fail(path, f"action size {spec.get('action_dim')}, this task has {ACTION_DIM}")
+    obs_layout, act_layout = _layouts(path, spec)
+    obs_dim, action_dim = spec.get("obs_dim"), spec.get("action_dim")
+    if obs_dim != obs_layout.size or not obs_dim:
+        raise _fail(path, f"observation size {obs_dim} does not match its {obs_layout.size} "
+                          f"observation names")
+    if not isinstance(action_dim, int) or action_dim < 1 or (
+            act_layout is not None and act_layout.size != action_dim):
+        raise _fail(path, f"action size {action_dim} does not match its action layout")
     layers_spec = spec.get("layers")
     if not isinstance(layers_spec, list) or not layers_spec:
         raise _fail(path, "no layer list")
-    layers, width = [], OBS_DIM
+    layers, width = [], obs_dim
     for i, layer in enumerate(layers_spec):
         try:
             w = tensors[layer["weight"]]
@@ -147,12 +161,12 @@ def _check_spec(path: Path, spec: Any, tensors: dict[str, np.ndarray]) -> list:
             raise _fail(path, f"layer {i}: non-finite weights")
         layers.append((w.astype(np.float32), b.astype(np.float32), act))
         width = w.shape[0]
-    if width != ACTION_DIM or layers[-1][2] is not None:
-        raise _fail(path, f"the last layer must be linear with {ACTION_DIM} outputs")
+    if width != action_dim or layers[-1][2] is not None:
+        raise _fail(path, f"the last layer must be linear with {action_dim} outputs")
     return layers
 
 
-def _check_norm(path: Path, norm: Any) -> dict | None:
+def _check_norm(path: Path, norm: Any, obs_dim: int) -> dict | None:
     if not isinstance(norm, dict) or not norm.get("enabled"):
         return None
     try:
@@ -161,9 +175,9 @@ def _check_norm(path: Path, norm: Any) -> dict | None:
         clip, eps = float(norm["clip"]), float(norm["epsilon"])
     except (KeyError, TypeError, ValueError) as e:
         raise _fail(path, f"normalization: {e}") from e
-    if mean.shape != (OBS_DIM,) or var.shape != (OBS_DIM,):
+    if mean.shape != (obs_dim,) or var.shape != (obs_dim,):
         raise _fail(path, f"normalization mean/var have shapes {mean.shape}/{var.shape}, "
-                          f"expected ({OBS_DIM},)")
+                          f"expected ({obs_dim},)")
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var)) and np.all(var >= 0)
             and math.isfinite(clip) and clip > 0 and eps >= 0):
         raise _fail(path, "normalization has non-finite or negative values")
@@ -171,10 +185,11 @@ def _check_norm(path: Path, norm: Any) -> dict | None:
 
 
 class Policy:
-    """An exported policy: ``policy(obs (10,)) -> action (2,) float32 in [-1, 1]``.
+    """An exported policy: ``policy(obs (n,)) -> action (m,) float32 in [-1, 1]``.
 
-    Also accepts a batch ``(N, 10) -> (N, 2)``. Attributes: ``path``, ``sha256`` (hex of the
-    file), ``spec`` (the JSON spec).
+    Also accepts a batch ``(N, n) -> (N, m)``. Attributes: ``path``, ``sha256`` (hex of the
+    file), ``spec`` (the JSON spec), ``observation_layout``, ``action_layout`` (None in files
+    from before the layouts).
     """
 
     def __init__(self, path: Path, sha256: str, spec: dict, layers: list, norm: dict | None):
@@ -183,6 +198,21 @@ class Policy:
         self.spec = spec
         self._layers = layers
         self._norm = norm
+        self.observation_layout, self.action_layout = _layouts(path, spec)
+        self.obs_dim = self.observation_layout.size
+
+    def check_layout(self, observation: Layout, action: Layout | None = None) -> None:
+        """Raise :class:`PolicyFormatError` (one line) unless this policy reads observations
+        with these element names (and, when both are known, writes this action layout)."""
+        if not self.observation_layout.same_names(observation):
+            raise PolicyFormatError(
+                f"{self.path}: trained on observations {list(self.observation_layout.names)}, "
+                f"this env gives {list(observation.names)} (another task or robot?)")
+        if action is not None and self.action_layout is not None and \
+                not self.action_layout.same_names(action):
+            raise PolicyFormatError(f"{self.path}: writes actions "
+                                    f"{list(self.action_layout.names)}, this robot takes "
+                                    f"{list(action.names)}")
 
     @classmethod
     def load(cls, path: str | Path) -> Policy:
@@ -201,7 +231,7 @@ class Policy:
         spec, tensors = _parse(path, blob)
         try:
             layers = _check_spec(path, spec, tensors)
-            norm = _check_norm(path, spec.get("normalization"))
+            norm = _check_norm(path, spec.get("normalization"), spec["obs_dim"])
         except PolicyFormatError:
             raise
         except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as e:
@@ -218,9 +248,9 @@ class Policy:
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs)
-        if obs.shape[-1:] != (OBS_DIM,) or obs.ndim > 2:
-            raise ValueError(f"observation must have shape ({OBS_DIM},) or (N, {OBS_DIM}), "
-                             f"got {obs.shape}")
+        n = self.obs_dim
+        if obs.shape[-1:] != (n,) or obs.ndim > 2:
+            raise ValueError(f"observation must have shape ({n},) or (N, {n}), got {obs.shape}")
         if not np.all(np.isfinite(obs)):
             raise ValueError(f"observation must be finite, got {obs.tolist()}")
         x = self.normalize(obs)

@@ -1,4 +1,4 @@
-"""``fingergym train``: PPO (stable-baselines3) on the randomized box flip-up.
+"""``fingergym train``: PPO (stable-baselines3) on a randomized task (default: the box flip-up).
 
 A run directory holds everything a run produced::
 
@@ -6,8 +6,8 @@ A run directory holds everything a run produced::
     best.zip  final.zip (+ *_vecnormalize.pkl, *_normalize.json)  eval.csv  eval.json
     learning_curve.png  summary.json
 
-Resume with ``fingergym train --resume RUN_DIR`` (or a checkpoint ``.zip``); Ctrl-C saves an
-``interrupted`` snapshot and exits cleanly.
+Resume with ``fingergym train --resume RUN_DIR`` (or a checkpoint ``.zip``); Ctrl-C or SIGTERM
+saves an ``interrupted`` snapshot and exits cleanly, at any phase.
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ RUNS_DIR = Path("runs")
 
 # ---------------------------------------------------------------------------- environments
 def _make_worker_env(scenario: Scenario, randomize: bool):
-    """Env factory run inside each SubprocVecEnv worker: one torch thread, Ctrl-C ignored (the
-    main process handles it and closes the workers)."""
+    """Env factory run inside each SubprocVecEnv worker: one torch thread, SIGINT and SIGTERM
+    ignored (the main process handles both and closes the workers)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import torch
 
     torch.set_num_threads(1)
@@ -148,7 +149,12 @@ def build_model(cfg: TrainConfig, venv, run_dir: Path):
 def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
           progress_bar: bool = True, argv: list[str] | None = None,
           subprocess_envs: bool = True, log=print) -> dict:
-    """Train (or resume) a run; returns the summary also written to ``summary.json``."""
+    """Train (or resume) a run; returns the summary also written to ``summary.json``.
+
+    Every phase shows progress (``progress_bar``); the first SIGINT or SIGTERM stops the run at
+    the next env step or evaluation episode, saves what exists as ``interrupted`` and returns
+    with ``summary["interrupted"]`` set (see :mod:`fingergym.policies.progress`).
+    """
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import CallbackList
@@ -157,10 +163,10 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
     from fingergym.policies.callbacks import (
         HeldOutEvalCallback,
         SnapshotCallback,
-        StopOnInterrupt,
         plot_learning_curve,
         save_snapshot,
     )
+    from fingergym.policies.progress import RunControl, StepTicker
     from fingergym.policies.warmstart import warm_start
 
     torch.set_num_threads(cfg.torch_threads)
@@ -171,71 +177,115 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
         # the wall clock continues from where the previous start ended
         t_start -= json.loads((run_dir / "summary.json").read_text()).get("wall_s") or 0.0
 
-    venv = make_vec_env(cfg, n_envs, subprocess_envs=subprocess_envs)
     n = cfg.normalize
-    warm = None
-    try:
-        if resume is not None:
-            pkl = Path(str(resume.with_suffix("")) + "_vecnormalize.pkl")
-            vecnorm = VecNormalize.load(str(pkl), venv) if pkl.exists() else None
-            model = PPO.load(resume, env=vecnorm or venv, device="cpu",
-                             tensorboard_log=str(run_dir / "tb"))
-            log(f"resumed from {resume} at {model.num_timesteps} steps")
-        else:
-            vecnorm = (VecNormalize(venv, norm_obs=n.obs, norm_reward=n.reward,
-                                    clip_obs=n.clip_obs, clip_reward=n.clip_reward,
-                                    gamma=cfg.ppo.gamma)
-                       if (n.obs or n.reward) else None)
-            model = build_model(cfg, vecnorm or venv, run_dir)
-            w = cfg.warm_start
-            if w.episodes > 0:
-                warm = warm_start(model, vecnorm, cfg.train_scenario(), episodes=w.episodes,
-                                  epochs=w.epochs,
-                                  batch_size=w.batch_size, lr=w.learning_rate,
-                                  log_std=w.log_std, seed=w.seed, log=log)
-                (run_dir / "warm_start.json").write_text(json.dumps(warm, indent=1))
-        e = cfg.eval
-        evaluator = HeldOutEvalCallback(run_dir, cfg.eval_scenario(), vecnorm, freq=e.freq,
-                                        episodes=e.episodes, seed=e.seed, t_start=t_start)
-        evaluator.verbose = 1
-        stopper = StopOnInterrupt()
-        callbacks = [stopper, evaluator]
-        if cfg.checkpoint_freq:
-            callbacks.append(SnapshotCallback(run_dir, cfg.checkpoint_freq, vecnorm))
-        if resume is None and warm is not None:
-            # Measure the clone before PPO touches it (step 0 of the learning curve).
-            evaluator.init_callback(model)
-            evaluator.run_eval()
-        remaining = cfg.total_timesteps - model.num_timesteps
-        interrupted = False
+    model = vecnorm = evaluator = warm = None
+    interrupted = False
+    venv = None
+    with RunControl(progress=progress_bar, log=log) as control:
         try:
-            if remaining > 0:
-                model.learn(remaining, callback=CallbackList(callbacks), tb_log_name="ppo",
-                            reset_num_timesteps=False, progress_bar=progress_bar)
-            interrupted = stopper.interrupted
-        except KeyboardInterrupt:
-            interrupted = True
-        if interrupted:
-            path = save_snapshot(model, vecnorm, run_dir / "interrupted")
-            log(f"\ninterrupted at {model.num_timesteps} steps; saved {path} "
-                f"(resume: fingergym train --resume {run_dir})")
-        if not interrupted:
-            save_snapshot(model, vecnorm, run_dir / "final")
-            if not evaluator.rows or evaluator.rows[-1]["timesteps"] != model.num_timesteps:
-                evaluator.init_callback(model)
-                evaluator.run_eval()
-    finally:
-        venv.close()
-    rows = evaluator.rows
+            try:
+                with control.phase(f"starting {n_envs} env worker(s)", unit=""):
+                    venv = StepTicker(_start_workers(cfg, n_envs, subprocess_envs, control),
+                                      control)
+                if resume is not None:
+                    pkl = Path(str(resume.with_suffix("")) + "_vecnormalize.pkl")
+                    vecnorm = VecNormalize.load(str(pkl), venv) if pkl.exists() else None
+                    model = PPO.load(resume, env=vecnorm or venv, device="cpu",
+                                     tensorboard_log=str(run_dir / "tb"))
+                    control.log(f"resumed from {resume} at {model.num_timesteps} steps")
+                else:
+                    vecnorm = (VecNormalize(venv, norm_obs=n.obs, norm_reward=n.reward,
+                                            clip_obs=n.clip_obs, clip_reward=n.clip_reward,
+                                            gamma=cfg.ppo.gamma)
+                               if (n.obs or n.reward) else None)
+                    model = build_model(cfg, vecnorm or venv, run_dir)
+                    w = cfg.warm_start
+                    if w.episodes > 0:
+                        ep = cfg.train_scenario().episode
+                        steps = (-(-w.episodes // n_envs) * n_envs
+                                 * int(round(ep.time_limit / ep.step)))
+                        with control.phase("warm start (expert episodes, then cloning)",
+                                           total=steps):
+                            warm = warm_start(model, vecnorm, cfg.train_scenario(),
+                                              episodes=w.episodes, epochs=w.epochs,
+                                              batch_size=w.batch_size, lr=w.learning_rate,
+                                              log_std=w.log_std, seed=w.seed, log=control.log)
+                        (run_dir / "warm_start.json").write_text(json.dumps(warm, indent=1))
+                e = cfg.eval
+                evaluator = HeldOutEvalCallback(run_dir, cfg.eval_scenario(), vecnorm,
+                                                freq=e.freq, episodes=e.episodes, seed=e.seed,
+                                                t_start=t_start, phase=control.phase)
+                evaluator.verbose = 1
+                callbacks = [evaluator]
+                if cfg.checkpoint_freq:
+                    callbacks.append(SnapshotCallback(run_dir, cfg.checkpoint_freq, vecnorm))
+                if resume is None and warm is not None:
+                    # Measure the clone before PPO touches it (step 0 of the learning curve).
+                    evaluator.init_callback(model)
+                    evaluator.run_eval()
+                remaining = cfg.total_timesteps - model.num_timesteps
+                if remaining > 0:
+                    with control.phase("PPO", total=remaining):
+                        model.learn(remaining, callback=CallbackList(callbacks),
+                                    tb_log_name="ppo", reset_num_timesteps=False,
+                                    progress_bar=False)
+            except KeyboardInterrupt:  # Stopped (SIGINT/SIGTERM) or a second Ctrl-C
+                interrupted = True
+            if interrupted and model is not None:
+                path = save_snapshot(model, vecnorm, run_dir / "interrupted")
+                hint = (f"resume: fingergym train --resume {run_dir}" if model.num_timesteps
+                        or resume is not None else "stopped before PPO started: the saved "
+                        "model is untrained; start a new run rather than resume this one")
+                control.log(f"interrupted at {model.num_timesteps} steps; saved {path} ({hint})")
+            elif interrupted:
+                control.log("interrupted before the model was built; nothing to save")
+            else:
+                save_snapshot(model, vecnorm, run_dir / "final")
+                if not evaluator.rows or evaluator.rows[-1]["timesteps"] != model.num_timesteps:
+                    evaluator.init_callback(model)
+                    try:
+                        evaluator.run_eval()
+                    except KeyboardInterrupt:
+                        interrupted = True
+        finally:
+            if venv is not None:
+                venv.close()
+    rows = evaluator.rows if evaluator is not None else []
     plot_learning_curve(rows, run_dir / "learning_curve.png",
-                        title=f"PPO box flip-up (seed {cfg.seed})")
+                        title=f"PPO {cfg.eval_scenario().task} (seed {cfg.seed})")
     best = max(rows, key=lambda r: (r["success_rate"], r["mean_return"])) if rows else None
-    summary = {"run_dir": str(run_dir), "timesteps": int(model.num_timesteps),
+    summary = {"run_dir": str(run_dir),
+               "timesteps": int(model.num_timesteps) if model is not None else 0,
                "wall_s": round(time.perf_counter() - t_start, 1), "interrupted": interrupted,
-               "final_eval": rows[-1] if rows else None, "best_eval": best,
-               "warm_start": warm, "git_commit": meta["git_commit"]}
+               "signal": control.signum, "final_eval": rows[-1] if rows else None,
+               "best_eval": best, "warm_start": warm, "git_commit": meta["git_commit"]}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _start_workers(cfg: TrainConfig, n_envs: int, subprocess_envs: bool, control):
+    """:func:`make_vec_env`, with workers that ignore SIGINT and SIGTERM from their first
+    instruction: SubprocVecEnv forks them from multiprocessing's fork server, which is started
+    here with both signals ignored (its children inherit that). A worker that dies while
+    starting because a stop was requested ends the run quietly (:class:`Stopped`)."""
+    import multiprocessing
+    import multiprocessing.forkserver
+
+    from fingergym.policies.progress import Stopped
+
+    if subprocess_envs and n_envs > 1 and "forkserver" in multiprocessing.get_all_start_methods():
+        previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    try:
+        return make_vec_env(cfg, n_envs, subprocess_envs=subprocess_envs)
+    except (EOFError, ConnectionError) as e:  # a worker died while starting
+        if control.signum is None:
+            raise
+        raise Stopped(control.signum) from e
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -249,19 +299,43 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
+EPILOG = """\
+A run directory holds config.yaml, meta.json, tb/ (tensorboard), checkpoints/step_<n>.zip,
+best.zip (highest success on the training-time evaluation seeds), final.zip, eval.csv/json,
+learning_curve.png, summary.json. Export one: fingergym export RUN_DIR -o policy.safetensors.
+
+Every phase shows progress. Ctrl-C or SIGTERM stops at the next env step, saves
+interrupted.zip and exits (130 / 143); a second Ctrl-C aborts at once.
+The config's keys and the seeds used for training, selection and reporting: docs/training.md.
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--config", type=Path, default=None,
                         help="training config YAML (default: the shipped configs/train.yaml)")
+    parser.add_argument("--task", default=None, metavar="ID_OR_TASK",
+                        help="a registered gym id or task (`fingergym tasks`): trains on its "
+                             "default scenario (sets env.scenario)")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="output directory (default: runs/<UTC time>)")
-    parser.add_argument("--resume", type=Path, default=None,
-                        help="resume a run directory (its newest snapshot) or a checkpoint .zip")
-    parser.add_argument("--total-timesteps", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--n-envs", type=int, default=None, help="parallel envs (0: one per core)")
+    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR|ZIP",
+                        help="resume a run directory (its newest snapshot) or a checkpoint .zip, "
+                             "with its own config, step count and eval log")
+    parser.add_argument("--total-timesteps", type=int, default=None, metavar="N",
+                        help="env steps to train for, counted from the start of the run "
+                             "(default: the config's total_timesteps; with --resume, raises it)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="training seed: PPO, the envs' randomization (default: the config's "
+                             "seed); evaluation seeds are fixed by the config's eval section")
+    parser.add_argument("--n-envs", type=int, default=None, metavar="N",
+                        help="parallel env worker processes (default: the config's env.n_envs; "
+                             "0: one per core)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set ppo.learning_rate=1e-4")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars: one line per phase instead (for logs)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -277,6 +351,11 @@ def run(args: argparse.Namespace) -> int:
                           ("env.n_envs", "n_envs")):
             if getattr(args, attr) is not None:
                 changes[key] = getattr(args, attr)
+        if args.task:
+            from fingergym.registry import scenario_path
+
+            path = scenario_path(args.task, None)
+            changes["env.scenario"] = str(path) if path else ""
         if changes:
             try:
                 cfg = cfg.replace(**changes)
@@ -296,6 +375,6 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({k: summary[k] for k in ("timesteps", "wall_s", "final_eval",
                                               "best_eval")}, indent=1))
     if summary["interrupted"]:
-        return 130
+        return 128 + (summary["signal"] or signal.SIGINT)  # 130 Ctrl-C, 143 SIGTERM
     print(f"export: fingergym export {run_dir} -o policy.safetensors")
     return 0

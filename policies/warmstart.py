@@ -1,14 +1,16 @@
-"""Warm start for PPO: behaviour cloning of a scripted expert (actor and critic).
+"""Warm start for PPO: behaviour cloning of the task's scripted expert (actor and critic).
 
-The expert acts on the TRUE state (``env.true_state()``); the student learns from the noisy
-observations it will see in deployment, so the result is an ordinary observation-feedback
-policy. The critic is fitted to the discounted returns of the same rollouts, so the first PPO
-updates start from a sensible baseline instead of undoing the clone.
+The expert (:meth:`fingergym.interfaces.Task.expert`) acts on the TRUE state
+(``env.true_state()``); the student learns from the noisy observations it will see in
+deployment, so the result is an ordinary observation-feedback policy. The critic is fitted to
+the discounted returns of the same rollouts, so the first PPO updates start from a sensible
+baseline instead of undoing the clone.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,39 +18,12 @@ import torch as th
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from fingergym.scenario import Scenario
-from fingergym.sim.scripted import ScriptedFlip
-from fingergym.task import angle_from_vertical
-
-
-class StandingExpert(ScriptedFlip):
-    """:class:`ScriptedFlip`, plus: once the box stands at the wall, hold a FIXED point against
-    its right face instead of a box-relative one.
-
-    The box-relative push of ``ScriptedFlip`` chases the box as it rocks and, with the command
-    delay, sustains a limit cycle (|omega| > 0.5 rad/s at the end: a failure). A fixed press
-    damps it: 80% vs 58% success on 40 randomized episodes.
-    """
-
-    def __init__(self, scenario: Scenario, stand_angle: float = 0.12, press: float = 0.005,
-                 height: float = 0.5):
-        super().__init__(scenario)
-        self.stand_angle = stand_angle  # [rad] |angle from vertical| that counts as standing
-        self.press = press              # [m] target inside the box face
-        self.height = height            # press height as a fraction of the box length
-
-    def target(self, state: np.ndarray) -> np.ndarray:
-        s = self.s
-        a = angle_from_vertical(state[2])
-        if abs(a) < self.stand_angle and state[0] - s.bin.wall_x[0] < 0.1:
-            return np.array([s.bin.wall_x[0] + s.box.thickness + s.finger.radius - self.press,
-                             s.bin.floor_z + self.height * s.box.length])
-        return super().target(state)
+from fingergym.scenario import Scenario, ScenarioError
 
 
 @dataclass
 class Rollouts:
-    """Expert rollouts: obs (N, 10) raw, expert actions (N, 2), rewards (one (T, E) array per
+    """Expert rollouts: obs (N, n) raw, expert actions (N, m), rewards (one (T, E) array per
     batch of E envs), success (one per episode)."""
 
     obs: np.ndarray
@@ -57,7 +32,8 @@ class Rollouts:
     success: list[bool]
 
 
-def collect(venv: VecEnv, expert: StandingExpert, episodes: int, seed: int) -> Rollouts:
+def collect(venv: VecEnv, expert: Callable[[np.ndarray], np.ndarray], episodes: int,
+            seed: int) -> Rollouts:
     """Run the expert for ``episodes`` episodes (rounded up to whole batches of
     ``venv.num_envs``, seeds ``seed, seed+1, ...``); label each observation with its action."""
     n = venv.num_envs
@@ -136,8 +112,13 @@ def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, 
     normalization the clone was fitted under.
     """
     venv = vecnorm.venv if vecnorm is not None else model.get_env()
+    task, robot = scenario.plugins()
+    expert = task.expert()
+    if expert is None:
+        raise ScenarioError(f"task {task.name!r} on robot {robot.name!r} has no scripted expert "
+                            f"to warm-start from: set warm_start.episodes: 0")
     t0 = time.perf_counter()
-    data = collect(venv, StandingExpert(scenario), episodes, seed)
+    data = collect(venv, expert, episodes, seed)
     summary = {"episodes": len(data.success), "expert_success": float(np.mean(data.success))}
     log(f"warm start: expert success {summary['expert_success']:.0%} on {len(data.success)} "
         f"episodes ({time.perf_counter() - t0:.0f} s)")

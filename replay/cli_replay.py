@@ -30,11 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-simulate the logged actions open-loop from the logged initial "
                              "state and report the divergence (the sim-to-real gap)")
     parser.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
-                        help="--in sim: override an episode physics parameter, e.g. "
-                             "friction=0.5, box_mass=1.2, kp=80 (repeatable)")
+                        help="--in sim: override an episode physics parameter, e.g. friction=0.5, "
+                             "kp=80, or one of the task's (box_mass=1.2) (repeatable)")
     parser.add_argument("--scenario", type=Path, default=None,
                         help="scenario YAML to replay with (default: the one logged in the bag); "
-                             "must match the logged workspace (finger, bin, step)")
+                             "must match the logged task, robot, layouts, workspace and step")
     parser.add_argument("--every", type=int, default=10,
                         help="--in sim: print the divergence every N steps (default 10)")
     parser.add_argument("--on-robot", action="store_true",
@@ -131,13 +131,18 @@ def run(args: argparse.Namespace) -> int:
 
             print(f"wrote {plot_episode(ep, args.plot, replay)}")
         if args.meshcat:
+            from pydrake.geometry import StartMeshcat
+
+            from fingergym.cli import serve_until_interrupted
+
             from .meshcat_view import show_episode
 
-            meshcat = show_episode(ep, speed=args.speed)
-            print(f"shown in Meshcat at {meshcat.web_url()} (the animation stays scrubbable "
-                  f"there); press Enter to quit")
-            if sys.stdin.isatty():
-                input()
+            meshcat = StartMeshcat()
+            print(f"playing in Meshcat (2D view of the bin) at {meshcat.web_url()}, "
+                  f"{args.speed:g}x real time", flush=True)
+            show_episode(ep, speed=args.speed, meshcat=meshcat)
+            serve_until_interrupted("the episode stays there as an animation (replay or scrub "
+                                    "it with the controls); Ctrl-C to exit")
     except (BagError, ValueError, ScenarioError) as e:
         print(f"fingergym replay: {e}", file=sys.stderr)
         return 2

@@ -33,8 +33,10 @@ TARGET_PATH = "fingergym/target"
 
 def show_episode(ep: Episode, *, speed: float = 1.0, meshcat: Meshcat | None = None,
                  states: np.ndarray | None = None) -> Meshcat:
-    """Play ``ep`` (or ``states`` (N, 10), e.g. a replay) in Meshcat; returns the Meshcat."""
-    from fingergym.sim.plant import add_box_flipup_plant
+    """Play ``ep`` (or ``states`` (N, n), e.g. a replay) in Meshcat; returns the Meshcat.
+    A command of two elements is drawn as a point target in the (x, z) plane."""
+    from fingergym.sim.plant import add_world
+    from fingergym.sim.station import set_2d_view
 
     if speed <= 0:
         raise ValueError(f"speed must be > 0, got {speed}")
@@ -42,18 +44,18 @@ def show_episode(ep: Episode, *, speed: float = 1.0, meshcat: Meshcat | None = N
     states = ep.true_state if states is None else states
     meshcat = meshcat or StartMeshcat()
     builder = DiagramBuilder()
-    handles = add_box_flipup_plant(builder, scenario, episode_params_for(ep, scenario))
+    handles = add_world(builder, scenario, episode_params_for(ep, scenario))
     vis = MeshcatVisualizer.AddToBuilder(builder, handles.scene_graph, meshcat,
                                          MeshcatVisualizerParams(role=Role.kIllustration))
-    b = scenario.bin
-    meshcat.Set2dRenderMode(xmin=b.wall_x[0] - 0.1, xmax=b.wall_x[1] + 0.1,
-                            ymin=b.floor_z - 0.1, ymax=b.floor_z + b.wall_height + 0.1)
-    meshcat.SetObject(TARGET_PATH, Sphere(0.006), Rgba(0.2, 0.8, 0.3, 0.8))
+    set_2d_view(meshcat, scenario)
+    point_target = ep.target.shape[1] == 2
+    if point_target:
+        meshcat.SetObject(TARGET_PATH, Sphere(0.006), Rgba(0.2, 0.8, 0.3, 0.8))
     diagram = builder.Build()
     context = diagram.CreateDefaultContext()
     plant = handles.plant
     plant_context = plant.GetMyMutableContextFromRoot(context)
-    index = np.argmax(handles.state_permutation, axis=1)  # layout -> plant state index
+    index = np.argmax(handles.state_selector, axis=1)  # layout -> plant state index
     x = np.array(plant.GetPositionsAndVelocities(plant_context))
     step = float(ep.metadata.get("step", scenario.episode.step))
     vis.StartRecording(False)
@@ -64,7 +66,7 @@ def show_episode(ep: Episode, *, speed: float = 1.0, meshcat: Meshcat | None = N
         context.SetTime(t)
         x[index] = s
         plant.SetPositionsAndVelocities(plant_context, x)
-        if k < ep.steps:
+        if point_target and k < ep.steps:
             X = RigidTransform([ep.target[k, 0], 0.0, ep.target[k, 1]])
             meshcat.SetTransform(TARGET_PATH, X)
             animation.SetTransform(animation.frame(t), TARGET_PATH, X)

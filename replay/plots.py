@@ -1,4 +1,9 @@
-"""Plot an episode: states, actions/targets and reward over time, logged vs replayed."""
+"""Plot an episode: states, commands, actions and reward over time, logged vs replayed.
+
+Panels come from the task's observation layout (by name): one per tracked object's position and
+one per object's angle, the robot's joints against their commands, the applied actions, the
+reward. No task-specific code: a new task's bags plot the same way.
+"""
 
 from __future__ import annotations
 
@@ -14,56 +19,63 @@ from .reader import Episode  # noqa: E402
 from .replay import SimReplay  # noqa: E402
 
 
+def _panels(ep: Episode) -> list[tuple[str, list[tuple[str, int]], str]]:
+    """(y label, [(element name, observation index)], kind) per state panel."""
+    task, robot = ep.scenario.plugins()
+    spec = task.observation()
+    layout = ep.observation_layout
+    srcs = spec.sources
+    panels = []
+    for obj in spec.objects:
+        xz = [(n, layout.index(n)) for n, s in srcs.items()
+              if s.kind == "object_pose" and s.name == obj and s.axis < 2]
+        th = [(n, layout.index(n)) for n, s in srcs.items()
+              if s.kind == "object_pose" and s.name == obj and s.axis == 2]
+        if xz:
+            panels.append((f"{obj} position [mm]", xz, "mm"))
+        if th:
+            panels.append((f"{obj} angle [deg]", th, "deg"))
+    joints = [(n, layout.index(n)) for n, s in srcs.items()
+              if s.kind == "joint_position" and s.name in robot.command_layout.names]
+    if joints:
+        panels.append(("robot joints vs command [mm | mrad]", joints, "cmd"))
+    return panels
+
+
 def plot_episode(ep: Episode, out: str | Path, replay: SimReplay | None = None,
                  title: str | None = None) -> Path:
-    """Write a PNG: box position, box angle, finger position vs target, action, reward."""
+    """Write a PNG: the task's objects, the robot's joints vs commands, actions, reward."""
     out = Path(out)
     t = ep.time
     step = float(ep.metadata.get("step", 0.1))
     s = ep.true_state
-    fig, axes = plt.subplots(5, 1, figsize=(9, 11), sharex=True, constrained_layout=True)
+    panels = _panels(ep)
+    fig, axes = plt.subplots(len(panels) + 2, 1, figsize=(9, 2.2 * (len(panels) + 2)),
+                             sharex=True, constrained_layout=True)
     rt = None if replay is None else np.arange(len(replay.state)) * step
     logged = dict(lw=1.8)
     replayed = dict(lw=1.4, ls="--")
-
-    ax = axes[0]
-    ax.plot(t, 1e3 * s[:, 0], color="C0", label="box x (logged)", **logged)
-    ax.plot(t, 1e3 * s[:, 1], color="C1", label="box z (logged)", **logged)
-    if rt is not None:
-        ax.plot(rt, 1e3 * replay.state[:, 0], color="C0", label="box x (replayed)", **replayed)
-        ax.plot(rt, 1e3 * replay.state[:, 1], color="C1", label="box z (replayed)", **replayed)
-    ax.set_ylabel("box position [mm]")
-
-    ax = axes[1]
-    ax.plot(t, np.degrees(s[:, 2]), color="C2", label="logged", **logged)
-    if rt is not None:
-        ax.plot(rt, np.degrees(replay.state[:, 2]), color="C2", label="replayed", **replayed)
-    band = np.degrees(ep.scenario.episode.success_angle)
-    lo, hi = ax.get_ylim()
-    for k in range(int(np.floor((lo - 90) / 180)), int(np.ceil((hi - 90) / 180)) + 1):
-        ax.axhspan(90 + 180 * k - band, 90 + 180 * k + band, color="C2", alpha=0.15,
-                   label="standing (success band)" if k == 0 else None)
-    ax.set_ylim(lo, hi)
-    ax.set_ylabel("box angle theta [deg]")
-
-    ax = axes[2]
-    for i, axis in enumerate("xz"):
-        ax.plot(t, 1e3 * s[:, 3 + i], color=f"C{3 + i}", label=f"finger {axis} (logged)",
-                **logged)
-        ax.step(t, 1e3 * ep.target[:, i], where="post", color=f"C{3 + i}", alpha=0.45, lw=1,
-                label=f"target {axis}")
-        if rt is not None:
-            ax.plot(rt, 1e3 * replay.state[:, 3 + i], color=f"C{3 + i}",
-                    label=f"finger {axis} (replayed)", **replayed)
-    ax.set_ylabel("finger position [mm]")
-
-    ax = axes[3]
-    for i, axis in enumerate("xz"):
-        ax.step(t, ep.action[:, i], where="post", color=f"C{3 + i}", label=f"action {axis}")
+    command = list(ep.action_layout.names)
+    color = 0
+    for ax, (label, elements, kind) in zip(axes, panels):
+        scale = np.degrees if kind == "deg" else (lambda v: 1e3 * v)
+        for name, i in elements:
+            c = f"C{color % 10}"
+            color += 1
+            ax.plot(t, scale(s[:, i]), color=c, label=f"{name} (logged)", **logged)
+            if kind == "cmd" and name in command:
+                ax.step(t, 1e3 * ep.target[:, command.index(name)], where="post", color=c,
+                        alpha=0.45, lw=1, label=f"{name} command")
+            if rt is not None:
+                ax.plot(rt, scale(replay.state[:, i]), color=c, label=f"{name} (replayed)",
+                        **replayed)
+        ax.set_ylabel(label)
+    ax = axes[-2]
+    for i, name in enumerate(command):
+        ax.step(t, ep.action[:, i], where="post", color=f"C{i % 10}", label=f"action {name}")
     ax.set_ylim(-1.1, 1.1)
     ax.set_ylabel("action (applied)")
-
-    ax = axes[4]
+    ax = axes[-1]
     # A row's reward is computed at the end of its step (the observation at its start).
     ax.plot(t + step, ep.reward, color="C7", label="logged", **logged)
     if replay is not None:
@@ -80,9 +92,10 @@ def plot_episode(ep: Episode, out: str | Path, replay: SimReplay | None = None,
                      + (", TRUNCATED BAG" if ep.truncated else ""))
     if replay is not None:
         d = replay.divergence()
-        head += (f"\nreplay in sim: {'success' if replay.success else 'failure'}, final "
-                 f"divergence box {1e3 * d['box_pos'][-1]:.1f} mm / "
-                 f"{np.degrees(d['box_theta'][-1]):.1f} deg")
+        final = ", ".join(f"{k} {np.degrees(v[-1]):.1f} deg" if k.endswith("_theta")
+                          else f"{k} {1e3 * v[-1]:.1f} mm" for k, v in d.items())
+        head += f"\nreplay in sim: {'success' if replay.success else 'failure'}, final " \
+                f"divergence {final}"
     fig.suptitle(head, fontsize=10)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from fingergym.scenario import Scenario, ScenarioError, scenario_from_dict, show, to_dict
-from fingergym.task import ACTION_DIM, OBS_DIM, OBS_NAMES
+from fingergym.layout import Layout, LayoutError
+from fingergym.scenario import Scenario, ScenarioError, scenario_from_dict, show
 
 from . import topics as T
 from .mcap_io import McapDamaged, Scan, scan_mcap
@@ -44,14 +44,14 @@ class Episode:
 
     path: Path
     metadata: dict[str, Any]
-    observation: np.ndarray  # (N, 10) what the policy saw
-    action: np.ndarray       # (N, 2) applied, agent units
-    target: np.ndarray       # (N, 2) commanded [m]
+    observation: np.ndarray  # (N, n) what the policy saw (observation_layout)
+    action: np.ndarray       # (N, m) applied, agent units (action_layout)
+    target: np.ndarray       # (N, m) commanded
     reward: np.ndarray       # (N,)
     sim_time: np.ndarray     # (N,) [s]
     wall_time: np.ndarray    # (N,) [s since the epoch]
     stamp_ns: np.ndarray     # (N,) bag log time
-    state: np.ndarray | None = None  # (N, 10) noise-free (sim bags only)
+    state: np.ndarray | None = None  # (N, n) noise-free (sim bags only)
     topic_counts: dict[str, int] = field(default_factory=dict)
     truncated: bool = False
     notes: list[str] = field(default_factory=list)
@@ -70,6 +70,18 @@ class Episode:
     @property
     def steps(self) -> int:
         return len(self.reward)
+
+    @property
+    def observation_layout(self) -> Layout:
+        """The observation's names (``obs_names`` in bags from before the layouts)."""
+        return _layout(self.metadata, "observation_layout", "obs_names", self.path)
+
+    @property
+    def action_layout(self) -> Layout:
+        """The action's names (bags from before the layouts: the logged robot's)."""
+        if "action_layout" in self.metadata:
+            return _layout(self.metadata, "action_layout", None, self.path)
+        return self.scenario.plugins()[1].command_layout
 
     @property
     def finished(self) -> bool:
@@ -126,6 +138,13 @@ class Episode:
         """Seconds since the first step (sim time if it advanced, else wall time)."""
         t = self.sim_time if len(t := self.sim_time) > 1 and np.ptp(t) > 0 else self.wall_time
         return t - t[0] if len(t) else t
+
+
+def _layout(meta: dict, key: str, legacy: str | None, path: Path) -> Layout:
+    try:
+        return Layout.from_dict(meta.get(key) or (meta.get(legacy) if legacy else None) or [])
+    except LayoutError as e:
+        raise BagError(f"{path}: the logged {key} is invalid: {e}") from e
 
 
 def find_mcap(path: Path) -> Path:
@@ -348,11 +367,12 @@ def read_episode(path: str | Path) -> Episode:
     meta.pop("event", None)
     if not str(meta.get("format", "")).startswith(T.FORMAT.split("/")[0]):
         raise BagError(f"{path}: unknown episode format {show(meta.get('format'))}")
-    if tuple(meta.get("obs_names") or ()) != OBS_NAMES or meta.get("action_dim") != ACTION_DIM:
-        raise BagError(f"{path}: recorded with a different observation/action layout "
-                       f"(obs {show(meta.get('obs_names'))}, action dim "
-                       f"{show(meta.get('action_dim'))}); this fingergym uses obs "
-                       f"{list(OBS_NAMES)}, action dim {ACTION_DIM}")
+    obs_dim = _layout(meta, "observation_layout", "obs_names", path).size
+    act_dim = meta.get("action_dim")
+    if not obs_dim or isinstance(act_dim, bool) or not isinstance(act_dim, int) \
+            or not 1 <= act_dim <= 4096:
+        raise BagError(f"{path}: the bag does not say its observation/action layout "
+                       f"(obs {show(meta.get('obs_names'))}, action dim {show(act_dim)})")
 
     steps, rows = _pair_steps(msgs, numbered, problems, notes)
     n = len(steps)
@@ -361,13 +381,13 @@ def read_episode(path: str | Path) -> Episode:
     times = _array(rows[T.TIME], 2, T.TIME, path)
     state = None
     if len(rows[T.STATE]) == n and n:
-        state = _array(rows[T.STATE], OBS_DIM, T.STATE, path)
+        state = _array(rows[T.STATE], obs_dim, T.STATE, path)
     stamps = {seq: t for t, seq, _ in msgs.get(T.OBSERVATION, [])}
     ep = Episode(
         path=path, metadata=meta,
-        observation=_array(rows[T.OBSERVATION], OBS_DIM, T.OBSERVATION, path),
-        action=_array(rows[T.ACTION], ACTION_DIM, T.ACTION, path),
-        target=_array(rows[T.TARGET], ACTION_DIM, T.TARGET, path),
+        observation=_array(rows[T.OBSERVATION], obs_dim, T.OBSERVATION, path),
+        action=_array(rows[T.ACTION], act_dim, T.ACTION, path),
+        target=_array(rows[T.TARGET], act_dim, T.TARGET, path),
         reward=np.array([m.data for m in rows[T.REWARD]], dtype=float),
         sim_time=times[:, 0], wall_time=times[:, 1],
         stamp_ns=np.array([t for t, _, _ in msgs.get(T.OBSERVATION, [])][:n] if not numbered
@@ -380,21 +400,24 @@ def read_episode(path: str | Path) -> Episode:
     return ep
 
 
-def layout_keys() -> tuple[str, ...]:
-    """Scenario sections that define the observation/action meaning (must match to replay)."""
-    return ("finger", "bin", "episode.step")
-
-
 def scenario_mismatch(logged: Scenario, current: Scenario) -> list[str]:
-    """Dotted keys in which two scenarios differ where it changes what actions/observations mean."""
-    a, b = to_dict(logged), to_dict(current)
+    """How two scenarios differ where it changes what actions and observations mean: task and
+    robot, the observation layout, the action scaling (workspace), the step."""
+    from fingergym.scaling import ActionScaling
+
     out = []
-    for key in layout_keys():
-        sec, _, leaf = key.partition(".")
-        va, vb = a[sec], b[sec]
-        if leaf:
-            va, vb = {leaf: va[leaf]}, {leaf: vb[leaf]}
-        for k in sorted(set(va) | set(vb)):
-            if va.get(k) != vb.get(k):
-                out.append(f"{sec}.{k}: logged {va.get(k)!r}, here {vb.get(k)!r}")
+    for key in ("task", "robot"):
+        if getattr(logged, key) != getattr(current, key):
+            out.append(f"{key}: logged {getattr(logged, key)!r}, here {getattr(current, key)!r}")
+    if out:
+        return out
+    a, b = logged.plugins()[0].observation_layout, current.plugins()[0].observation_layout
+    if not a.same_names(b):
+        out.append(f"observation: logged {list(a.names)}, here {list(b.names)}")
+    sa, sb = ActionScaling.from_scenario(logged), ActionScaling.from_scenario(current)
+    if not (np.allclose(sa.low, sb.low) and np.allclose(sa.high, sb.high)):
+        out.append(f"workspace: logged {sa.low.tolist()}..{sa.high.tolist()}, here "
+                   f"{sb.low.tolist()}..{sb.high.tolist()}")
+    if logged.episode.step != current.episode.step:
+        out.append(f"episode.step: logged {logged.episode.step!r}, here {current.episode.step!r}")
     return out

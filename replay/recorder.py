@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import atexit
 import datetime as _dt
-import hashlib
 import json
 import logging
 import queue
@@ -44,7 +43,6 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin
 
 from fingergym.scenario import Scenario, to_dict
-from fingergym.task import ACTION_DIM, OBS_DIM, OBS_NAMES
 
 from . import topics as T
 from .mcap_io import BagWriter
@@ -55,15 +53,6 @@ FLUSH_PERIOD = 0.5  # [s] the most a crash can lose
 
 class RecorderError(RuntimeError):
     """The bag could not be written (raised by the constructor and by close())."""
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (the policy hash stored in the metadata)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def to_json(obj: Any) -> str:
@@ -105,20 +94,45 @@ def _close_open_recorders() -> None:
 
 
 class EpisodeRecorder:
-    """Record one episode as a rosbag2 MCAP bag directory (created; must not exist)."""
+    """Record one episode as a rosbag2 MCAP bag directory (created; must not exist).
+
+    ``topics``: the robot's topic names (:func:`fingergym.hardware.config.topics`; default:
+    from the shipped hardware config), recorded in the metadata and used for the raw topics
+    synthesized in sim.
+    """
 
     def __init__(self, bag_dir: Path | str, *, metadata: dict, scenario: Scenario,
-                 flush_period: float = FLUSH_PERIOD):
+                 topics=None, flush_period: float = FLUSH_PERIOD):
         self.path = Path(bag_dir)
         self.scenario = scenario
         self.flush_period = float(flush_period)
         self.clock = "sim" if metadata.get("mode") == "sim" else "wall"
         self.start_ns = time.time_ns()
+        task, robot = scenario.plugins()
+        spec = task.observation()
+        if topics is None:
+            from fingergym.hardware.config import load_hardware_config
+            from fingergym.hardware.config import topics as make_topics
+
+            topics = make_topics(load_hardware_config(), robot, spec.objects)
+        self.topics = topics
+        self.obs_layout, self.act_layout = spec.layout, robot.command_layout
+        self._n, self._m = self.obs_layout.size, self.act_layout.size
+        self._labels = {T.OBSERVATION: ",".join(self.obs_layout.names),
+                        T.STATE: ",".join(self.obs_layout.names),
+                        T.ACTION: ",".join(self.act_layout.names),
+                        T.TARGET: ",".join(self.act_layout.names), T.TIME: T.TIME_LABEL}
+        self._synth = T.RawSynth(spec, topics, self.act_layout)
         self.metadata: dict[str, Any] = {
             "format": T.FORMAT,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "obs_names": list(OBS_NAMES),
-            "action_dim": ACTION_DIM,
+            "task": scenario.task, "robot": scenario.robot,
+            "obs_names": list(self.obs_layout.names),
+            "observation_layout": self.obs_layout.to_dict(),
+            "action_layout": self.act_layout.to_dict(),
+            "action_dim": self._m,
+            "topics": {"joint_states": topics.joint_states, "commands": topics.commands,
+                       "objects": dict(topics.objects), "estop": topics.estop},
             "step": scenario.episode.step,
             "clock": self.clock,
             "scenario_source": scenario.source,
@@ -166,10 +180,10 @@ class EpisodeRecorder:
                     state: np.ndarray | None = None) -> None:
         """Queue one gym step (never blocks). ``state``: the noise-free state (sim only)."""
         self._check_open()
-        obs = _vector("observation", observation, OBS_DIM)
-        act = _vector("action", action, ACTION_DIM)
-        tgt = _vector("target", target, ACTION_DIM)
-        st = None if state is None else _vector("state", state, OBS_DIM)
+        obs = _vector("observation", observation, self._n)
+        act = _vector("action", action, self._m)
+        tgt = _vector("target", target, self._m)
+        st = None if state is None else _vector("state", state, self._n)
         stamp = self.stamp(sim_time, wall_time_ns)
         self._last_stamp = max(self._last_stamp, stamp)
         self.steps += 1
@@ -195,10 +209,10 @@ class EpisodeRecorder:
 
     def record_sim_raw(self, observation: np.ndarray, target: np.ndarray, stamp_ns: int) -> None:
         """Queue the robot's raw topics, synthesized from a sim observation in the writer thread
-        (:func:`fingergym.replay.topics.sim_raw_messages`), so a sim bag looks like a robot bag."""
+        (:class:`fingergym.replay.topics.RawSynth`), so a sim bag looks like a robot bag."""
         self._check_open()
-        self._queue.put(("sim_raw", _vector("observation", observation, OBS_DIM),
-                         _vector("target", target, ACTION_DIM), int(stamp_ns)))
+        self._queue.put(("sim_raw", _vector("observation", observation, self._n),
+                         _vector("target", target, self._m), int(stamp_ns)))
 
     def close(self, *, end_reason: str, success: bool, episode_return: float,
               final_observation: np.ndarray | None = None,
@@ -215,9 +229,9 @@ class EpisodeRecorder:
                "episode_return": float(episode_return), "steps": self.steps,
                "duration": (self._last_stamp - self.start_ns) * 1e-9}
         if final_observation is not None:
-            end["final_observation"] = _vector("final_observation", final_observation, OBS_DIM)
+            end["final_observation"] = _vector("final_observation", final_observation, self._n)
         if final_state is not None:
-            end["final_state"] = _vector("final_state", final_state, OBS_DIM)
+            end["final_state"] = _vector("final_state", final_state, self._n)
         stamp = self._last_stamp if self.clock == "sim" else max(time.time_ns(),
                                                                  self._last_stamp)
         end_json = to_json(end)
@@ -273,24 +287,27 @@ class EpisodeRecorder:
         kind = item[0]
         if kind == "step":
             _, stamp, sim_time, wall_ns, obs, act, tgt, reward, state, k = item
+            lab = self._labels
             for topic, msg in (
-                    (T.OBSERVATION, T.array_msg(obs, T.LABELS[T.OBSERVATION])),
-                    (T.ACTION, T.array_msg(act, T.LABELS[T.ACTION])),
-                    (T.TARGET, T.array_msg(tgt, T.LABELS[T.TARGET])),
+                    (T.OBSERVATION, T.array_msg(obs, lab[T.OBSERVATION])),
+                    (T.ACTION, T.array_msg(act, lab[T.ACTION])),
+                    (T.TARGET, T.array_msg(tgt, lab[T.TARGET])),
                     (T.REWARD, T.float_msg(reward)),
-                    (T.TIME, T.array_msg([sim_time, wall_ns * 1e-9], T.LABELS[T.TIME])),
+                    (T.TIME, T.array_msg([sim_time, wall_ns * 1e-9], lab[T.TIME])),
                     *([] if state is None else
-                      [(T.STATE, T.array_msg(state, T.LABELS[T.STATE]))])):
+                      [(T.STATE, T.array_msg(state, lab[T.STATE]))])):
                 self._write(topic, T.STEP_TOPICS[topic], T.serialize(msg), stamp, step=k)
             return False
         if kind == "sim_raw":
             _, obs, tgt, stamp = item
-            for topic, msgtype, data in T.sim_raw_messages(obs, tgt, stamp):
+            for topic, msgtype, data in self._synth.messages(obs, tgt, stamp):
                 self._write(topic, msgtype, data, stamp)
             return False
         if kind == "raw":
             _, topic, msgtype, data, stamp = item
-            self._write(topic, msgtype, data, stamp)
+            # rclpy's serialize_message pads some messages (4 bytes after a JointState) that
+            # strict readers (rosbags' deserialize_cdr) reject: write rosbags' own encoding.
+            self._write(topic, msgtype, T.serialize(T.deserialize(data, msgtype)), stamp)
             return False
         _, topic, msgtype, msg, stamp, flush_now = item
         self._write(topic, msgtype, T.serialize(msg), stamp)

@@ -20,22 +20,43 @@ from typing import Any
 import numpy as np
 
 from fingergym.scenario import Scenario
-from fingergym.task import BOX_Q, FINGER_Q, OBS_NAMES, is_success
 
 from .reader import BagError, Episode, scenario_mismatch
 
 
+def divergence(error: np.ndarray, scenario: Scenario) -> dict[str, np.ndarray]:
+    """Per-step divergence by name from ``error`` (K, n) in the task's observation layout:
+    ``<object>_pos`` [m] and ``<object>_theta`` [rad] per tracked object, ``robot_pos`` (norm
+    of the command joints' error) [m or rad]."""
+    task, robot = scenario.plugins()
+    spec = task.observation()
+    srcs = list(spec.sources.values())
+    out: dict[str, np.ndarray] = {}
+    for obj in spec.objects:
+        idx = {s.axis: i for i, s in enumerate(srcs) if s.kind == "object_pose" and s.name == obj}
+        xz = [idx[a] for a in (0, 1) if a in idx]
+        if xz:
+            out[f"{obj}_pos"] = np.linalg.norm(error[:, xz], axis=1)
+        if 2 in idx:
+            out[f"{obj}_theta"] = np.abs(error[:, idx[2]])
+    q = [i for i, s in enumerate(srcs) if s.kind == "joint_position"
+         and s.name in robot.command_layout.names]
+    out["robot_pos"] = np.linalg.norm(error[:, q], axis=1)
+    return out
+
+
 @dataclass
 class SimReplay:
-    """States ``(N+1, 10)`` s_0..s_N of the replay (s_k before logged action k), its rewards, and
+    """States ``(N+1, n)`` s_0..s_N of the replay (s_k before logged action k), its rewards, and
     the divergence from the log ``error = replayed - logged`` on the steps both have."""
 
     state: np.ndarray
     reward: np.ndarray
-    error: np.ndarray      # (M, 10), M = N, or N + 1 when the log holds the final state
+    error: np.ndarray      # (M, n), M = N, or N + 1 when the log holds the final state
     success: bool
     params: dict[str, Any]
     reference: str         # "noise-free state" or "observation"
+    scenario: Scenario | None = None
 
     @property
     def time(self) -> np.ndarray:
@@ -44,11 +65,8 @@ class SimReplay:
     _step: float = 0.1
 
     def divergence(self) -> dict[str, np.ndarray]:
-        """Per-step divergence: box position [m], box angle [rad], finger position [m]."""
-        e = self.error
-        return {"box_pos": np.linalg.norm(e[:, BOX_Q][:, :2], axis=1),
-                "box_theta": np.abs(e[:, BOX_Q][:, 2]),
-                "finger_pos": np.linalg.norm(e[:, FINGER_Q], axis=1)}
+        """Per-step divergence by name (:func:`divergence`)."""
+        return divergence(self.error, self.scenario)
 
 
 def episode_params_for(ep: Episode, scenario: Scenario, overrides: dict[str, float] | None = None):
@@ -56,18 +74,17 @@ def episode_params_for(ep: Episode, scenario: Scenario, overrides: dict[str, flo
     then ``overrides`` (EpisodeParams field -> value)."""
     from fingergym.sim.params import EpisodeParams, nominal_params
 
-    s0 = ep.true_state[0] if ep.steps else np.zeros(len(OBS_NAMES))
+    task, _ = scenario.plugins()
     if ep.episode_params:
-        fields = {f.name for f in dataclasses.fields(EpisodeParams)}
-        params = EpisodeParams(**{k: v for k, v in ep.episode_params.items() if k in fields})
+        params = EpisodeParams.from_dict(ep.episode_params)
     else:
-        params = nominal_params(scenario, box_x=float(s0[0]), box_theta=float(s0[2]))
+        s0 = ep.true_state[0] if ep.steps else np.zeros(task.observation_layout.size)
+        params = nominal_params(scenario, **task.params_from_state(s0))
     params = dataclasses.replace(params, obs_noise_position=0.0, obs_noise_velocity=0.0)
     if overrides:
         from fingergym.sim.params import validate_overrides
 
-        overrides = validate_overrides(overrides, scenario)
-        params = dataclasses.replace(params, **overrides)
+        params = params.replace(**validate_overrides(overrides, scenario))
     return params
 
 
@@ -98,6 +115,10 @@ def replay_scenario(ep: Episode, scenario: Scenario | None) -> Scenario:
     """
     if scenario is None:
         scenario = ep.scenario
+        here = scenario.plugins()[0].observation_layout
+        if not ep.observation_layout.same_names(here):
+            raise BagError(f"{ep.path}: its observation {list(ep.observation_layout.names)} is "
+                           f"not what task {scenario.task!r} observes here {list(here.names)}")
     else:
         mismatch = scenario_mismatch(ep.scenario, scenario)
         if mismatch:
@@ -118,7 +139,7 @@ def replay_in_sim(ep: Episode, *, scenario: Scenario | None = None,
     ctx = env.simulator.get_mutable_context()
     s0 = ep.true_state[0]
     env.station.set_state(ctx, s0)
-    hold = env.scaling.clamp_target(s0[FINGER_Q])
+    hold = env.scaling.clamp_target(env.station.measured_command(ctx))
     env.station.hold_setpoint(ctx, hold)
     env.action_port.FixValue(ctx, env.scaling.to_action(hold))
     env.simulator.Initialize()
@@ -134,8 +155,8 @@ def replay_in_sim(ep: Episode, *, scenario: Scenario | None = None,
         ref = np.vstack([ref, ep.final_state])
     error = states[: len(ref)] - ref
     reference = "noise-free state" if ep.state is not None else "observation"
-    out = SimReplay(states, np.array(rewards), error, is_success(states[-1], scenario),
-                    dataclasses.asdict(params), reference)
+    out = SimReplay(states, np.array(rewards), error, env.task.is_success(states[-1]),
+                    params.as_dict(), reference, scenario)
     out._step = scenario.episode.step
     return out
 
@@ -146,20 +167,25 @@ def format_sim_report(ep: Episode, rep: SimReplay, every: int = 10) -> str:
     step = rep._step
     lines = [f"replayed {ep.steps} logged actions open-loop in sim "
              f"(compared with the logged {rep.reference})",
-             f"{'step':>5} {'t [s]':>6} {'box pos [mm]':>13} {'box angle [deg]':>16} "
-             f"{'finger [mm]':>12}"]
+             f"{'step':>5} {'t [s]':>6} " + " ".join(f"{_head(k):>16}" for k in d)]
     n = len(rep.error)
     for k in range(n):
         if k % every == 0 or k == n - 1:
-            lines.append(f"{k:>5} {k * step:>6.2f} {1e3 * d['box_pos'][k]:>13.3f} "
-                         f"{np.degrees(d['box_theta'][k]):>16.3f} "
-                         f"{1e3 * d['finger_pos'][k]:>12.3f}")
-    lines.append(f"final divergence: box {1e3 * d['box_pos'][-1]:.3f} mm, "
-                 f"{np.degrees(d['box_theta'][-1]):.3f} deg; "
-                 f"finger {1e3 * d['finger_pos'][-1]:.3f} mm "
-                 f"(max over the episode: box {1e3 * d['box_pos'].max():.3f} mm, "
-                 f"{np.degrees(d['box_theta'].max()):.3f} deg)")
+            lines.append(f"{k:>5} {k * step:>6.2f} "
+                         + " ".join(f"{_scaled(name, v[k]):>16.3f}" for name, v in d.items()))
+    lines.append("final divergence: " + "; ".join(
+        f"{_head(name)} {_scaled(name, v[-1]):.3f}" for name, v in d.items())
+        + " (max over the episode: " + "; ".join(
+        f"{_head(name)} {_scaled(name, v.max()):.3f}" for name, v in d.items()) + ")")
     logged = {True: "succeeded", False: "failed", None: "unknown (not closed)"}[ep.success]
     lines.append(f"logged episode {logged} ({ep.end_reason}); replayed episode "
                  f"{'succeeded' if rep.success else 'failed'}")
     return "\n".join(lines)
+
+
+def _head(name: str) -> str:
+    return f"{name} [deg]" if name.endswith("_theta") else f"{name} [mm]"
+
+
+def _scaled(name: str, value: float) -> float:
+    return float(np.degrees(value)) if name.endswith("_theta") else 1e3 * float(value)

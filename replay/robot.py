@@ -15,67 +15,60 @@ pose of the box and asked to place it so; the virtual robot's reset service plac
 from __future__ import annotations
 
 import datetime as _dt
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 from fingergym.scenario import Scenario
-from fingergym.task import BOX_Q, FINGER_Q, is_success
 
 from .reader import Episode
-from .replay import replay_scenario
+from .replay import divergence, replay_scenario
 
 
 @dataclass
 class RobotReplay:
     bag: Path | None        # the recording of the replay
-    observation: np.ndarray  # (M, 10) observations before each sent action (+ the final one)
+    observation: np.ndarray  # (M, n) observations before each sent action (+ the final one)
     reward: np.ndarray       # (M - 1,)
-    error: np.ndarray        # (K, 10) replayed - logged observation, on the steps both have
+    error: np.ndarray        # (K, n) replayed - logged observation, on the steps both have
     success: bool
     end_reason: str
+    scenario: Scenario | None = None
 
     def divergence(self) -> dict[str, np.ndarray]:
-        e = self.error
-        return {"box_pos": np.linalg.norm(e[:, BOX_Q][:, :2], axis=1),
-                "box_theta": np.abs(e[:, BOX_Q][:, 2]),
-                "finger_pos": np.linalg.norm(e[:, FINGER_Q], axis=1)}
+        return divergence(self.error, self.scenario)
 
     def report(self, ep: Episode) -> str:
-        d = self.divergence()
         lines = [f"replayed {len(self.reward)} of {ep.steps} logged actions on the robot "
                  f"({self.end_reason}); recorded in {self.bag}"]
         if len(self.error):
-            lines.append(f"divergence from the logged observations: start box "
-                         f"{1e3 * d['box_pos'][0]:.1f} mm; final box {1e3 * d['box_pos'][-1]:.1f}"
-                         f" mm, {np.degrees(d['box_theta'][-1]):.1f} deg, finger "
-                         f"{1e3 * d['finger_pos'][-1]:.1f} mm")
+            d = self.divergence()
+            lines.append("divergence from the logged observations: start " + ", ".join(
+                f"{k} {_fmt(k, v[0])}" for k, v in d.items() if k != "robot_pos")
+                + "; final " + ", ".join(f"{k} {_fmt(k, v[-1])}" for k, v in d.items()))
         logged = {True: "succeeded", False: "failed", None: "unknown"}[ep.success]
         lines.append(f"logged episode {logged}; replayed episode "
                      f"{'succeeded' if self.success else 'failed'}")
         return "\n".join(lines)
 
 
-class _Say:
-    def __init__(self, say):
-        self.say = say
+def _fmt(name: str, value: float) -> str:
+    return f"{np.degrees(value):.1f} deg" if name.endswith("_theta") else f"{1e3 * value:.1f} mm"
 
 
 def replay_on_robot(ep: Episode, *, scenario: Scenario | None = None, virtual: bool = False,
                     config=None, log_dir: Path | None = None, reset: str | None = None,
                     robot_args: list[str] | None = None, say=print) -> RobotReplay:
-    """Send ``ep``'s logged actions to the robot (or a virtual robot) through the safety layer."""
-    from fingergym.env import make_env
+    """Send ``ep``'s logged actions to the robot (or a virtual robot) through the safety layer,
+    with the episode runner of ``fingergym deploy`` (:mod:`fingergym.hardware.session`)."""
+    import tempfile
+
+    import yaml
+
     from fingergym.hardware.config import as_hardware_config
-    from fingergym.hardware.deploy import (
-        open_recorder,
-        reset_box,
-        start_virtual_robot,
-        stop_process,
-    )
+    from fingergym.hardware.session import open_recorder, reset_scene, robot_env, run_episode
+    from fingergym.scenario import to_dict
 
     scenario = replay_scenario(ep, scenario)
     config = as_hardware_config(config)
@@ -83,58 +76,34 @@ def replay_on_robot(ep: Episode, *, scenario: Scenario | None = None, virtual: b
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     base = Path(log_dir) if log_dir else ep.path.parent
     bag = base / f"{ep.path.name}_replay_{stamp}"
-    robot = env = None
-    obs_l: list[np.ndarray] = []
-    rewards: list[float] = []
-    end_reason, success = "interrupted", False
-    try:
-        if virtual:
-            robot = start_virtual_robot(SimpleNamespace(config=None, scenario=None,
-                                                        robot_arg=list(robot_args or [])))
-            say(f"virtual robot started (pid {robot.pid})")
-            config.ros.discovery_timeout = max(config.ros.discovery_timeout, 60.0)
-        env = make_env(scenario, mode="hardware", config=config)
-        station = env.station
-        say("homing")
-        station.go_home()
-        s0 = ep.true_state[0]
-        say(f"logged start: box at x={s0[0]:+.3f} m, z={s0[1]:.3f} m, theta={s0[2]:+.2f} rad")
-        reset_box(reset, station, _Say(say), 10.0)
-        obs, info = env.reset()
-        recorder = open_recorder(bag, {
-            "mode": "replay", "replay_of": str(ep.path), "policy": ep.metadata.get("policy"),
-            "policy_sha256": ep.metadata.get("policy_sha256"), "virtual_robot": virtual,
-            "hardware_config": config.source}, scenario, station.bridge)
-        obs_l.append(np.asarray(obs, dtype=float))
-        t_obs, wall_ns = info["sim_time"], time.time_ns()
-        say(f"replaying {ep.steps} actions")
-        try:
-            for action in ep.action:
-                obs, reward, terminated, truncated, info = env.step(action)
-                sent = info["sent_target"]
-                recorder.record_step(sim_time=t_obs, wall_time_ns=wall_ns, observation=obs_l[-1],
-                                     action=station.scaling.to_action(sent), target=sent,
-                                     reward=reward)
-                obs_l.append(np.asarray(obs, dtype=float))
-                rewards.append(float(reward))
-                t_obs, wall_ns = info["sim_time"], time.time_ns()
-                if terminated or truncated:
-                    break
-            end_reason = info.get("end_reason") or (
-                "logged_actions_done" if len(rewards) == ep.steps else "terminated")
-            success = bool(info.get("success", is_success(obs_l[-1], scenario)))
-        finally:
-            station.bridge.raw_hook = None
-            recorder.close(end_reason=end_reason, success=success,
-                           episode_return=float(sum(rewards)), final_observation=obs_l[-1])
-    finally:
-        if env is not None:
-            env.close()
-        stop_process(robot)
-    replayed = np.array(obs_l)
+    with tempfile.TemporaryDirectory() as tmp:
+        scenario_file = None
+        if virtual:  # the virtual robot runs the replayed scenario
+            scenario_file = Path(tmp) / "scenario.yaml"
+            scenario_file.write_text(yaml.safe_dump(to_dict(scenario), sort_keys=False))
+        with robot_env(scenario, config, virtual=virtual, scenario_path=scenario_file,
+                       robot_args=robot_args, say=say) as env:
+            station = env.station
+            say("homing")
+            station.go_home()
+            s0 = ep.true_state[0]
+            sources = scenario.plugins()[0].observation().sources
+            start = ", ".join(f"{k}={v:+.3f}" for k, v in ep.observation_layout.as_dict(s0).items()
+                              if sources[k].kind == "object_pose")
+            say(f"logged start: {start}")
+            reset_scene(reset, station, say, 10.0)
+            recorder = open_recorder(bag, {
+                "mode": "replay", "replay_of": str(ep.path), "policy": ep.metadata.get("policy"),
+                "policy_sha256": ep.metadata.get("policy_sha256"), "virtual_robot": virtual,
+                "hardware_config": config.source}, scenario, station)
+            say(f"replaying {ep.steps} actions")
+            result = run_episode(env, lambda obs, k: ep.action[k] if k < ep.steps else None,
+                                 recorder, exhausted="logged_actions_done")
+    end_reason = result.end_reason
+    replayed = np.array(result.observations)
     ref = ep.observation
     if ep.final_observation is not None:
         ref = np.vstack([ref, ep.final_observation])
     k = min(len(replayed), len(ref))
-    return RobotReplay(bag, replayed, np.array(rewards), replayed[:k] - ref[:k], success,
-                       end_reason)
+    return RobotReplay(bag, replayed, np.array(result.rewards), replayed[:k] - ref[:k],
+                       result.success, end_reason, scenario)

@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from fingergym.task import check_action
+from fingergym.scaling import check_action
 
 from .recorder import EpisodeRecorder
 
@@ -38,8 +38,12 @@ def new_bag_path(log_dir: Path, mode: str, seed: int | None) -> Path:
 class RecordEpisodes(gym.Wrapper):
     """Write every episode of a sim :class:`~fingergym.env.FingerGymEnv` as a bag in ``log_dir``."""
 
-    def __init__(self, env: gym.Env, log_dir: str | Path, *, metadata: dict | None = None):
+    def __init__(self, env: gym.Env, log_dir: str | Path, *, metadata: dict | None = None,
+                 hardware_config=None):
+        """``hardware_config``: where the robot's raw topic names come from (default: the
+        shipped ``configs/hardware.yaml``), so sim bags match robot bags."""
         super().__init__(env)
+        self.hardware_config = hardware_config
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.extra = dict(metadata or {})
@@ -54,7 +58,12 @@ class RecordEpisodes(gym.Wrapper):
         meta: dict[str, Any] = {"mode": "sim", "seed": seed,
                                 "episode_params": base.station.params.as_dict(), **self.extra}
         path = new_bag_path(self.log_dir, "sim", seed)
-        self.recorder = EpisodeRecorder(path, metadata=meta, scenario=base.scenario)
+        from fingergym.hardware.config import as_hardware_config, topics
+
+        task, robot = base.task, base.robot
+        names = topics(as_hardware_config(self.hardware_config), robot,
+                       task.observation().objects)
+        self.recorder = EpisodeRecorder(path, metadata=meta, scenario=base.scenario, topics=names)
         self.bags.append(path)
         self._obs = np.asarray(obs, dtype=float)
         info = dict(info, bag=str(path))
@@ -63,7 +72,7 @@ class RecordEpisodes(gym.Wrapper):
     def step(self, action):
         base = self.env.unwrapped
         rec = self.recorder
-        applied = np.clip(check_action(action), -1.0, 1.0)
+        applied = np.clip(check_action(action, base.action_layout.size), -1.0, 1.0)
         sim_time = float(base.simulator.get_context().get_time())
         state = np.array(base.true_state(), dtype=float) if rec else None
         wall_ns = time.time_ns()

@@ -2,17 +2,19 @@
 
 A bag holds, once per gym step (same log time for all of them):
 
-- ``/fingergym/observation`` (std_msgs/Float64MultiArray, 10): what the policy saw before acting,
-  in the :data:`fingergym.task.OBS_NAMES` layout;
-- ``/fingergym/action`` (Float64MultiArray, 2): the action actually applied (agent units, after
-  safety/clipping); ``/fingergym/target`` (2): the finger target actually commanded [m];
+- ``/fingergym/observation`` (std_msgs/Float64MultiArray, n): what the policy saw before acting,
+  in the task's observation layout (its names are in the metadata and the array's label);
+- ``/fingergym/action`` (Float64MultiArray, m): the action actually applied (agent units, after
+  safety/clipping); ``/fingergym/target`` (m): the command actually sent;
 - ``/fingergym/reward`` (std_msgs/Float64): the reward the step returned;
 - ``/fingergym/time`` (Float64MultiArray, 2): ``[sim_time, wall_time]`` [s] at the observation;
-- ``/fingergym/state`` (Float64MultiArray, 10, sim only): the noise-free state;
+- ``/fingergym/state`` (Float64MultiArray, n, sim only): the noise-free state;
 
-``/fingergym/episode`` (std_msgs/String, JSON): the episode metadata at start, the outcome at end;
-and the robot's raw topics (``/joint_states``, ``/box/pose``, ``/finger_controller/commands``),
-recorded as received on the robot and synthesized from the sim state in sim.
+``/fingergym/episode`` (std_msgs/String, JSON): the episode metadata at start (with the
+observation and action layouts, the task, the robot and the topic names), the outcome at end;
+and the robot's raw topics (JointState, each tracked object's pose, the commands; names from the
+hardware config, :func:`fingergym.hardware.config.topics`), recorded as received on the robot
+and synthesized from the sim state in sim.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import numpy as np
 from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_typestore
 
-from fingergym.observation import planar_quaternion  # the /box/pose convention
-from fingergym.task import OBS_NAMES
+from fingergym.layout import Layout
+from fingergym.observation import planar_quaternion  # the object pose convention
 
 FORMAT = "fingergym-episode/2"  # 2: MCAP sequence = step number, chunk CRCs
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
@@ -34,9 +36,6 @@ TARGET = "/fingergym/target"
 REWARD = "/fingergym/reward"
 TIME = "/fingergym/time"
 STATE = "/fingergym/state"
-JOINT_STATES = "/joint_states"
-BOX_POSE = "/box/pose"
-COMMANDS = "/finger_controller/commands"
 
 ARRAY = "std_msgs/msg/Float64MultiArray"
 FLOAT = "std_msgs/msg/Float64"
@@ -47,13 +46,7 @@ POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
 STEP_TOPICS: dict[str, str] = {
     OBSERVATION: ARRAY, ACTION: ARRAY, TARGET: ARRAY, REWARD: FLOAT, TIME: ARRAY, STATE: ARRAY,
 }
-RAW_TOPICS: dict[str, str] = {JOINT_STATES: JOINT_STATE, BOX_POSE: POSE_STAMPED,
-                              COMMANDS: ARRAY}
-FINGER_JOINTS = ("finger_x", "finger_z")
-LABELS = {
-    OBSERVATION: ",".join(OBS_NAMES), STATE: ",".join(OBS_NAMES), ACTION: "x,z", TARGET: "x,z",
-    TIME: "sim_time,wall_time", COMMANDS: "x,z",
-}
+TIME_LABEL = "sim_time,wall_time"
 
 _T = TYPESTORE.types
 
@@ -80,14 +73,14 @@ def _header(stamp_ns: int, frame_id: str = ""):
                                      frame_id=frame_id)
 
 
-def joint_state_msg(position: np.ndarray, velocity: np.ndarray, stamp_ns: int):
-    return _T[JOINT_STATE](header=_header(stamp_ns), name=list(FINGER_JOINTS),
+def joint_state_msg(names: list[str], position: np.ndarray, velocity: np.ndarray, stamp_ns: int):
+    return _T[JOINT_STATE](header=_header(stamp_ns), name=list(names),
                            position=np.asarray(position, dtype=np.float64),
                            velocity=np.asarray(velocity, dtype=np.float64),
                            effort=np.zeros(0))
 
 
-def box_pose_msg(x: float, z: float, theta: float, stamp_ns: int, frame_id: str = "world"):
+def pose_msg(x: float, z: float, theta: float, stamp_ns: int, frame_id: str = "world"):
     w, qx, qy, qz = planar_quaternion(theta)
     g = "geometry_msgs/msg/"
     pose = _T[g + "Pose"](position=_T[g + "Point"](x=float(x), y=0.0, z=float(z)),
@@ -113,12 +106,37 @@ def deserialize(data: bytes, msgtype: str):
     return func(memoryview(data)[4:], 0, msgdef.cls, TYPESTORE)[0]
 
 
-def sim_raw_messages(observation: np.ndarray, target: np.ndarray,
-                     stamp_ns: int) -> list[tuple[str, str, bytes]]:
-    """The robot's raw topics synthesized from a sim observation, so sim and robot bags match."""
-    o = np.asarray(observation, dtype=np.float64)
-    return [
-        (JOINT_STATES, JOINT_STATE, serialize(joint_state_msg(o[3:5], o[8:10], stamp_ns))),
-        (BOX_POSE, POSE_STAMPED, serialize(box_pose_msg(o[0], o[1], o[2], stamp_ns))),
-        (COMMANDS, ARRAY, serialize(array_msg(target, LABELS[COMMANDS]))),
-    ]
+class RawSynth:
+    """The robot's raw topics synthesized from a sim observation (by name), so sim and robot
+    bags match: JointState of the observed joints, each tracked object's pose, the commands."""
+
+    def __init__(self, spec, topics, command_layout: Layout):
+        self.topics = topics
+        self.command_label = ",".join(command_layout.names)
+        srcs = list(spec.sources.values())
+        self.joints = list(spec.joints)
+        self._q = [next((i for i, s in enumerate(srcs) if s.kind == "joint_position"
+                         and s.name == j), None) for j in self.joints]
+        self._v = [next((i for i, s in enumerate(srcs) if s.kind == "joint_velocity"
+                         and s.name == j), None) for j in self.joints]
+        self._objects = {o: [next((i for i, s in enumerate(srcs) if s.kind == "object_pose"
+                                   and s.name == o and s.axis == a), None) for a in range(3)]
+                         for o in spec.objects}
+
+    def messages(self, observation: np.ndarray, target: np.ndarray,
+                 stamp_ns: int) -> list[tuple[str, str, bytes]]:
+        o = np.asarray(observation, dtype=np.float64)
+
+        def pick(idx: list) -> np.ndarray:
+            return np.array([o[i] if i is not None else 0.0 for i in idx])
+
+        out = []
+        if self.joints:
+            out.append((self.topics.joint_states, JOINT_STATE, serialize(joint_state_msg(
+                self.joints, pick(self._q), pick(self._v), stamp_ns))))
+        for obj, idx in self._objects.items():
+            x, z, theta = pick(idx)
+            out.append((self.topics.objects[obj], POSE_STAMPED,
+                        serialize(pose_msg(x, z, theta, stamp_ns))))
+        out.append((self.topics.commands, ARRAY, serialize(array_msg(target, self.command_label))))
+        return out

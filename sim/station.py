@@ -1,11 +1,12 @@
-"""The simulated box flip-up station: a Drake Diagram with the task's named ports.
+"""The simulated station: a Drake Diagram of the scenario's task and robot with named ports.
 
-Exported ports (the same names as the hardware station):
+Exported ports (the same names as the hardware station; n = the task's observation size,
+m = the robot's command size):
 
-- input ``actions`` (2): the agent's action in ``[-1, 1]^2``;
-- output ``observations`` (10): the state in the :mod:`fingergym.task` layout, plus noise;
-- output ``reward`` (1), ``success`` (1): from :class:`fingergym.task.RewardSystem`;
-- output ``state`` (10): the true state; ``target`` (2): the commanded finger target [m];
+- input ``actions`` (m): the agent's action in ``[-1, 1]^m``;
+- output ``observations`` (n): the state in the task's observation layout, plus noise;
+- output ``reward`` (1): :class:`RewardSystem` (the task's reward);
+- output ``state`` (n): the true state; ``target`` (m): the commanded target;
 - output ``rgb`` (image) when built with ``render=True``.
 
 The set-point reaches the controller through a hold of period ``controller.period``, delayed
@@ -33,26 +34,25 @@ from pydrake.geometry import (
 )
 from pydrake.math import RigidTransform, RollPitchYaw
 from pydrake.multibody.meshcat import ContactVisualizer, ContactVisualizerParams
-from pydrake.systems.analysis import Simulator
-from pydrake.systems.framework import Context, Diagram, DiagramBuilder
+from pydrake.systems.framework import BasicVector, Context, Diagram, DiagramBuilder, LeafSystem
 from pydrake.systems.primitives import (
     Adder,
-    ConstantVectorSource,
     DiscreteTimeDelay,
     Gain,
     MatrixGain,
-    Multiplexer,
     RandomSource,
     ZeroOrderHold,
 )
 from pydrake.systems.sensors import CameraInfo, RgbdSensor
 
+from fingergym.interfaces import Region, Task
+from fingergym.scaling import ActionScaling, add_action_scaling
 from fingergym.scenario import Scenario
 from fingergym.sim.params import EpisodeParams
-from fingergym.sim.plant import add_box_flipup_plant, add_finger_controller
-from fingergym.task import ACTION_DIM, OBS_DIM, ActionScaling, RewardSystem, add_action_scaling
+from fingergym.sim.plant import add_controller, add_world, command_positions
 
 RENDER_SIZE = (480, 320)  # width, height of rgb_array frames
+VIEW_MIN_ASPECT = 1.25  # narrowest browser pane (width/height) that shows the whole bin
 
 
 @dataclass
@@ -66,31 +66,35 @@ class SimStation:
     setpoint_hold: object  # ZeroOrderHold or DiscreteTimeDelay
 
     def hold_setpoint(self, root_context: Context, target: np.ndarray) -> None:
-        """Fill the set-point hold/delay line with ``target`` [m] (no stale command at reset)."""
+        """Fill the set-point hold/delay line with ``target`` (no stale command at reset)."""
         ctx = self.setpoint_hold.GetMyMutableContextFromRoot(root_context)
         n = ctx.get_discrete_state_vector().size()
-        ctx.SetDiscreteState(np.tile(np.asarray(target, dtype=float), n // ACTION_DIM))
+        ctx.SetDiscreteState(np.tile(np.asarray(target, dtype=float), n // self.scaling.dim))
+
+    def measured_command(self, root_context: Context) -> np.ndarray:
+        """The robot's command joints' positions now (m,)."""
+        plant = self.diagram.GetSubsystemByName("plant")
+        return command_positions(plant, plant.GetMyContextFromRoot(root_context), self.scenario)
 
     def set_state(self, root_context: Context, state: np.ndarray) -> None:
-        """Set the plant's positions and velocities from a (10,) state in the observation layout
+        """Set the plant's positions and velocities from a state in the observation layout
         (open-loop replay from a logged state). The set-point line is left to the caller."""
         plant = self.diagram.GetSubsystemByName("plant")
-        P = self.diagram.GetSubsystemByName("state_selector").D()  # (10, nx): plant -> layout
+        P = self.diagram.GetSubsystemByName("state_selector").D()  # (n, nx): plant -> layout
         x = np.array(plant.GetPositionsAndVelocities(plant.GetMyContextFromRoot(root_context)))
         x[np.argmax(P, axis=1)] = np.asarray(state, dtype=float)
         plant.SetPositionsAndVelocities(plant.GetMyMutableContextFromRoot(root_context), x)
 
 
-def _add_camera(builder: DiagramBuilder, scene_graph, scenario: Scenario):
+def _add_camera(builder: DiagramBuilder, scene_graph, region: Region):
     scene_graph.AddRenderer("vtk", MakeRenderEngineVtk(RenderEngineVtkParams()))
     w, h = RENDER_SIZE
-    b = scenario.bin
-    x_mid = 0.5 * (b.wall_x[0] + b.wall_x[1])
+    x_mid = 0.5 * (region.x[0] + region.x[1])
     core = RenderCameraCore("vtk", CameraInfo(w, h, np.deg2rad(14)), ClippingRange(0.5, 5.0),
                             RigidTransform())
     # Camera on -y looking along +y at the bin; image x right, image y down (world -z).
     X_WC = RigidTransform(RollPitchYaw(-np.pi / 2, 0, 0),
-                          [x_mid, -2.6, b.floor_z + 0.5 * b.wall_height])
+                          [x_mid, -2.6, 0.5 * (region.floor + region.ceiling) - 0.05])
     sensor = builder.AddSystem(RgbdSensor(
         scene_graph.world_frame_id(), X_WC, ColorRenderCamera(core, False),
         DepthRenderCamera(core, DepthRange(0.51, 4.9))))
@@ -98,50 +102,71 @@ def _add_camera(builder: DiagramBuilder, scene_graph, scenario: Scenario):
     builder.ExportOutput(sensor.color_image_output_port(), "rgb")
 
 
+class RewardSystem(LeafSystem):
+    """The task's reward as a Drake system; used by every station.
+
+    Inputs: ``state`` (n, observation layout), ``target`` (m, the commanded target).
+    Output: ``reward`` (1,).
+    """
+
+    def __init__(self, task: Task, n_obs: int, n_cmd: int):
+        super().__init__()
+        self._task = task
+        self._state = self.DeclareVectorInputPort("state", n_obs)
+        self._target = self.DeclareVectorInputPort("target", n_cmd)
+        self.DeclareVectorOutputPort("reward", 1, self._calc_reward)
+
+    def _calc_reward(self, context: Context, output: BasicVector) -> None:
+        output.SetAtIndex(0, float(self._task.reward(self._state.Eval(context),
+                                                     self._target.Eval(context))))
+
+
 def build_sim_station(scenario: Scenario, params: EpisodeParams, *,
                       meshcat: Meshcat | None = None, render: bool = False) -> SimStation:
     """Build the simulated station Diagram for one episode's parameters."""
+    task, _ = scenario.plugins()
+    spec = task.observation()
+    n_obs = len(spec.sources)
     builder = DiagramBuilder()
-    handles = add_box_flipup_plant(builder, scenario, params)
+    handles = add_world(builder, scenario, params)
     plant = handles.plant
-    controller = add_finger_controller(builder, scenario, params, handles)
+    command = add_controller(builder, scenario, params, handles)
     scaling = ActionScaling.from_scenario(scenario)
+    m = scaling.dim
 
-    # actions [-1, 1]^2 -> saturate -> affine map onto the workspace -> held/delayed set-point.
+    # actions [-1, 1]^m -> saturate -> affine map onto the workspace -> held/delayed set-point.
     actions, target = add_action_scaling(builder, scaling)
     period = scenario.controller.period
     if params.action_delay_periods > 0:
-        hold = builder.AddSystem(DiscreteTimeDelay(period, params.action_delay_periods,
-                                                   ACTION_DIM))
+        hold = builder.AddSystem(DiscreteTimeDelay(period, params.action_delay_periods, m))
     else:
-        hold = builder.AddSystem(ZeroOrderHold(period, ACTION_DIM))
+        hold = builder.AddSystem(ZeroOrderHold(period, m))
     hold.set_name("setpoint_hold")
     builder.Connect(target, hold.get_input_port())
-    desired = builder.AddSystem(Multiplexer([ACTION_DIM, ACTION_DIM]))
-    zero_velocity = builder.AddSystem(ConstantVectorSource(np.zeros(ACTION_DIM)))
-    builder.Connect(hold.get_output_port(), desired.get_input_port(0))
-    builder.Connect(zero_velocity.get_output_port(), desired.get_input_port(1))
-    builder.Connect(desired.get_output_port(), controller.get_input_port_desired_state())
+    builder.Connect(hold.get_output_port(), command)
     builder.ExportInput(actions, "actions")
 
     # True state in the observation layout; observations add Gaussian noise when configured.
-    state = builder.AddSystem(MatrixGain(handles.state_permutation))
+    state = builder.AddSystem(MatrixGain(handles.state_selector))
     state.set_name("state_selector")
     builder.Connect(plant.get_state_output_port(), state.get_input_port())
     observed = state.get_output_port()
-    if scenario.observation.box_velocity == "estimated":  # as on hardware; default: exact
-        from fingergym.observation import EstimatedBoxVelocity
+    if scenario.observation.object_velocity == "estimated":  # as on hardware; default: exact
+        from fingergym.observation import EstimatedObjectVelocity, estimated_pairs
 
-        estimator = builder.AddSystem(EstimatedBoxVelocity(scenario.observation.pose_rate,
-                                                           scenario.observation.velocity_window))
+        pose, velocity = estimated_pairs(spec)
+        estimator = builder.AddSystem(EstimatedObjectVelocity(
+            scenario.observation.pose_rate, scenario.observation.velocity_window, n_obs,
+            pose, velocity))
         builder.Connect(observed, estimator.get_input_port())
         observed = estimator.get_output_port()
-    std = np.r_[[params.obs_noise_position] * 5, [params.obs_noise_velocity] * 5]
+    std = np.array([params.obs_noise_position if s.is_position else params.obs_noise_velocity
+                    for s in spec.sources.values()])
     if np.any(std > 0):
-        noise = builder.AddSystem(RandomSource(RandomDistribution.kGaussian, OBS_DIM,
+        noise = builder.AddSystem(RandomSource(RandomDistribution.kGaussian, n_obs,
                                                scenario.episode.step))
         scale = builder.AddSystem(Gain(std))
-        noisy = builder.AddSystem(Adder(2, OBS_DIM))
+        noisy = builder.AddSystem(Adder(2, n_obs))
         builder.Connect(noise.get_output_port(), scale.get_input_port())
         builder.Connect(observed, noisy.get_input_port(0))
         builder.Connect(scale.get_output_port(), noisy.get_input_port(1))
@@ -149,39 +174,44 @@ def build_sim_station(scenario: Scenario, params: EpisodeParams, *,
     else:
         builder.ExportOutput(observed, "observations")
 
-    reward = builder.AddSystem(RewardSystem(scenario))
+    reward = builder.AddSystem(RewardSystem(task, n_obs, m))
     builder.Connect(state.get_output_port(), reward.GetInputPort("state"))
     builder.Connect(target, reward.GetInputPort("target"))
     builder.ExportOutput(reward.GetOutputPort("reward"), "reward")
-    builder.ExportOutput(reward.GetOutputPort("success"), "success")
     builder.ExportOutput(state.get_output_port(), "state")
     builder.ExportOutput(target, "target")
 
     if meshcat is not None:
         add_meshcat(builder, handles.scene_graph, plant, meshcat, scenario)
     if render:
-        _add_camera(builder, handles.scene_graph, scenario)
+        _add_camera(builder, handles.scene_graph, task.reach_region())
     diagram = builder.Build()
-    diagram.set_name("box_flipup_sim_station")
+    diagram.set_name(f"{scenario.task}_sim_station")
     return SimStation(diagram, scenario, params, scaling, hold)
 
 
 def add_meshcat(builder: DiagramBuilder, scene_graph, plant, meshcat: Meshcat,
                 scenario: Scenario) -> None:
-    """Meshcat visuals in a 2D view of the bin, with contact forces drawn."""
+    """Meshcat visuals in a 2D view of the task's scene, with contact forces drawn."""
     MeshcatVisualizer.AddToBuilder(builder, scene_graph, meshcat,
                                    MeshcatVisualizerParams(role=Role.kIllustration))
-    b = scenario.bin
-    meshcat.Set2dRenderMode(xmin=b.wall_x[0] - 0.1, xmax=b.wall_x[1] + 0.1,
-                            ymin=b.floor_z - 0.1, ymax=b.floor_z + b.wall_height + 0.1)
+    set_2d_view(meshcat, scenario)
+    # 200 N/m: the box's weight (~10 N) is a 5 cm arrow, the finger's push stays in view.
     ContactVisualizer.AddToBuilder(builder, plant, meshcat,
-                                   ContactVisualizerParams(radius=0.005, newtons_per_meter=40.0))
+                                   ContactVisualizerParams(radius=0.005, newtons_per_meter=200.0))
 
 
-def make_sim_simulator(scenario: Scenario, params: EpisodeParams, **kwargs) -> Simulator:
-    """A Simulator for the station (no real-time pacing; the env advances it)."""
-    station = build_sim_station(scenario, params, **kwargs)
-    simulator = Simulator(station.diagram)
-    simulator.set_target_realtime_rate(0.0)
-    simulator.station = station  # the env needs hold_setpoint() at reset
-    return simulator
+def set_2d_view(meshcat: Meshcat, scenario: Scenario, margin: float = 0.04) -> None:
+    """Meshcat's 2D view (orthographic, the x-z plane) framing the task's scene
+    (:meth:`fingergym.interfaces.Task.view_box`) [m].
+
+    Meshcat keeps the view's left edge, bottom and top and extends the right edge to the
+    browser pane's aspect ratio, so the height is chosen for the narrowest common pane
+    (width/height ``VIEW_MIN_ASPECT``, e.g. 1280x1024); wider panes show more room on the right.
+    """
+    task, _ = scenario.plugins()
+    xmin, xmax, zmin, zmax = task.view_box()
+    xmin, xmax, zmin, zmax = xmin - margin, xmax + margin, zmin - margin, zmax + margin
+    height = max(zmax - zmin, (xmax - xmin) / VIEW_MIN_ASPECT)
+    pad = 0.5 * (height - (zmax - zmin))
+    meshcat.Set2dRenderMode(xmin=xmin, xmax=xmax, ymin=zmin - pad, ymax=zmax + pad)

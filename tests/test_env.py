@@ -11,9 +11,10 @@ from pydrake.gym import DrakeGymEnv
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import fingergym
-from fingergym.scenario import load_scenario, workspace_bounds
+from fingergym.scaling import ActionScaling
+from fingergym.scenario import load_scenario
 from fingergym.sim.params import draw_params
-from fingergym.task import RewardSystem
+from fingergym.sim.station import RewardSystem
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,8 @@ def seed_reward(box_state, finger_state, actions):
 
 
 def test_reward_system_equals_seed_formula_on_sampled_states():
-    system = RewardSystem(load_scenario())
+    task, _ = load_scenario().plugins()
+    system = RewardSystem(task, 10, 2)
     context = system.CreateDefaultContext()
     rng = np.random.default_rng(0)
     for _ in range(200):
@@ -117,8 +119,14 @@ def test_episode_is_truncated_at_the_time_limit_not_terminated(env):
 
 
 def test_info_handler_is_installed(env):
-    _, info = env.reset(seed=0)
-    assert {"success", "angle_from_vertical", "sim_time"} <= set(info)
+    """Upstream drops info_handler; the env installs its own, and DrakeGymEnv.step (which
+    calls it) returns its info: a normal step is not mistaken for a simulator fault."""
+    env.reset(seed=0)
+    assert env.info_handler == env._info
+    _, _, _, truncated, info = env.step(np.zeros(2, np.float32))
+    assert not truncated and "end_reason" not in info
+    assert {"success", "angle_from_vertical", "box_omega", "sim_time", "target"} <= set(info)
+    assert info["sim_time"] == pytest.approx(env.scenario.episode.step)
 
 
 def test_reset_holds_the_finger_instead_of_the_previous_action(env):
@@ -155,11 +163,13 @@ def test_randomized_parameters_stay_in_their_ranges():
     for seed in range(60):
         env.reset(seed=seed)
         p = env.station.params
-        assert r.box_x[0] <= p.box_x <= r.box_x[1]
-        assert s.box.mass * r.box_mass_scale[0] <= p.box_mass <= s.box.mass * r.box_mass_scale[1]
-        scale = p.box_length / s.box.length
-        assert r.box_size_scale[0] <= scale <= r.box_size_scale[1]
-        assert p.box_thickness / s.box.thickness == pytest.approx(scale)
+        box = p.task
+        assert s.box.x_range[0] <= box["box_x"] <= s.box.x_range[1]
+        assert s.box.mass * s.box.mass_scale[0] <= box["box_mass"] \
+            <= s.box.mass * s.box.mass_scale[1]
+        scale = box["box_length"] / s.box.length
+        assert s.box.size_scale[0] <= scale <= s.box.size_scale[1]
+        assert box["box_thickness"] / s.box.thickness == pytest.approx(scale)
         assert r.friction[0] <= p.friction <= r.friction[1]
         g = p.kp / s.controller.kp
         assert r.gain_scale[0] <= g <= r.gain_scale[1]
@@ -167,29 +177,29 @@ def test_randomized_parameters_stay_in_their_ranges():
         assert r.obs_noise_position[0] <= p.obs_noise_position <= r.obs_noise_position[1]
         assert r.obs_noise_velocity[0] <= p.obs_noise_velocity <= r.obs_noise_velocity[1]
         assert r.action_delay_periods[0] <= p.action_delay_periods <= r.action_delay_periods[1]
-        faces.add(p.box_theta)
+        faces.add(box["box_theta"])
         # The initial state reflects the draw.
         state = env.true_state()
-        assert state[0] == pytest.approx(p.box_x, abs=1e-3)
+        assert state[0] == pytest.approx(box["box_x"], abs=1e-3)
     assert faces == {0.0, math.pi}
 
 
 def test_zero_width_ranges_turn_terms_off():
     s = load_scenario()
     off = {f"randomization.{k}": [v, v] for k, v in {
-        "box_x": 0.05, "box_mass_scale": 1.0, "box_size_scale": 1.0, "friction": 0.8,
-        "gain_scale": 1.0, "obs_noise_position": 0.0, "obs_noise_velocity": 0.0,
-        "action_delay_periods": 1}.items()}
-    off["randomization.flip_probability"] = 0.0
+        "friction": 0.8, "gain_scale": 1.0, "obs_noise_position": 0.0,
+        "obs_noise_velocity": 0.0, "action_delay_periods": 1}.items()}
+    off.update({"box.x_range": [0.05, 0.05], "box.mass_scale": [1.0, 1.0],
+                "box.size_scale": [1.0, 1.0], "box.flip_probability": 0.0})
     s_off = s.replace(**off)
     from pydrake.common import RandomGenerator
 
     gen = RandomGenerator(3)
-    draws = {draw_params(s_off, gen) for _ in range(5)}
-    assert len(draws) == 1
-    (p,) = draws
-    assert (p.box_x, p.box_mass, p.friction, p.box_theta, p.action_delay_periods) == (
-        0.05, s.box.mass, 0.8, 0.0, 1)
+    draws = [draw_params(s_off, gen).as_dict() for _ in range(5)]
+    assert all(d == draws[0] for d in draws)
+    p = draws[0]
+    assert (p["box_x"], p["box_mass"], p["friction"], p["box_theta"],
+            p["action_delay_periods"]) == (0.05, s.box.mass, 0.8, 0.0, 1)
     # No noise: observations equal the true state.
     env = fingergym.make_env(s_off)
     obs, _ = env.reset(seed=0)
@@ -205,7 +215,8 @@ def test_observation_noise_is_present_when_configured():
 
 
 def test_action_targets_stay_inside_the_workspace(env):
-    lo, hi = workspace_bounds(env.scenario)
+    scaling = ActionScaling.from_scenario(env.scenario)
+    lo, hi = scaling.low, scaling.high
     env.reset(seed=0)
     for a in ([-1, -1], [1, 1], [1, -1], [-1, 1]):
         _, _, _, _, info = env.step(np.array(a, np.float32))

@@ -12,7 +12,6 @@ import pytest
 from safetensors.numpy import save_file
 
 from fingergym.policies.runner import METADATA_KEY, Policy, PolicyFormatError
-from fingergym.task import OBS_DIM
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +30,9 @@ def trained(tmp_path_factory):
     out = run_dir / "policy.safetensors"
     policy = export(run_dir, out, "final")
     return run_dir, out, policy
+
+
+OBS_DIM = 10
 
 
 def _observations(n: int = 200) -> np.ndarray:
@@ -72,12 +74,21 @@ def test_export_matches_sb3_predict(trained):
 
 
 def test_spec_contents(trained):
-    from fingergym.task import OBS_NAMES
+    import fingergym
+    from fingergym.layout import Layout
 
     _, out, policy = trained
     spec = policy.spec
+    env = fingergym.make_env()
     assert spec["format"] == "fingergym-policy" and spec["version"] == 1
-    assert spec["obs_names"] == list(OBS_NAMES) and spec["action_dim"] == 2
+    assert spec["obs_names"] == list(env.observation_layout.names) and spec["action_dim"] == 2
+    # the header carries both layouts, which round-trip
+    assert Layout.from_dict(spec["observation_layout"]) == env.observation_layout
+    assert Layout.from_dict(spec["action_layout"]) == env.action_layout
+    assert (spec["task"], spec["robot"]) == ("box_flipup", "finger")
+    policy.check_layout(env.observation_layout, env.action_layout)
+    with pytest.raises(PolicyFormatError, match="trained on observations"):
+        policy.check_layout(Layout(["a", "b"]))
     assert spec["normalization"]["enabled"] and len(spec["normalization"]["mean"]) == OBS_DIM
     assert len(spec["training"]["config_sha256"]) == 64
     assert [layer["activation"] for layer in spec["layers"]] == ["tanh", "tanh", None]
@@ -196,11 +207,22 @@ def test_export_cli_and_eval_json(trained, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", "--policy", str(out), "--episodes", "2", "--seed", "5", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["episodes"] == 2 and 0.0 <= result["success_rate"] <= 1.0
+    assert result["episodes"] == 2
+    assert result["success_rate"] == np.mean([r["success"] for r in result["per_episode"]])
     assert [r["seed"] for r in result["per_episode"]] == [5, 6]
     assert result["mean_return"] == pytest.approx(
         np.mean([r["return"] for r in result["per_episode"]]), abs=1e-2)
     bad = tmp_path / "bad.pkl"
     bad.write_bytes(pickle.dumps({"a": 1}))
     assert main(["eval", "--policy", str(bad), "--episodes", "1"]) == 2
+    capsys.readouterr()
     assert main(["export", str(tmp_path / "no_run"), "-o", str(out)]) == 2
+    assert "no_run: no such run directory" in capsys.readouterr().err
+    assert main(["export", str(run_dir), "-o", str(out), "--snapshot", "step_7"]) == 2
+    err = capsys.readouterr().err
+    listed = err.split("it has: ")[1].strip().split(", ")
+    assert "final" in listed and "interrupted" not in listed  # only snapshots that exist
+    assert all((run_dir / f"{name}.zip").exists() for name in listed)
+    assert main(["export", str(run_dir), "-o", str(tmp_path / "x.pt")]) == 2
+    assert "name it *.safetensors" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()

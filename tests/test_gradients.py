@@ -288,13 +288,21 @@ def test_bench_quick_json_has_documented_keys(tmp_path, capsys) -> None:
     assert ball_opt["FoBG"]["success_frac"] == 0.0 and ball_opt["ZoBG"]["success_frac"] == 1.0
 
 
+def test_bench_writes_nothing_by_default(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert bench.main(["--quick", "--json", "--quiet", "--reps", "20", "--trials", "2",
+                       "--iterations", "20"]) == 0
+    assert json.loads(capsys.readouterr().out)["plot"] is None
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bench_help_and_bad_arguments(capsys) -> None:
     with pytest.raises(SystemExit) as e:
         bench.main(["--help"])
     assert e.value.code == 0
     assert "--boxflip" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:
-        bench.main(["--reps", "1", "--no-plot"])
+        bench.main(["--reps", "1"])
     assert e.value.code == 2
 
 
@@ -346,7 +354,9 @@ def test_boxflip_reward_transcription_matches_task_reward() -> None:
     from pydrake.autodiffutils import AutoDiffXd
 
     from fingergym.gradients.boxflip import _reward_autodiff
-    from fingergym.task import reward
+    from fingergym.scenario import load_scenario
+
+    reward = load_scenario().plugins()[0].reward
 
     rng = np.random.default_rng(3)
     for theta in (0.0, -1e-12, 1e-12, math.pi, -math.pi / 2, 2.5, -4.0, 7.9):

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from fingergym.task import ActionScaling
+from fingergym.scaling import ActionScaling
 
 pytest.importorskip("rclpy")
 
@@ -68,6 +68,17 @@ def test_deployed_policy_flips_the_box_on_the_virtual_robot(request, tmp_path):
     assert np.all((ep.target >= lo - 1e-9) & (ep.target <= hi + 1e-9))
     for topic in ("/joint_states", "/box/pose", "/finger_controller/commands"):
         assert ep.topic_counts.get(topic, 0) > 50, ep.topic_counts
+    # every message decodes with rosbags' strict reader (no size mismatch)
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    with Reader(tmp_path / "logs" / "episode_000") as reader:
+        decoded = {}
+        for conn, _, raw in reader.messages():
+            ts.deserialize_cdr(raw, conn.msgtype)
+            decoded[conn.topic] = decoded.get(conn.topic, 0) + 1
+    assert decoded == ep.topic_counts
 
 
 @pytest.mark.slow

@@ -31,11 +31,13 @@ def procs(domain):
 
 
 def make_hw_env(domain: int, **config_changes):
+    import dataclasses
+
     from fingergym.env import make_env
     from fingergym.hardware.config import hardware_config_from_dict
-    from fingergym.scenario import to_dict
 
-    data = to_dict(load_hardware_config())
+    data = dataclasses.asdict(load_hardware_config())
+    data.pop("source")
     for key, value in config_changes.items():
         section, leaf = key.split(".")
         data[section][leaf] = value
@@ -50,15 +52,19 @@ class Spy:
         from rclpy.executors import SingleThreadedExecutor
         from std_msgs.msg import Bool, Float64MultiArray
 
-        c = load_hardware_config()
+        from fingergym.hardware.config import topics
+        from fingergym.scenario import load_scenario
+
+        task, robot = load_scenario().plugins()
+        t = topics(load_hardware_config(), robot, task.observation().objects)
         self.context = rclpy.context.Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node("spy", context=self.context)
         self.commands: list[tuple[float, list[float]]] = []
-        self.node.create_subscription(Float64MultiArray, c.ros.commands_topic,
+        self.node.create_subscription(Float64MultiArray, t.commands,
                                       lambda m: self.commands.append((time.monotonic(),
                                                                       list(m.data))), 100)
-        self.estop_pub = self.node.create_publisher(Bool, c.ros.estop_topic, 10)
+        self.estop_pub = self.node.create_publisher(Bool, t.estop, 10)
         self._Bool = Bool
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -146,14 +152,13 @@ def test_estop_freezes_commands_and_nan_never_reaches_the_topic(domain, procs):
 def test_same_spaces_ports_and_reward_as_sim(domain, procs):
     procs.python("fingergym.hardware.virtual_robot", "--mock", "--quiet")
     from fingergym.env import make_env
-    from fingergym.task import reward
-
     sim = make_env(randomize=False)
+    reward = sim.task.reward
     env = make_hw_env(domain, **{"ros.discovery_timeout": 30.0})
     try:
         assert env.hardware and env.action_space == sim.action_space
         assert env.observation_space == sim.observation_space
-        for port in ("observations", "reward", "success", "state", "target"):
+        for port in ("observations", "reward", "state", "target"):
             env.simulator.get_system().GetOutputPort(port)
         env.simulator.get_system().GetInputPort("actions")
         obs, info = env.reset()
@@ -162,6 +167,6 @@ def test_same_spaces_ports_and_reward_as_sim(domain, procs):
         assert 0.09 < time.monotonic() - t0 < 0.2  # a step is 0.1 s of wall time
         assert r == pytest.approx(reward(obs, info["target"]))
         assert not (terminated or truncated)
-        assert 0 <= info["joint_state_age"] < 0.1 and 0 <= info["box_pose_age"] < 0.1
+        assert 0 <= info["joint_state_age"] < 0.1 and 0 <= info["object_pose_age"] < 0.1
     finally:
         env.close()

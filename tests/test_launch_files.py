@@ -75,49 +75,77 @@ def _fake_launch(monkeypatch) -> None:
         monkeypatch.setitem(sys.modules, module, m)
 
 
+HEAVY = ("fingergym", "pydrake", "gymnasium", "torch", "stable_baselines3", "numpy", "rclpy")
+
+
+def _argv(cmd: list, declared: dict[str, str]) -> list[str]:
+    """The command line a launch ``cmd`` becomes with the declared defaults substituted
+    (an item that is a list is one argument, its parts concatenated, as launch does)."""
+    def text(part) -> str:
+        return declared[part.args[0]] if type(part).__name__ == "LaunchConfiguration" else part
+
+    return [("".join(text(p) for p in c) if isinstance(c, list) else text(c)) for c in cmd]
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_launch_file_starts_installed_scripts_with_the_config_files(name, monkeypatch):
     _fake_launch(monkeypatch)
+    # `ros2 launch` runs under the distro's Python: none of these are there
+    for module in [*HEAVY, *(m for m in list(sys.modules) if m.split(".")[0] in HEAVY)]:
+        monkeypatch.setitem(sys.modules, module, None)
     namespace: dict = {"__name__": "launch_file"}
     exec(compile((LAUNCH / name).read_text(), name, "exec"), namespace)
     description = namespace["generate_launch_description"]()
+    monkeypatch.undo()
     actions = description.args[0]
     declared = {a.args[0]: a.kwargs["default_value"] for a in actions
                 if type(a).__name__ == "DeclareLaunchArgument"}
-    for key in ("config", "scenario"):
-        assert Path(declared[key]).is_file(), f"{name}: default {key} {declared[key]} missing"
     processes = [a for a in actions if type(a).__name__ == "ExecuteProcess"]
     assert processes
     for p in processes:
         cmd = p.kwargs["cmd"]
-        assert cmd[0] in SCRIPTS, f"{name}: {cmd[0]} is not a console script of this package"
-        if cmd[0] == "fingergym":
-            assert cmd[1] == "deploy"
-        flags = {c for c in cmd if isinstance(c, str)}
-        assert {"--config", "--scenario"} <= flags
-        used = {c.args[0] for c in cmd if type(c).__name__ == "LaunchConfiguration"}
+        used = {c.args[0] for c in (x for item in cmd for x in (item if isinstance(item, list)
+                                                               else [item]))
+                if type(c).__name__ == "LaunchConfiguration"}
         assert used <= set(declared), f"{name}: uses undeclared {used - set(declared)}"
+        argv = _argv(cmd, declared)
+        assert argv[0] in SCRIPTS, f"{name}: {argv[0]} is not a console script of this package"
+        if argv[0] == "fingergym":
+            assert argv[1] == "deploy"
+            import argparse
+
+            from fingergym.hardware.deploy import add_arguments
+
+            parser = argparse.ArgumentParser(exit_on_error=False)
+            add_arguments(parser)
+            args = parser.parse_args(argv[2:])
+            # the defaults are resolved by the launched process: shipped policy and configs,
+            # logs/deploy-<UTC time>
+            assert (args.policy, args.log_dir) == (None, None)
+        else:
+            from fingergym.hardware.virtual_robot import build_parser
+
+            parser = build_parser()
+            parser.exit_on_error = False
+            args = parser.parse_args(argv[1:])
+        assert (args.config, args.scenario) == (None, None), argv
+        assert any(a.startswith("--config=") for a in argv)
+        assert any(a.startswith("--scenario=") for a in argv)
+        overridden = _argv(cmd, {**declared, "config": "/robot/hardware.yaml"})
+        assert parser.parse_args(overridden[1 + (argv[0] == "fingergym"):]).config == Path(
+            "/robot/hardware.yaml")
     if name == "deploy.launch.py":
         robot = [p for p in processes if p.kwargs["cmd"][0] == "fingergym-virtual-robot"]
         assert len(robot) == 1
         assert robot[0].kwargs["condition"].args[0].args[0] == "use_virtual_robot"
-        # every deploy flag the launch file passes exists on the command line
-        import argparse
 
-        from fingergym.hardware.deploy import add_arguments
 
-        parser = argparse.ArgumentParser()
-        add_arguments(parser)
-        known = set(parser._option_string_actions)
-        for p in processes:
-            for flag in p.kwargs["cmd"]:
-                if isinstance(flag, str) and flag.startswith("--"):
-                    assert flag in known, flag
-    else:
-        from fingergym.hardware.virtual_robot import build_parser
-
-        known = set(build_parser()._option_string_actions)
-        for p in processes:
-            for flag in p.kwargs["cmd"]:
-                if isinstance(flag, str) and flag.startswith("--"):
-                    assert flag in known, flag
+def test_launch_files_are_installed_as_a_ros2_package_share():
+    """A wheel puts them in <prefix>/share/fingergym/launch with an ament index marker, so
+    `ros2 launch fingergym deploy.launch.py` finds them (prefix on AMENT_PREFIX_PATH)."""
+    tomllib = pytest.importorskip("tomllib")
+    data_files = tomllib.loads(_PYPROJECT)["tool"]["setuptools"]["data-files"]
+    installed = {Path(f).name for f in data_files["share/fingergym/launch"]}
+    assert installed == {p.name for p in LAUNCH.glob("*.launch.py")}
+    (marker,) = data_files["share/ament_index/resource_index/packages"]
+    assert Path(marker).name == "fingergym" and (ROOT / marker).is_file()

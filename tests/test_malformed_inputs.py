@@ -153,13 +153,13 @@ def test_bad_scenario_files_are_one_line_errors(tmp_path, text, match):
 
 
 @pytest.mark.parametrize("text, match", [
-    ("ros:\n  commands_topic: 'bad name'\n", "ros.commands_topic: 'bad name' is not a valid"),
+    ("ros:\n  controller: 'bad name'\n", "ros.controller: 'bad name' is not a valid"),
     ("ros:\n  joint_states_topic: /a//b\n", "ros.joint_states_topic"),
-    ("ros:\n  box_pose_topic: /box/1pose\n", "ros.box_pose_topic"),
+    ("ros:\n  object_pose_topic: /{object}/1pose\n", "ros.object_pose_topic"),
+    ("ros:\n  object_pose_topic: /{thing}/pose\n", "ros.object_pose_topic: bad placeholder"),
     ("ros:\n  node_name: my-node\n", "ros.node_name"),
-    ("ros:\n  reset_box_service: /reset/\n", "ros.reset_box_service"),
+    ("ros:\n  reset_service: /reset/\n", "ros.reset_service"),
     ("ros:\n  estop_topic: /joint_states\n", "also ros.joint_states_topic"),
-    ("ros:\n  joint_names: ['', 'b']\n", "ros.joint_names"),
 ])
 def test_bad_ros_names_and_topic_clashes(tmp_path, text, match):
     p = _cfg(tmp_path, text)
@@ -182,7 +182,7 @@ def test_ros_name_rule_agrees_with_rcl():
         except InvalidTopicNameException:
             rcl_ok = False
         try:
-            hardware_config_from_dict({"ros": {"commands_topic": name}})
+            hardware_config_from_dict({"ros": {"joint_states_topic": name}})
             ours = True
         except ScenarioError:
             ours = False
@@ -197,7 +197,7 @@ def test_ros_name_rule_agrees_with_rcl():
     ("friction=1e400", "finite"),
     ("box_mass=-1", "box.mass"),
     ("kp=0", "controller.kp"),
-    ("box_x=0.5", "randomization.box_x"),
+    ("box_x=0.5", "box.x_range"),
     ("gravity=3", "unknown physics parameter"),
 ])
 def test_replay_params_validated_like_the_scenario(param, match):

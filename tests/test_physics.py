@@ -5,7 +5,7 @@ import pytest
 
 import fingergym
 from fingergym.scenario import load_scenario
-from fingergym.sim.scripted import ScriptedFlip
+from fingergym.tasks.box_flipup.experts import ScriptedFlip
 
 
 def max_penetration(env) -> float:
@@ -57,14 +57,15 @@ def test_scripted_motion_pivots_box_to_standing_with_small_penetration():
 
 
 def test_scripted_flip_works_under_randomization():
-    """The randomized task stays feasible: the scripted baseline flips most boxes."""
+    """The randomized task stays feasible: the scripted baseline flips 14 of 20 randomized
+    boxes (seeds 0-19), as the README's physics section claims."""
     env = fingergym.make_env()
     script = ScriptedFlip(env.scenario)
     successes = 0
-    for seed in range(10):
+    for seed in range(20):
         env.reset(seed=seed)
         done = False
         while not done:
             _, _, _, done, info = env.step(script(env.true_state()))
         successes += info["success"]
-    assert successes >= 5
+    assert successes >= 14

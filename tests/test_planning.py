@@ -23,7 +23,7 @@ def _pushing(model: QuasiDynamicModel) -> tuple[np.ndarray, np.ndarray]:
     """Finger 2 mm right of a tilted box's right face (no penetration), pushing up-left."""
     s = model.scenario
     q = np.array([0.0, 0.5 * s.box.thickness + 0.008, 0.05,
-                  0.5 * s.box.length + s.finger.radius + 0.002, 0.03])
+                  0.5 * s.box.length + s.plugins()[1].radius + 0.002, 0.03])
     return q, np.array([-0.1, 0.06])
 
 
@@ -92,7 +92,8 @@ def test_short_plan_improves_the_objective(model):
     s = model.scenario
     wall = s.bin.wall_x[0]
     bx = wall + 0.5 * s.box.length + 0.002
-    q0 = model.flat_q(bx, finger=[bx + 0.5 * s.box.length + s.finger.radius + 0.002, 0.02])
+    q0 = model.flat_q(bx, finger=[bx + 0.5 * s.box.length + s.plugins()[1].radius + 0.002,
+                                   0.02])
     goal = np.array([wall + 0.5 * s.box.thickness, 0.5 * s.box.length, np.pi / 2, 0, 0])
     cost = Cost(goal, np.array([1.0, 1.0, 0.3, 0, 0]), np.array([30.0, 30.0, 30.0, 0, 0]), 0.1)
     ilqr = SmoothedILQR(model, cost, PlanConfig(horizon=6, kappas=(200.0,), iterations=3))

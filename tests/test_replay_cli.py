@@ -12,7 +12,7 @@ from fingergym.cli import main
 from fingergym.env import make_env
 from fingergym.replay.reader import read_episode
 from fingergym.replay.sim_log import RecordEpisodes
-from fingergym.sim.scripted import ScriptedFlip
+from fingergym.tasks.box_flipup.experts import ScriptedFlip
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,35 @@ def test_meshcat_playback(log_dir):
     gc.collect()
 
 
+def test_replay_meshcat_serves_until_interrupted(log_dir):
+    """`replay --meshcat` plays the bag, then keeps serving it with stdin not a terminal, until
+    SIGINT; it exits cleanly."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "fingergym.cli", "replay", str(log_dir[1][0]),
+                             "--meshcat", "--speed", "50"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C to exit" in line:
+                break
+        url = re.search(r"(http://\S+),", "".join(lines)).group(1)
+        assert proc.poll() is None  # still serving after the playback
+        assert b"meshcat" in urllib.request.urlopen(url, timeout=10).read().lower()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+
+
 def test_eval_log_writes_one_bag_per_episode(tmp_path, monkeypatch, capsys):
     runner = pytest.importorskip("fingergym.policies.runner")
 
@@ -92,6 +121,9 @@ def test_eval_log_writes_one_bag_per_episode(tmp_path, monkeypatch, capsys):
 
         def __call__(self, obs):
             return np.array([0.5, -0.5], dtype=np.float32)
+
+        def check_layout(self, observation, action=None):
+            pass
 
     monkeypatch.setattr(runner, "load_shipped_policy", lambda: FakePolicy())
     log = tmp_path / "log"

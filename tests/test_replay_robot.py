@@ -8,7 +8,7 @@ import pytest
 from fingergym.env import make_env
 from fingergym.replay.reader import read_episode
 from fingergym.replay.recorder import EpisodeRecorder
-from fingergym.sim.scripted import ScriptedFlip
+from fingergym.tasks.box_flipup.experts import ScriptedFlip
 
 STEPS = 8  # 0.8 s of robot time: the test is mostly process start-up
 

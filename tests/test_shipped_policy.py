@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -30,7 +31,29 @@ def test_shipped_policy_loads():
     assert policy.path.stat().st_size < 200_000  # small enough to commit
     a = policy(np.zeros(10, dtype=np.float32))
     assert a.shape == (2,) and a.dtype == np.float32
-    assert isinstance(Policy.load(policy.path), Policy)
+    assert policy.sha256 == hashlib.sha256(policy.path.read_bytes()).hexdigest()
+    again = Policy.load(policy.path)
+    obs = np.random.default_rng(0).normal(0, 0.2, (20, 10)).astype(np.float32)
+    np.testing.assert_array_equal([again(o) for o in obs], [policy(o) for o in obs])
+    assert len({tuple(policy(o)) for o in obs}) > 1  # it depends on the observation
+
+
+def test_heldout_result_is_of_this_policy_and_is_what_the_readme_and_demo_say(capsys):
+    """policies/shipped/heldout.json (`fingergym eval --episodes 50 --json`) is the number the
+    README and `fingergym demo` print: measured on this very file, on held-out seeds."""
+    from fingergym.demo import HELDOUT, heldout_result
+    from fingergym.policies.evaluate import DEFAULT_EVAL_SEED
+
+    policy = load_shipped_policy()
+    result = heldout_result(policy)
+    assert result is not None, (f"{HELDOUT} is not of the shipped policy; re-measure: fingergym "
+                                f"eval --episodes 50 --json > policies/shipped/{HELDOUT}")
+    rows = result["per_episode"]
+    assert [r["seed"] for r in rows] == list(range(DEFAULT_EVAL_SEED, DEFAULT_EVAL_SEED + 50))
+    assert result["episodes"] == 50
+    assert result["success_rate"] == np.mean([r["success"] for r in rows])
+    m = re.search(r"success rate \*\*(\d+(?:\.\d+)?)%\*\*", _readme_section())
+    assert float(m.group(1)) == pytest.approx(100 * result["success_rate"])
 
 
 def test_readme_names_the_shipped_file():

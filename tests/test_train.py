@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +21,11 @@ TINY = ["--total-timesteps", "512", "--n-envs", "2", "--no-progress",
 
 
 def test_default_config_loads():
+    from fingergym.policies.config import TrainConfig
+
     cfg = load_train_config()
+    # the code's defaults are the shipped file (one source of truth)
+    assert cfg.to_dict() == TrainConfig().to_dict()
     assert cfg.policy.pi == [64, 64] and cfg.policy.vf == [64, 64]
     assert cfg.total_timesteps > 0 and len(cfg.digest()) == 64
     # the evaluation scenario is always the full default randomization
@@ -37,7 +40,7 @@ def test_default_config_loads():
     ({"ppo": {"gamma": 1.5}}, "ppo.gamma"),
     ({"policy": {"activation": "gelu"}}, "policy.activation"),
     ({"normalize": {"obs": "yes"}}, "normalize.obs"),
-    ({"env": {"overrides": {"randomization.box_x": [0.5, 0.1]}}}, "randomization.box_x"),
+    ({"env": {"overrides": {"box.x_range": [0.5, 0.1]}}}, "box.x_range"),
     ({"env": {"overrides": {"no.such": 1}}}, "env.overrides"),
     ({"bogus": 1}, "bogus"),
     ({"ppo": {"batch_size": 4096}, "env": {"n_envs": 2}}, "ppo.batch_size"),
@@ -51,9 +54,9 @@ def test_config_errors_name_file_and_key(tmp_path, data, key):
 
 
 def test_training_overrides_do_not_touch_eval_scenario():
-    cfg = config_from_dict({"env": {"overrides": {"randomization.box_x": [-0.02, 0.02]}}})
-    assert cfg.train_scenario().randomization.box_x == [-0.02, 0.02]
-    assert cfg.eval_scenario().randomization.box_x == [-0.1, 0.1]
+    cfg = config_from_dict({"env": {"overrides": {"box.x_range": [-0.02, 0.02]}}})
+    assert cfg.train_scenario().box.x_range == [-0.02, 0.02]
+    assert cfg.eval_scenario().box.x_range == [-0.1, 0.1]
 
 
 def test_cli_bad_config_is_a_clean_error(tmp_path, capsys):
@@ -70,8 +73,7 @@ def test_standing_expert_beats_scripted_baseline():
     """The warm-start expert (fixed press once standing) flips more boxes than ScriptedFlip."""
     import fingergym
     from fingergym.policies.evaluate import evaluate
-    from fingergym.policies.warmstart import StandingExpert
-    from fingergym.sim.scripted import ScriptedFlip
+    from fingergym.tasks.box_flipup.experts import ScriptedFlip, StandingExpert
 
     env = fingergym.make_env()
     seeds = [1014, 1036, 1037, 1000]  # the first three: ScriptedFlip ends rocking (failure)
@@ -104,7 +106,12 @@ def test_tiny_run_resume_and_export(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     # step 0 (the clone), then every 256 steps
     assert [int(r["timesteps"]) for r in rows] == [0, 256, 512]
-    assert all(0.0 <= float(r["success_rate"]) <= 1.0 for r in rows)
+    # each rate is a count of the evaluation's episodes, and the JSON log says the same
+    for r in rows:
+        wins = float(r["success_rate"]) * int(r["episodes"])
+        assert wins == pytest.approx(round(wins)) and int(r["episodes"]) == 1
+    assert [float(r["success_rate"]) for r in rows] == [
+        r["success_rate"] for r in json.loads((run_dir / "eval.json").read_text())]
 
     # resume to more steps: continues the step count and the eval log
     capsys.readouterr()
@@ -145,7 +152,7 @@ def test_keyboard_interrupt_saves_snapshot(tmp_path, monkeypatch):
     assert (tmp_path / "interrupted_normalize.json").exists()
     assert latest_snapshot(tmp_path) == tmp_path / "interrupted.zip"
     assert not (tmp_path / "final.zip").exists()
-    assert isinstance(Path(summary["run_dir"]), Path)
+    assert summary["run_dir"] == str(tmp_path)
 
 
 @pytest.mark.slow
@@ -189,3 +196,71 @@ def test_ctrl_c_on_a_real_run(tmp_path):
         time.sleep(0.2)
     else:
         pytest.fail("processes of the interrupted run are still alive")
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_warm_start_saves_and_exits_cleanly(tmp_path):
+    """SIGTERM to the whole process group (what `timeout`, Slurm and `docker stop` send) during
+    the warm start: the trainer saves what exists, exits 143 with no traceback from itself or
+    its workers, and no process is left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fingergym.cli", "train", "--run-dir", str(run_dir),
+         "--n-envs", "2", "--no-progress", "--set", "warm_start.episodes=400"],
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:  # each phase is announced as it starts
+            lines.append(line)
+            if line.startswith("warm start"):
+                break
+        time.sleep(2)  # inside the expert episodes
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+        out = "".join(lines) + out
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, out
+    assert "Traceback" not in out and "Error" not in out, out
+    assert "saved" in out and (run_dir / "interrupted.zip").exists()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["interrupted"] and summary["signal"] == signal.SIGTERM
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("processes of the stopped run are still alive")
+
+
+def test_learning_curve_axes_read_without_offsets(tmp_path, monkeypatch):
+    """Returns that differ in the fourth decimal are labelled as they are (no "+9.2e2" offset);
+    env steps read as 500k, 1M, ... (no "1e6" multiplier)."""
+    import matplotlib.figure
+
+    from fingergym.policies.callbacks import plot_learning_curve
+
+    figures = []
+    savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda self, *a, **k: (figures.append(self), savefig(self, *a, **k))[1])
+    rows = [{"timesteps": 150_000 * i, "success_rate": 0.05 * i, "mean_return": 920 + 1e-4 * i}
+            for i in range(21)]  # 3 M steps (the reference's budget), returns within 0.002
+    assert plot_learning_curve(rows, tmp_path / "curve.png").exists()
+    (fig,) = figures
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert ax.yaxis.get_major_formatter().get_offset() == ""
+        assert ax.xaxis.get_major_formatter().get_offset() == ""
+    assert {"500k", "1M", "3M"} <= {t.get_text() for t in fig.axes[1].get_xticklabels()}
+    assert any(t.get_text().startswith("920.") for t in fig.axes[1].get_yticklabels())

@@ -8,13 +8,20 @@ section holds what is not in the model file: the home position.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fingergym.interfaces import Region, Robot, Source
+from fingergym.scenario import param
 
 HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class FingerParams:
+    home: list[float] = param([0.0, 0.15], point=True, doc="home (x, z) [m], in the workspace")
 
 
 def tip_radius(model_file: Path = HERE / "finger.urdf") -> float:
@@ -29,6 +36,10 @@ class Finger(Robot):
     name = "finger"
     model_file = HERE / "finger.urdf"
     controllers_file = HERE / "controllers.yaml"
+    sections = {"finger": FingerParams}
+    # scenario keys of the first release, now in finger.urdf
+    legacy_keys = {"finger.radius": None, "finger.mass": None, "finger.x_limits": None,
+                   "finger.z_limits": None}
 
     def __init__(self, scenario):
         super().__init__(scenario)

@@ -1,0 +1,149 @@
+"""The box flip-up (MIT 6.421): push a flat box in a bin until it stands on its short edge.
+
+Observation (10,), by name: ``box_x, box_z, box_theta``, the robot's joint positions, ``box_vx,
+box_vz, box_omega``, the robot's joint velocities (on the finger: ``finger_x, finger_z`` and
+``finger_vx, finger_vz``) [m, rad, m/s, rad/s]. Reward (the seed's): ``10 - cost``, ``cost =
+2 a^2 + 0.1 omega^2 + 0.1 |target - robot q|^2 + 0.1 |robot v|^2``, ``a = (theta mod pi) -
+pi/2``. Success: the box stands (``|a| < success.angle``, ``|omega| < success.omega``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fingergym.interfaces import ObservationSpec, Region, Source, Task
+from fingergym.scenario import param
+
+from . import scene
+
+
+@dataclass
+class SuccessParams:
+    angle: float = param(0.15, 0.0, 1.6, lo_open=True, doc="|angle from vertical| [rad]")
+    omega: float = param(0.5, 0.0, 100.0, lo_open=True, doc="|box angular velocity| [rad/s]")
+
+
+def angle_from_vertical(theta: np.ndarray | float) -> np.ndarray | float:
+    """The seed's ``(theta mod pi) - pi/2``: 0 when the box stands on its short edge."""
+    return np.mod(theta, np.pi) - np.pi / 2
+
+
+class BoxFlipUp(Task):
+    name = "box_flipup"
+    sections = {**scene.SECTIONS, "success": SuccessParams}
+    legacy_keys = {**scene.LEGACY_KEYS, "episode.success_angle": "success.angle",
+                   "episode.success_omega": "success.omega"}
+    tracked_objects = scene.TRACKED
+    param_rules = {"box_x": "box.x_range", "box_mass": "box.mass", "box_length": "box.length",
+                   "box_thickness": "box.thickness"}
+
+    def __init__(self, scenario: Any, robot: Any):
+        super().__init__(scenario, robot)
+        self._spec = self._build_spec()
+        lay = self._spec.layout
+        self._theta = lay.index("box_theta")
+        self._omega = lay.index("box_omega")
+        self._q = lay["robot_q"]
+        self._v = lay["robot_v"]
+
+    def _build_spec(self) -> ObservationSpec:
+        robot = self.robot.state_sources()
+        q = [n for n, s in robot.items() if s.kind == "joint_position"]
+        v = [n for n, s in robot.items() if s.kind == "joint_velocity"]
+        box_q = {n: Source("object_pose", "box", i)
+                 for i, n in enumerate(("box_x", "box_z", "box_theta"))}
+        box_v = {n: Source("object_velocity", "box", i)
+                 for i, n in enumerate(("box_vx", "box_vz", "box_omega"))}
+        sources = {**box_q, **{n: robot[n] for n in q}, **box_v, **{n: robot[n] for n in v}}
+        return ObservationSpec(sources, {"box_q": tuple(box_q), "robot_q": tuple(q),
+                                         "box_v": tuple(box_v), "robot_v": tuple(v)})
+
+    def observation(self) -> ObservationSpec:
+        return self._spec
+
+    # ------------------------------------------------------------------ scene
+    def check(self) -> None:
+        scene.check(self.scenario)
+
+    def nominal_params(self) -> dict[str, float]:
+        return scene.nominal_box(self.scenario)
+
+    def draw_params(self, rng: np.random.Generator) -> dict[str, float]:
+        return scene.draw_box(self.scenario, rng)
+
+    def draw_episode(self, rng: np.random.Generator) -> Any:
+        # The draw order of the first release (box size, gain, box pose and mass, then the
+        # generic terms), so every seed keeps its episode.
+        from fingergym.sim.params import draw_generic, uniform
+
+        b = self.scenario.box
+        size = uniform(rng, b.size_scale)
+        gain = uniform(rng, self.scenario.randomization.gain_scale)
+        box = {"box_x": uniform(rng, b.x_range),
+               "box_theta": np.pi if rng.uniform() < b.flip_probability else 0.0,
+               "box_mass": b.mass * uniform(rng, b.mass_scale),
+               "box_length": b.length * size, "box_thickness": b.thickness * size}
+        return draw_generic(self.scenario, rng, box, gain=gain)
+
+    def params_from_state(self, state: np.ndarray) -> dict[str, float]:
+        lay = self._spec.layout
+        return scene.nominal_box(self.scenario, box_x=float(state[lay.index("box_x")]),
+                                 box_theta=float(state[self._theta]))
+
+    def add_to_plant(self, plant: Any, params: Mapping[str, float],
+                     contact: Callable[[bool], Any]) -> None:
+        scene.add_scene(plant, self.scenario, params, contact)
+
+    def finalize_plant(self, plant: Any, scene_graph: Any, robot: Any) -> None:
+        scene.filter_collisions(plant, scene_graph, robot)
+
+    def reach_region(self) -> Region:
+        return scene.reach_region(self.scenario)
+
+    def view_box(self) -> tuple[float, float, float, float]:
+        """The whole bin: walls, floor slab, wall tops."""
+        b = self.scenario.bin
+        return (b.wall_x[0] - b.wall_thickness, b.wall_x[1] + b.wall_thickness,
+                b.floor_z - b.floor_thickness, b.floor_z + b.wall_height)
+
+    def reset_scene(self, plant: Any, plant_context: Any, params: Mapping[str, float],
+                    rng: np.random.Generator) -> str:
+        # the lowest point of the robot's collision geometry (sphere-sized tools)
+        instance = plant.GetModelInstanceByName(self.robot.model.name)
+        tool_z = min(plant.EvalBodyPoseInWorld(plant_context, plant.get_body(b)).translation()[2]
+                     for b in plant.GetBodyIndices(instance)
+                     if plant.GetCollisionGeometriesForBody(plant.get_body(b)))
+        return scene.reset_box(plant, plant_context, self.scenario, params, rng,
+                               tool_z - getattr(self.robot, "radius", 0.0))
+
+    # ------------------------------------------------------------------ reward, success
+    def reward(self, state: np.ndarray, target: np.ndarray) -> np.ndarray | float:
+        state = np.asarray(state, dtype=float)
+        target = np.asarray(target, dtype=float)
+        a = angle_from_vertical(state[..., self._theta])
+        effort = target - state[..., self._q]
+        robot_v = state[..., self._v]
+        cost = (2.0 * a**2 + 0.1 * state[..., self._omega] ** 2
+                + 0.1 * np.sum(effort**2, axis=-1) + 0.1 * np.sum(robot_v**2, axis=-1))
+        return 10.0 - cost
+
+    def is_success(self, state: np.ndarray) -> bool:
+        s = self.scenario.success
+        return bool(abs(angle_from_vertical(state[self._theta])) < s.angle
+                    and abs(state[self._omega]) < s.omega)
+
+    def info(self, state: np.ndarray) -> dict[str, float]:
+        return {"angle_from_vertical": float(angle_from_vertical(state[self._theta])),
+                "box_omega": float(state[self._omega])}
+
+    def expert(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """:class:`~.experts.StandingExpert` for a point-tool robot ([x, z] command)."""
+        if self.robot.command_layout.size != 2:
+            return None
+        from .experts import StandingExpert
+
+        return StandingExpert(self.scenario)
