@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fingergym.task import angle_from_vertical
+from fingergym.tasks.box_flipup import angle_from_vertical
 
 from .model import QuasiDynamicModel
 
@@ -79,7 +79,7 @@ class BoxRRT:
     def _regrasp(self, q: np.ndarray) -> np.ndarray:
         """The finger to a random point at a random side of the box, just off its surface."""
         s = self.model.scenario
-        r = s.finger.radius
+        r = s.plugins()[1].radius
         c, sn = np.cos(q[2]), np.sin(q[2])
         half = np.array([0.5 * s.box.length, 0.5 * s.box.thickness])
         side = self.rng.integers(4)
