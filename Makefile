@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
-	$(PY) -m pip install --quiet -e ".[ros,dev]"
+	$(PY) -m pip install --quiet -e ".[ros,dev,ray]"
 	touch $(STAMP)
 
 setup: $(STAMP)

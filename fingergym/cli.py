@@ -17,6 +17,8 @@ from pathlib import Path
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("fingergym.demo", "run one episode in sim on built-in defaults and print its return"),
     "train": ("fingergym.policies.train", "train a PPO policy in randomized sim"),
+    "sweep": ("fingergym.policies.sweep",
+              "many training runs (configurations x seeds) on Ray Tune, one summary"),
     "eval": ("fingergym.policies.evaluate", "evaluate a policy on randomized sim episodes"),
     "export": ("fingergym.policies.export", "export a trained run to a safe deploy artifact"),
     "deploy": ("fingergym.hardware.deploy", "run an exported policy on the robot over ROS 2"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,10 +24,16 @@ DEFAULT_TRAIN_CONFIG = "train.yaml"
 @dataclass
 class EnvConfig:
     scenario: str = _f("", doc="scenario YAML path; empty: the shipped configs/scenario.yaml")
-    n_envs: int = _f(0, 0, 64, doc="parallel envs (SubprocVecEnv); 0: one per CPU core")
+    n_envs: int = _f(0, 0, 1024, doc="parallel envs; 0: one per CPU core of this machine")
+    backend: str = _f("subproc", choices=("subproc", "ray"),
+                      doc="subproc: SubprocVecEnv on this machine; ray: Ray actors on a cluster")
+    ray_address: str = _f("", doc="ray backend: cluster address (auto, HOST:PORT, "
+                                  "ray://HOST:10001); empty: start a local Ray")
+    envs_per_worker: int = _f(1, 1, 1024, doc="ray backend: envs per Ray actor (one call steps "
+                                              "them all)")
     randomize: bool = True
     # Extra dotted-key overrides of the scenario for TRAINING only, e.g.
-    # {"randomization.box_x": [-0.05, 0.05]} (evaluation always uses the unmodified scenario).
+    # {"box.x_range": [-0.05, 0.05]} (evaluation always uses the unmodified scenario).
     overrides: dict = field(default_factory=dict)
 
 
@@ -141,6 +148,12 @@ def _check(cfg: TrainConfig, source: str) -> None:
             raise ScenarioError(f"{source}: policy.{name}: layer sizes must be >= 1")
     if not isinstance(cfg.env.overrides, dict):
         raise ScenarioError(f"{source}: env.overrides: expected a mapping")
+    if cfg.env.backend != "ray" and (cfg.env.ray_address or cfg.env.envs_per_worker != 1):
+        key = "ray_address" if cfg.env.ray_address else "envs_per_worker"
+        raise ScenarioError(f"{source}: env.{key}: only used with env.backend: ray")
+    if cfg.env.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ScenarioError(f"{source}: env.backend: ray is not installed "
+                            f"(pip install 'fingergym[ray]')")
     if cfg.env.n_envs and cfg.ppo.batch_size > cfg.ppo.n_steps * cfg.env.n_envs:
         raise ScenarioError(f"{source}: ppo.batch_size: {cfg.ppo.batch_size} is larger than a "
                             f"rollout (ppo.n_steps x env.n_envs)")

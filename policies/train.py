@@ -20,6 +20,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,24 +36,34 @@ RUNS_DIR = Path("runs")
 
 # ---------------------------------------------------------------------------- environments
 def _make_worker_env(scenario: Scenario, randomize: bool):
-    """Env factory run inside each SubprocVecEnv worker: one torch thread, SIGINT and SIGTERM
-    ignored (the main process handles both and closes the workers)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    import torch
-
-    torch.set_num_threads(1)
+    """Env factory run inside each worker process (SubprocVecEnv or Ray actor): one torch
+    thread if torch is loaded, SIGINT and SIGTERM ignored (the main process handles both and
+    closes the workers)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if "torch" in sys.modules:  # a Ray env worker does not import torch at all
+        sys.modules["torch"].set_num_threads(1)
     from fingergym.env import make_env
 
     return make_env(scenario, randomize=randomize)
 
 
 def make_vec_env(cfg: TrainConfig, n_envs: int, *, subprocess_envs: bool = True):
-    """The training VecEnv: ``n_envs`` workers (VecMonitor), seeded with ``cfg.seed``."""
+    """The training VecEnv: ``n_envs`` workers (VecMonitor), seeded with ``cfg.seed``.
+
+    ``env.backend: ray`` puts them in Ray actors (:class:`RayVecEnv`, any node of the cluster
+    at ``env.ray_address``); otherwise SubprocVecEnv (DummyVecEnv without ``subprocess_envs``).
+    """
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
     fn = functools.partial(_make_worker_env, cfg.train_scenario(), cfg.env.randomize)
-    if subprocess_envs and n_envs > 1:
+    if cfg.env.backend == "ray":
+        from fingergym.policies.ray_vec_env import RayVecEnv
+
+        venv = RayVecEnv([fn] * n_envs, envs_per_worker=cfg.env.envs_per_worker,
+                         address=cfg.env.ray_address or None)
+    elif subprocess_envs and n_envs > 1:
         venv = SubprocVecEnv([fn] * n_envs)
     else:
         from fingergym.env import make_env
@@ -167,6 +178,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
         save_snapshot,
     )
     from fingergym.policies.progress import RunControl, StepTicker
+    from fingergym.policies.ray_vec_env import EnvWorkerLost  # no Ray import
     from fingergym.policies.warmstart import warm_start
 
     torch.set_num_threads(cfg.torch_threads)
@@ -180,6 +192,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
     n = cfg.normalize
     model = vecnorm = evaluator = warm = None
     interrupted = False
+    error = None
     venv = None
     with RunControl(progress=progress_bar, log=log) as control:
         try:
@@ -232,6 +245,11 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                                     progress_bar=False)
             except KeyboardInterrupt:  # Stopped (SIGINT/SIGTERM) or a second Ctrl-C
                 interrupted = True
+            except EnvWorkerLost as e:  # a Ray env worker or its node died: stop, keep the run
+                interrupted = True
+                if control.signum is None:
+                    error = str(e)
+                    control.log(error)
             if interrupted and model is not None:
                 path = save_snapshot(model, vecnorm, run_dir / "interrupted")
                 hint = (f"resume: fingergym train --resume {run_dir}" if model.num_timesteps
@@ -258,7 +276,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
     summary = {"run_dir": str(run_dir),
                "timesteps": int(model.num_timesteps) if model is not None else 0,
                "wall_s": round(time.perf_counter() - t_start, 1), "interrupted": interrupted,
-               "signal": control.signum, "final_eval": rows[-1] if rows else None,
+               "error": error, "signal": control.signum, "final_eval": rows[-1] if rows else None,
                "best_eval": best, "warm_start": warm, "git_commit": meta["git_commit"]}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -335,6 +353,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0: one per core)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set ppo.learning_rate=1e-4")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="env workers on Ray (env.backend: ray): on the cluster at ADDRESS "
+                             "(auto, HOST:PORT, ray://HOST:10001), or a local Ray without one")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars: one line per phase instead (for logs)")
 
@@ -357,6 +378,9 @@ def run(args: argparse.Namespace) -> int:
 
             path = scenario_path(args.task, None)
             changes["env.scenario"] = str(path) if path else ""
+        if getattr(args, "ray", None) is not None:
+            changes["env.backend"] = "ray"
+            changes["env.ray_address"] = args.ray
         if changes:
             try:
                 cfg = cfg.replace(**changes)
@@ -375,6 +399,9 @@ def run(args: argparse.Namespace) -> int:
                     argv=sys.argv[1:])
     print(json.dumps({k: summary[k] for k in ("timesteps", "wall_s", "final_eval",
                                               "best_eval")}, indent=1))
+    if summary.get("error"):
+        print(f"fingergym train: {summary['error']}", file=sys.stderr)
+        return 1
     if summary["interrupted"]:
         return 128 + (summary["signal"] or signal.SIGINT)  # 130 Ctrl-C, 143 SIGTERM
     print(f"export: fingergym export {run_dir} -o policy.safetensors")

@@ -44,6 +44,9 @@ def test_default_config_loads():
     ({"env": {"overrides": {"no.such": 1}}}, "env.overrides"),
     ({"bogus": 1}, "bogus"),
     ({"ppo": {"batch_size": 4096}, "env": {"n_envs": 2}}, "ppo.batch_size"),
+    ({"env": {"backend": "dask"}}, "env.backend"),
+    ({"env": {"ray_address": "auto"}}, "env.ray_address"),
+    ({"env": {"backend": "ray", "envs_per_worker": 0}}, "env.envs_per_worker"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, data, key):
     path = tmp_path / "train.yaml"
@@ -264,3 +267,32 @@ def test_learning_curve_axes_read_without_offsets(tmp_path, monkeypatch):
         assert ax.xaxis.get_major_formatter().get_offset() == ""
     assert {"500k", "1M", "3M"} <= {t.get_text() for t in fig.axes[1].get_xticklabels()}
     assert any(t.get_text().startswith("920.") for t in fig.axes[1].get_yticklabels())
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"configurations": {"a": {}}, "seeds": "0"}, "seeds"),
+    ({"configurations": {"a": {}}, "seeds": [1, 1]}, "seeds"),
+    ({"configurations": {}}, "configurations"),
+    ({"configurations": {"a": {"ppo.nope": 1}}}, "configurations.a"),
+    ({"configurations": {"a": {"ppo.gamma": 2.0}}}, "ppo.gamma"),
+    ({"configurations": {"a": {}}, "set": {"bogus": 1}}, "set"),
+    ({"configurations": {"a": {}}, "cpus": 2}, "cpus"),
+])
+def test_sweep_config_errors_name_file_and_key(tmp_path, data, key):
+    from fingergym.policies.sweep import load_sweep
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ScenarioError) as e:
+        load_sweep(path)
+    assert str(path) in str(e.value) and key in str(e.value)
+
+
+def test_shipped_sweep_config_loads():
+    from pathlib import Path
+
+    from fingergym.policies.sweep import load_sweep
+
+    settings, configs = load_sweep(Path(__file__).parents[1] / "configs" / "sweep.yaml")
+    assert len(settings["seeds"]) >= 2 and len(configs) >= 2
+    assert len({c.digest() for c in configs.values()}) == len(configs)
