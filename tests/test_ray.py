@@ -147,7 +147,7 @@ def test_sweep_writes_runs_and_summary(cluster, tmp_path):
     from fingergym.cli import main
 
     sweep = {"ray_address": cluster.address, "seeds": [0, 1], "cpus_per_run": 1,
-             "set": {**TINY, "env.n_envs": 1, "total_timesteps": 64, "eval.freq": 32},
+             "set": {**TINY, "env.n_envs": 1, "total_timesteps": 64},
              "configurations": {"base": {}, "lr_1e-3": {"ppo.learning_rate": 1.0e-3}}}
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep))
