@@ -34,7 +34,8 @@ def make_ours(randomize: bool):
 
 
 def steps_per_second(env, steps: int, seed: int) -> float:
-    actions = np.random.default_rng(seed).uniform(-1, 1, (steps, 2)).astype(np.float32)
+    dim = env.action_space.shape[0]
+    actions = np.random.default_rng(seed).uniform(-1, 1, (steps, dim)).astype(np.float32)
     low, high = env.action_space.low, env.action_space.high
     actions = low + (actions + 1) * 0.5 * (high - low)  # the env's own action range
     t0 = time.perf_counter()

@@ -68,7 +68,7 @@ def main() -> int:
     p.add_argument("--n-envs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--cycles", type=int, default=3)
     p.add_argument("--run-dir", type=Path, default=None,
-                   help="a run whose eval.json gives time-to-80% (default: the shipped run)")
+                   help="a run whose eval.json gives time-to-80%% (default: the shipped run)")
     p.add_argument("--eval", type=int, default=0, metavar="N",
                    help="also evaluate the shipped policy on N held-out episodes")
     p.add_argument("--json", action="store_true")

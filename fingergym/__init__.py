@@ -7,6 +7,7 @@ shipped pair is the box flip-up on the point finger.
 >>> env = gymnasium.make("fingergym/BoxFlipUp-v0")      # or fingergym.make_env(...)
 """
 
+from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 
 from fingergym.env import FingerGymEnv, make_env
@@ -21,6 +22,8 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 ENV_ID = "fingergym/BoxFlipUp-v0"
 register_env(ENV_ID, task="box_flipup", robot="finger")  # the shipped configs/scenario.yaml
+register_env("fingergym/GripperLift-v0", resources.files("fingergym.configs") / "gripper_lift.yaml",
+             task="gripper_lift", robot="gripper")
 
 __all__ = [
     "ENV_ID",

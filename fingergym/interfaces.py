@@ -212,6 +212,13 @@ class Robot(ABC):
         [m or rad]: the model file's velocity limits times the period."""
         return np.asarray(self.limits.velocity, dtype=float) * float(period)
 
+    def max_lead(self) -> np.ndarray | None:
+        """Largest distance (n_cmd,) [m or rad] a command may lie from the measured position
+        (``inf``: unbounded), or ``None`` (default: no bound). A position-controlled drive
+        pushing against an obstacle applies a force that grows with this lead, so bounding it
+        bounds the force, e.g. a gripper's grip."""
+        return None
+
     # ------------------------------------------------------------------ sim
     def add_to_plant(self, plant: MultibodyPlant, scene_graph: SceneGraph,
                      contact: Callable[[bool], ProximityProperties]) -> ModelInstanceIndex:

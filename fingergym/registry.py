@@ -27,8 +27,10 @@ from typing import Any
 import gymnasium
 
 # name -> "module:Class" (imported on first use) or the class itself
-_TASKS: dict[str, Any] = {"box_flipup": "fingergym.tasks.box_flipup:BoxFlipUp"}
-_ROBOTS: dict[str, Any] = {"finger": "fingergym.robots.finger:Finger"}
+_TASKS: dict[str, Any] = {"box_flipup": "fingergym.tasks.box_flipup:BoxFlipUp",
+                          "gripper_lift": "fingergym.tasks.gripper_lift:GripperLift"}
+_ROBOTS: dict[str, Any] = {"finger": "fingergym.robots.finger:Finger",
+                           "gripper": "fingergym.robots.gripper:Gripper"}
 
 
 @dataclass(frozen=True)

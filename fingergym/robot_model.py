@@ -131,6 +131,9 @@ def add_model(plant: Any, scene_graph: Any, model: RobotModel, proximity: Any,
     return instance
 
 
+_CONTROL_MODELS: dict[Path, Any] = {}  # model file -> finalized robot-only plant (read-only)
+
+
 def add_inverse_dynamics_controller(builder: Any, plant: Any, instance: Any, model: RobotModel,
                                     kp: float, kd: float, ki: float) -> Any:
     """Drake's ``InverseDynamicsController`` on a robot-only plant parsed from the same file;
@@ -140,9 +143,12 @@ def add_inverse_dynamics_controller(builder: Any, plant: Any, instance: Any, mod
     from pydrake.systems.controllers import InverseDynamicsController
     from pydrake.systems.primitives import ConstantVectorSource, MatrixGain, Multiplexer
 
-    control_model = MultibodyPlant(time_step=0.0)
-    Parser(control_model).AddModels(str(model.path))
-    control_model.Finalize()
+    control_model = _CONTROL_MODELS.get(model.path)
+    if control_model is None:  # parsed once: every episode's controller reads the same model
+        control_model = MultibodyPlant(time_step=0.0)
+        Parser(control_model).AddModels(str(model.path))
+        control_model.Finalize()
+        _CONTROL_MODELS[model.path] = control_model
     n = control_model.num_positions()
     if n != len(model.command_joints):
         raise RobotModelError(f"{model.path}: the default controller needs one command joint "

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a registered gym id or task (`fingergym tasks`); picks its default "
                              "scenario (default: fingergym/BoxFlipUp-v0)")
     parser.add_argument("--policy", type=optional_path, default=None,
-                        help="exported policy (.safetensors; default: the shipped policy)")
+                        help="exported policy (.safetensors; default: the task's shipped policy)")
     parser.add_argument("--scripted", action="store_true",
                         help="run the task's scripted expert on the observation instead of a "
                              "policy")
@@ -81,7 +81,8 @@ def load_controller(args: argparse.Namespace, scenario: Scenario, observation_la
             lambda obs: expert(np.asarray(obs, dtype=float))
     from fingergym.policies.runner import Policy, load_shipped_policy
 
-    policy = Policy.load(args.policy) if args.policy else load_shipped_policy()
+    policy = (Policy.load(args.policy) if args.policy
+              else load_shipped_policy(scenario.task))
     policy.check_layout(observation_layout)
     return str(policy.path), policy.sha256, policy
 

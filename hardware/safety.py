@@ -6,6 +6,9 @@ Every command (the robot's joint position targets, ``Robot.command_layout`` orde
 - non-finite or wrong-sized commands are rejected: the last safe command is held;
 - commands are clamped to the reachable workspace
   (:meth:`fingergym.scaling.ActionScaling.clamp_target`);
+- optionally, commands are kept within ``max_lead`` (n,) of the measured position
+  (:meth:`fingergym.interfaces.Robot.max_lead`: e.g. a gripper's jaw, so the grip force stays
+  bounded);
 - the change per command is limited in every dimension to ``max_step`` (n,) (the model file's
   joint velocity limits times the command period), which also gives a soft start:
   :meth:`reset` starts the ramp from the measured position;
@@ -27,18 +30,25 @@ from fingergym.scaling import ActionScaling
 class SafeCommand:
     target: np.ndarray  # (n,) what to send
     clipped: bool       # differs from the requested command
-    reason: str         # "" | "workspace" | "rate_limit" | "non_finite" | "estop"
+    reason: str         # "" | "workspace" | "lead" | "rate_limit" | "non_finite" | "estop"
 
 
 class SafetyFilter:
     """Stateful filter of commands; one instance per command stream."""
 
-    def __init__(self, scaling: ActionScaling, max_step: np.ndarray | float):
+    def __init__(self, scaling: ActionScaling, max_step: np.ndarray | float,
+                 max_lead: np.ndarray | float | None = None):
         step = np.broadcast_to(np.asarray(max_step, dtype=float), (scaling.dim,)).copy()
         if not np.all(step > 0):
             raise ValueError(f"max_step must be > 0 in every dimension, got {step.tolist()}")
         self.scaling = scaling
         self.max_step = step
+        self.max_lead = None
+        if max_lead is not None:
+            lead = np.broadcast_to(np.asarray(max_lead, dtype=float), (scaling.dim,)).copy()
+            if not np.all(lead > 0):
+                raise ValueError(f"max_lead must be > 0 in every dimension, got {lead.tolist()}")
+            self.max_lead = lead
         self.last: np.ndarray | None = None  # last command sent
         self.estop = False
         self.rejected = 0  # non-finite commands seen
@@ -62,8 +72,9 @@ class SafetyFilter:
             self.reset(measured)
         self.estop = bool(engaged)
 
-    def filter(self, target: np.ndarray) -> SafeCommand:
-        """The command that may be sent now, given the requested one."""
+    def filter(self, target: np.ndarray, measured: np.ndarray | None = None) -> SafeCommand:
+        """The command that may be sent now, given the requested one and (for ``max_lead``)
+        the measured position (n,); a missing or non-finite measurement skips the lead bound."""
         if self.last is None:
             raise RuntimeError("SafetyFilter.reset(measured) must be called before filter()")
         target = np.asarray(target, dtype=float)
@@ -74,6 +85,12 @@ class SafetyFilter:
             return SafeCommand(self.last.copy(), True, "non_finite")
         safe = self.scaling.clamp_target(target)
         reason = "" if np.array_equal(safe, target) else "workspace"
+        if self.max_lead is not None and measured is not None:
+            m = np.asarray(measured, dtype=float)
+            if m.shape == safe.shape and np.all(np.isfinite(m)):
+                led = np.clip(safe, m - self.max_lead, m + self.max_lead)
+                if not np.array_equal(led, safe):
+                    safe, reason = led, reason or "lead"
         delta = safe - self.last
         limited = np.clip(delta, -self.max_step, self.max_step)
         if not np.array_equal(limited, delta):

@@ -167,7 +167,7 @@ class CommandSender(LeafSystem):
             target = self.safety.last.copy()
             reason = "watchdog"
         else:
-            cmd = self.safety.filter(self._target.Eval(context))
+            cmd = self.safety.filter(self._target.Eval(context), snap.command)
             target, reason = cmd.target, cmd.reason
         self.bridge.publish_command(target)
         sent_at = time.monotonic()
@@ -274,7 +274,7 @@ class HardwareStation:
             snap = self.bridge.snapshot()
             if snap.estop != self.safety.estop:
                 self.safety.set_estop(snap.estop, snap.command)
-            self.bridge.publish_command(self.safety.filter(home).target)
+            self.bridge.publish_command(self.safety.filter(home, snap.command).target)
             err = float(np.linalg.norm(snap.command - home))
             fresh = snap.joint_age < self.config.safety.watchdog_age
             if (fresh and err < h.tolerance
@@ -327,7 +327,7 @@ def build_hardware_station(scenario: Scenario, config: HardwareConfig,
     n_obs = task.observation_layout.size
     builder = DiagramBuilder()
     scaling = ActionScaling.from_scenario(scenario)
-    safety = SafetyFilter(scaling, robot.max_step(config.command_period))
+    safety = SafetyFilter(scaling, robot.max_step(config.command_period), robot.max_lead())
 
     # actions [-1, 1]^m -> saturate -> affine map onto the workspace: as in the sim station.
     actions, target = add_action_scaling(builder, scaling)

@@ -33,7 +33,7 @@ class EnvConfig:
                                               "them all)")
     randomize: bool = True
     # Extra dotted-key overrides of the scenario for TRAINING only, e.g.
-    # {"randomization.box_x": [-0.05, 0.05]} (evaluation always uses the unmodified scenario).
+    # {"box.x_range": [-0.05, 0.05]} (evaluation always uses the unmodified scenario).
     overrides: dict = field(default_factory=dict)
 
 

@@ -96,7 +96,7 @@ def evaluate(env: FingerGymEnv, policy: PolicyFn, seeds: Iterable[int],
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", type=Path, default=None,
-                        help="exported policy file (default: the shipped policy)")
+                        help="exported policy file (default: the task's shipped policy)")
     parser.add_argument("--episodes", type=int, default=50, help="number of episodes (50)")
     parser.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED,
                         help=f"first episode seed; episodes use seed, seed+1, ... "
@@ -129,9 +129,10 @@ def run(args: argparse.Namespace) -> int:
             check_output_file(args.video, "the video", video_suffixes())
         if args.log:
             check_output_dir(args.log, "episode logs")
-        policy = Policy.load(args.policy) if args.policy else load_shipped_policy()
         scenario = scenario_path(args.task, args.scenario)
         env = make_env(scenario)
+        policy = (Policy.load(args.policy) if args.policy
+                  else load_shipped_policy(env.scenario.task))
         policy.check_layout(env.observation_layout, env.action_layout)
     except (PolicyFormatError, OSError) as e:
         print(f"fingergym eval: {e}", file=sys.stderr)

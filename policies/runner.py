@@ -264,14 +264,22 @@ class Policy:
         return f"Policy({str(self.path)!r}, sha256={self.sha256[:12]})"
 
 
-def shipped_policy_path() -> Path:
-    """Where the shipped policy lives inside the package (``policies/shipped/``)."""
-    return Path(str(resources.files("fingergym.policies").joinpath(SHIPPED)))
+def shipped_policy_path(task: str | None = None) -> Path:
+    """Where a shipped policy lives inside the package: ``policies/shipped/<task>/`` when the
+    task has its own, else ``policies/shipped/`` (the default task's)."""
+    shipped = resources.files("fingergym.policies").joinpath(SHIPPED)
+    if task:
+        own = resources.files("fingergym.policies").joinpath(
+            Path(SHIPPED).parent / task / Path(SHIPPED).name)
+        if own.is_file():
+            return Path(str(own))
+    return Path(str(shipped))
 
 
-def load_shipped_policy() -> Policy:
-    """The policy shipped with the package; ``FileNotFoundError`` if there is none."""
-    path = shipped_policy_path()
+def load_shipped_policy(task: str | None = None) -> Policy:
+    """The policy shipped for ``task`` (see :func:`shipped_policy_path`);
+    ``FileNotFoundError`` if there is none."""
+    path = shipped_policy_path(task)
     if not path.exists():
         raise FileNotFoundError(f"no shipped policy at {path}")
     return Policy.load(path)

@@ -19,7 +19,7 @@ from .reader import Episode  # noqa: E402
 from .replay import SimReplay  # noqa: E402
 
 
-def _panels(ep: Episode) -> list[tuple[str, list[tuple[str, int]], str]]:
+def _panels(ep: Episode) -> list[tuple[str, list[tuple[str, int, str | None]], str]]:
     """(y label, [(element name, observation index)], kind) per state panel."""
     task, robot = ep.scenario.plugins()
     spec = task.observation()
@@ -27,15 +27,16 @@ def _panels(ep: Episode) -> list[tuple[str, list[tuple[str, int]], str]]:
     srcs = spec.sources
     panels = []
     for obj in spec.objects:
-        xz = [(n, layout.index(n)) for n, s in srcs.items()
+        xz = [(n, layout.index(n), None) for n, s in srcs.items()
               if s.kind == "object_pose" and s.name == obj and s.axis < 2]
-        th = [(n, layout.index(n)) for n, s in srcs.items()
+        th = [(n, layout.index(n), None) for n, s in srcs.items()
               if s.kind == "object_pose" and s.name == obj and s.axis == 2]
         if xz:
             panels.append((f"{obj} position [mm]", xz, "mm"))
         if th:
             panels.append((f"{obj} angle [deg]", th, "deg"))
-    joints = [(n, layout.index(n)) for n, s in srcs.items()
+    # (observation name, index, the command joint it measures): paired with its command by joint
+    joints = [(n, layout.index(n), s.name) for n, s in srcs.items()
               if s.kind == "joint_position" and s.name in robot.command_layout.names]
     if joints:
         panels.append(("robot joints vs command [mm | mrad]", joints, "cmd"))
@@ -59,13 +60,13 @@ def plot_episode(ep: Episode, out: str | Path, replay: SimReplay | None = None,
     color = 0
     for ax, (label, elements, kind) in zip(axes, panels):
         scale = np.degrees if kind == "deg" else (lambda v: 1e3 * v)
-        for name, i in elements:
+        for name, i, joint in elements:
             c = f"C{color % 10}"
             color += 1
             ax.plot(t, scale(s[:, i]), color=c, label=f"{name} (logged)", **logged)
-            if kind == "cmd" and name in command:
-                ax.step(t, 1e3 * ep.target[:, command.index(name)], where="post", color=c,
-                        alpha=0.45, lw=1, label=f"{name} command")
+            if kind == "cmd" and joint in command:
+                ax.step(t, 1e3 * ep.target[:, command.index(joint)], where="post", color=c,
+                        alpha=0.45, lw=1, label=f"{joint} command")
             if rt is not None:
                 ax.plot(rt, scale(replay.state[:, i]), color=c, label=f"{name} (replayed)",
                         **replayed)

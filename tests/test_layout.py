@@ -83,3 +83,20 @@ def test_registry_resolves_names_module_refs_and_files(tmp_path):
         task_class("no_such_module_xyz:Task")
     with pytest.raises(RegistryError, match="not a Task subclass"):
         task_class("fingergym.robots.finger:Finger")
+
+
+def test_task_option_resolves_gym_ids_and_task_names(tmp_path):
+    import fingergym
+    from fingergym.registry import scenario_path
+    from fingergym.scenario import ScenarioError
+
+    assert scenario_path("fingergym/BoxFlipUp-v0", None) is None  # the shipped scenario
+    assert scenario_path("box_flipup", None) is None
+    assert scenario_path(None, tmp_path / "s.yaml") == tmp_path / "s.yaml"  # --scenario wins
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("task: box_flipup\nrobot: finger\nbox: {mass: 2.0}\n")
+    fingergym.register_env("test/HeavyBox-v0", mine)
+    assert scenario_path("test/HeavyBox-v0", None) == mine
+    assert fingergym.make_env(scenario_path("test/HeavyBox-v0", None)).scenario.box.mass == 2.0
+    with pytest.raises(ScenarioError, match="no registered gym id or task 'nope'"):
+        scenario_path("nope", None)

@@ -125,7 +125,7 @@ def test_eval_log_writes_one_bag_per_episode(tmp_path, monkeypatch, capsys):
         def check_layout(self, observation, action=None):
             pass
 
-    monkeypatch.setattr(runner, "load_shipped_policy", lambda: FakePolicy())
+    monkeypatch.setattr(runner, "load_shipped_policy", lambda task=None: FakePolicy())
     log = tmp_path / "log"
     assert main(["eval", "--episodes", "2", "--seed", "7", "--json", "--log", str(log)]) == 0
     bags = sorted(log.iterdir())
