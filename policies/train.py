@@ -249,7 +249,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                             warm = warm_start(model, vecnorm, cfg.train_scenario(),
                                               episodes=w.episodes, epochs=w.epochs,
                                               batch_size=w.batch_size, lr=w.learning_rate,
-                                              log_std=w.log_std, seed=w.seed, log=control.log)
+                                              log_std=w.log_std, seed=w.seed,
+                                              expert=w.expert, log=control.log)
                         (run_dir / "warm_start.json").write_text(json.dumps(warm, indent=1))
                 e = cfg.eval
                 evaluator = HeldOutEvalCallback(run_dir, cfg.eval_scenario(), vecnorm,
