@@ -165,11 +165,12 @@ def write_scenario(scenario, path: Path, f) -> None:
     head = ["# fingergym scenario identified from logged episodes (fingergym identify):"]
     for n in f.value:
         sd = f.std.get(n, float("nan"))
-        state = "identified" if f.identifiable.get(n) else f"NOT identified ({f.why[n]}), prior kept"
+        state = ("identified" if f.identifiable.get(n)
+                 else f"NOT identified ({f.why[n]}), prior kept")
         head.append(f"#   {n}: prior {_fmt(f.prior[n])}, fitted {_fmt(f.value[n])} +- {_fmt(sd)}"
                     f" -> {state}")
-    head.append("# An identified command delay is in randomization.action_delay_periods; a robot "
-                "bag's replay takes it with --param action_delay_periods=N.")
+    head.append("# An identified command delay is in randomization.action_delay_periods;")
+    head.append("# a robot bag's replay takes it with --param action_delay_periods=N.")
     body = yaml.safe_dump(to_dict(scenario), sort_keys=False, default_flow_style=None)
     path.write_text("\n".join(head) + "\n" + body)
 

@@ -84,7 +84,7 @@ def prior_values(scenario: Scenario, names: list[str]) -> dict[str, float]:
 
 
 def overrides_for(values: dict[str, float], scenario: Scenario) -> dict[str, float]:
-    """EpisodeParams overrides (``replay --param``) from fitted values (``gain_scale`` -> kp, kd)."""
+    """EpisodeParams overrides (``replay --param``) from fitted values (``gain_scale``: kp, kd)."""
     out = {k: v for k, v in values.items() if k != GAIN}
     if GAIN in values:
         g = values[GAIN]
