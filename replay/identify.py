@@ -40,9 +40,10 @@ MIN_RANGE = 0.05                # ... but at least +- this fraction of the fitte
 
 
 def as_robot_bag(ep: Episode) -> Episode:
-    """``ep`` without its logged sim draw, so a replay starts from the scenario's nominal."""
-    meta = {k: v for k, v in ep.metadata.items() if k != "episode_params"}
-    return dataclasses.replace(ep, metadata=meta)
+    """``ep`` as a robot logs it: without a sim bag's physics draw (a replay starts from the
+    scenario's nominal) and noise-free state (it is compared with the logged observation)."""
+    meta = {k: v for k, v in ep.metadata.items() if k not in ("episode_params", "final_state")}
+    return dataclasses.replace(ep, metadata=meta, state=None)
 
 
 def default_params(scenario: Scenario) -> list[str]:
@@ -231,6 +232,7 @@ def fit(episodes: list[Episode], scenario: Scenario, names: list[str], *,
             col = float(np.linalg.norm(jac[:, i]))
             if col < 1e-9 * max(float(np.linalg.norm(jac)), 1e-300) or col == 0:
                 ident[n], why[n] = False, "the episodes never excite it (zero sensitivity)"
+                std[n] = float("nan")
             elif not rank_ok and sd / abs(val) > UNIDENTIFIABLE_REL_STD:
                 ident[n], why[n] = False, "confounded with others (near-singular J^T J)"
             elif sd / abs(val) > UNIDENTIFIABLE_REL_STD:
