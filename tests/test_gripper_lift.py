@@ -186,6 +186,9 @@ def test_reward_terms_rise_through_reach_grip_lift_hold(scenario):
     up = hold + [0.0, 0.1, 0.0]
     assert task.terms(gripped, up)["raise"] == 1.0 and task.terms(gripped, hold)["raise"] == 0.0
     assert task.terms(at_box, up)["raise"] == 0.0
+    # touching is not gripping: the jaw must be commanded into the box (squeeze)
+    touch = hold + [0.0, 0.0, 0.1]
+    assert task.terms(gripped, touch)["grip"] == 0.0
     assert task.is_success(lifted) and not task.is_success(moving)
     assert not task.is_success(gripped)
     from fingergym.tasks.gripper_lift.task import WEIGHTS

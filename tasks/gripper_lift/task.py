@@ -17,9 +17,12 @@ Reward per step (dense, so PPO learns from it alone; each term in [0, 1]):
 - ``open = jaw / jaw_open``: keep the jaw open on the way (weight 0.25, so that closing it at
   the box pays); without it the first policies, whose mean action half-closes the jaw, park
   their pads on the box's top face;
-- ``grip = near * clip((jaw_open - jaw) / 0.03, 0, 1)``, ``near`` when the grasp point is
-  within 2 cm (x) and 3 cm (z) of the box centre, ``jaw_open`` the fully open jaw: close the
-  jaw there (the pads stop on the box's ends, so a closed jaw around the box reads ~L/2);
+- ``grip = near * clip((jaw_open - jaw) / 0.03, 0, 1) * clip((jaw - target_jaw) / 0.03, 0, 1)``,
+  ``near`` when the grasp point is within 2 cm (x) and 3 cm (z) of the box centre, ``jaw_open``
+  the fully open jaw: close the jaw there (the pads stop on the box's ends, so a closed jaw
+  around the box reads ~L/2) and command it 3 cm further in (``target_jaw``), so the drive
+  squeezes (kp x 3 cm = 60 N): touching alone holds too weakly to lift the small, heavy,
+  slippery boxes;
 - ``raise = grip * clip((target_z - z_low) / 0.1, 0, 1)``: while gripping, command the grasp
   point up (``target_z`` the commanded z, ``z_low`` the workspace's lowest). It pays in the step
   the command is given, before the slow lift shows in the state: without it PPO, whose z action
@@ -89,6 +92,7 @@ class GripperLift(Task):
         jaw_joint = sources["jaw"].name
         self._jaw_open = float(high[robot.command_layout.index(jaw_joint)])
         self._target_z = robot.command_layout.index(sources["gripper_z"].name)
+        self._target_jaw = robot.command_layout.index(jaw_joint)
         self._z_low = float(low[self._target_z])
 
     def _build_spec(self) -> ObservationSpec:
@@ -156,7 +160,9 @@ class GripperLift(Task):
         near = (np.abs(dx) < NEAR[0]) & (np.abs(dz) < NEAR[1])
         closing = np.clip((self._jaw_open - state[..., self._jaw]) / GRIP_SPAN, 0.0, 1.0)
         h = self.lowest_point(state)
-        grip = near * closing
+        squeeze = np.clip((state[..., self._jaw] - target[..., self._target_jaw]) / GRIP_SPAN,
+                          0.0, 1.0)
+        grip = near * closing * squeeze
         up = np.clip((target[..., self._target_z] - self._z_low) / RAISE_SPAN, 0.0, 1.0)
         return {"reach": 1.0 - np.tanh(REACH_SCALE * np.hypot(dx, dz)),
                 "open": np.clip(state[..., self._jaw] / self._jaw_open, 0.0, 1.0),
