@@ -17,6 +17,7 @@ them all).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -31,10 +32,8 @@ import numpy as np
 class NullEnv(gym.Env):
     """The real env's spaces and nothing else: a step costs (almost) no time."""
 
-    def __init__(self):
-        from fingergym.env import action_space, observation_space
-
-        self.observation_space, self.action_space = observation_space(), action_space()
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space):
+        self.observation_space, self.action_space = observation_space, action_space
         self._obs = np.zeros(self.observation_space.shape, dtype=np.float32)
 
     def reset(self, *, seed=None, options=None):
@@ -82,7 +81,12 @@ def cycle_speed(backend: str, n_envs: int, n_steps: int, cycles: int) -> float:
 
 def call_overhead(backend: str, n_envs: int, envs_per_worker: int, calls: int) -> float:
     """Median seconds per ``VecEnv.step`` on :class:`NullEnv` envs."""
-    venv = _venv(backend, [NullEnv] * n_envs, envs_per_worker)
+    import fingergym
+
+    env = fingergym.make_env()
+    fn = functools.partial(NullEnv, env.observation_space, env.action_space)
+    env.close()
+    venv = _venv(backend, [fn] * n_envs, envs_per_worker)
     try:
         venv.reset()
         actions = np.zeros((n_envs, *venv.action_space.shape), dtype=np.float32)
@@ -116,16 +120,16 @@ def main() -> int:
     torch.set_num_threads(1)
     started = init_ray(None, num_cpus=max(os.cpu_count() or 1, args.n_envs))
     try:
-        speed: dict[str, list[float]] = {"subproc": [], "ray": []}
-        for _ in range(args.reps):
-            for backend in speed:
-                speed[backend].append(cycle_speed(backend, args.n_envs, args.n_steps,
-                                                  args.cycles))
         overhead = {
             "subproc": call_overhead("subproc", args.n_envs, 1, args.calls),
             "ray": call_overhead("ray", args.n_envs, 1, args.calls),
             f"ray_{args.n_envs}_envs_per_worker": call_overhead("ray", args.n_envs, args.n_envs,
                                                                 args.calls)}
+        speed: dict[str, list[float]] = {"subproc": [], "ray": []}
+        for _ in range(args.reps):
+            for backend in speed:
+                speed[backend].append(cycle_speed(backend, args.n_envs, args.n_steps,
+                                                  args.cycles))
     finally:
         if started:
             import ray

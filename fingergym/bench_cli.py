@@ -8,6 +8,9 @@ import importlib
 BENCHMARKS = {
     "gradients": ("fingergym.gradients.bench",
                   "zero/first/alpha-order gradient estimators vs quadrature (seeds 000, 002)"),
+    "policy-gradients": ("fingergym.gradients.policy_bench",
+                         "REINFORCE / FoBG / AoBG / PPO policy optimization on the box "
+                         "flip-up (seeds 002, 004)"),
     "planning": ("fingergym.planning.bench",
                  "smoothed quasi-dynamic planning: 1-D check, smoothed linearizations, "
                  "flip-up success (seed 003)"),

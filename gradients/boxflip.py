@@ -35,6 +35,7 @@ on every call that the transcription's value equals ``task.reward``'s.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ SIGMAS = (0.005, 0.02)
 # corner at the wall, and press it upright into the wall.
 NOMINAL_KNOTS: tuple[tuple[float, float], ...] = (
     (0.17, 0.013), (0.108, 0.011), (-0.038, 0.086), (-0.248, 0.221), (-0.248, 0.111))
+NOMINAL_HORIZON = 3.5  # [s] of NOMINAL_KNOTS
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class BoxFlipConfig:
     """The open-loop problem: knots, horizon, and which scenario file (``None``: shipped)."""
 
     knots: tuple[tuple[float, float], ...] = NOMINAL_KNOTS
-    horizon: float = 3.5  # [s]; a multiple of the env step
+    horizon: float = NOMINAL_HORIZON  # [s]; a multiple of the env step
     scenario: str | None = None
 
     @property
@@ -111,6 +113,234 @@ class Rollout:
     rewards: Any   # (N,)
     ret: Any       # sum of rewards (float or AutoDiffXd)
     trace: Any = None  # (n_steps + 1, 10): after every plant step (``trace=True`` only)
+
+
+class EpisodePlant:
+    """The env's plant for one episode's parameters (``float`` and ``AutoDiffXd`` copies).
+
+    ``params``: a :class:`fingergym.sim.params.EpisodeParams` (nominal, or the env's draw for a
+    seed, :func:`episode_params`). Holds what a rollout needs besides the diagrams: the
+    initial state, the plant-state -> observation selection, the finger controller's model
+    terms (``M``, ``tau_g``), the action scaling and the clocks of the scenario.
+    """
+
+    def __init__(self, scenario: Any, params: Any):
+        from pydrake.multibody.parsing import Parser
+        from pydrake.multibody.plant import MultibodyPlant
+        from pydrake.systems.framework import DiagramBuilder
+
+        from fingergym.scaling import ActionScaling
+        from fingergym.sim.plant import add_world
+
+        s = scenario
+        self.scenario, self.params = s, params
+        self.task, self.robot = s.plugins()
+        self.layout = self.task.observation_layout
+        self.q_idx = self.layout.indices(["robot_q"])
+        self.v_idx = self.layout.indices(["robot_v"])
+        builder = DiagramBuilder()
+        handles = add_world(builder, s, params)
+        self.diagram = builder.Build()
+        self.diagram_ad = self.diagram.ToAutoDiffXd()
+        self.plant_name = handles.plant.get_name()
+        self.x0 = np.array(handles.plant.GetPositionsAndVelocities(
+            handles.plant.GetMyContextFromRoot(self.diagram.CreateDefaultContext())))
+        self.select = np.argmax(handles.state_selector, axis=1)  # plant state -> obs
+        # the station's controller: InverseDynamicsController on the finger-only model
+        model = MultibodyPlant(time_step=0.0)
+        Parser(model).AddModels(str(self.robot.model_file))
+        model.Finalize()
+        mctx = model.CreateDefaultContext()
+        self.mass_matrix = model.CalcMassMatrix(mctx)
+        self.gravity = model.CalcGravityGeneralizedForces(mctx)
+        self.scaling = ActionScaling.from_scenario(s)
+        self.dt = s.plant.time_step
+        self.period = s.controller.period
+        self.env_step = s.episode.step
+        self.home = np.asarray(self.robot.home(), dtype=np.float64)
+        for name, ratio in (("controller.period/plant.time_step", self.period / self.dt),
+                            ("episode.step/controller.period", self.env_step / self.period)):
+            if abs(ratio - round(ratio)) > 1e-9:
+                raise ValueError(f"{name} = {ratio} must be an integer")
+        if s.observation.object_velocity != "exact":
+            raise ValueError("only observation.object_velocity: exact is modelled")
+
+    def closed_loop(self, policy: Any, n_steps: int, obs_noise: Array | None = None,
+                    n_derivatives: int = 0) -> Episode:
+        """One episode of ``n_steps`` env steps under ``policy(i, obs) -> action (2,)``.
+
+        Mirrors ``env.reset(seed)`` + ``env.step``: the action (float, or AutoDiffXd with
+        ``n_derivatives`` > 0) is clipped to ``[-1, 1]`` and mapped to the finger target like
+        :meth:`fingergym.scaling.ActionScaling.to_target`, sent to the set-point hold every
+        controller period of the env step, delayed by ``params.action_delay_periods``
+        periods (the line starts full of the home position, as after ``env.reset``), and
+        tracked by the station's PD law. ``obs_noise`` ``(n_steps, 10)`` is added to the state
+        the policy sees (the env's observation noise; ``None``: none). The reward of env step
+        ``i`` is the task's reward of the state at its end and its target.
+        """
+        from pydrake.autodiffutils import AutoDiffXd
+        from pydrake.systems.analysis import Simulator_
+
+        reward = self.task.reward
+        ad = n_derivatives > 0
+        diagram = self.diagram_ad if ad else self.diagram
+        plant = diagram.GetSubsystemByName(self.plant_name)
+        ctx = diagram.CreateDefaultContext()
+        pctx = plant.GetMyMutableContextFromRoot(ctx)
+        if ad:
+            # Seed the state and the hold with zero derivatives of the full size (see
+            # BoxFlip.rollout: Drake 1.51's SAP update otherwise drops them).
+            def T(v: float) -> Any:
+                return AutoDiffXd(v, np.zeros(n_derivatives))
+        else:
+            T = float
+        plant.SetPositionsAndVelocities(pctx, np.array([T(v) for v in self.x0]))
+        sim = Simulator_[AutoDiffXd if ad else float](diagram, ctx)
+        sim.Initialize()
+        port = plant.get_actuation_input_port()
+        M, tau_g = self.mass_matrix, self.gravity
+        kp, kd, delay = self.params.kp, self.params.kd, self.params.action_delay_periods
+        lo, hi = self.scaling.low, self.scaling.high
+        centre, half = self.scaling.center, self.scaling.half_range
+        spp = int(round(self.period / self.dt))
+        per_env = int(round(self.env_step / self.period))
+        held = (T(self.home[0]), T(self.home[1]))
+        x = np.asarray(plant.GetPositionsAndVelocities(pctx))[self.select]
+        states, actions, targets, rewards, commands = [x], [], [], [], []
+        k = 0
+        for i in range(n_steps):
+            obs = x if obs_noise is None else x + obs_noise[i]
+            a = policy(i, obs)
+            target = tuple(_clamp(centre[c] + half[c] * _clamp(a[c], -1.0, 1.0), lo[c], hi[c])
+                           for c in range(2))
+            commands += [target] * per_env
+            for _ in range(per_env * spp):
+                j = -(-k // spp) - 1 - delay  # period whose command reaches the plant at t_k
+                sp = held if j < 0 else commands[j]
+                q, v = x[self.q_idx], x[self.v_idx]
+                e = np.array([sp[0] - q[0], sp[1] - q[1]])
+                port.FixValue(pctx, M @ (kp * e - kd * v) - tau_g)
+                k += 1
+                sim.AdvanceTo(k * self.dt)
+                x = np.asarray(plant.GetPositionsAndVelocities(pctx))[self.select]
+            if ad:
+                r = _reward_autodiff(x, np.array(target), self.layout)
+                ref = float(reward(_values(x), _values(target)))
+                if abs(r.value() - ref) > 1e-9 * max(1.0, abs(ref)):
+                    raise RuntimeError("the task's reward changed: update "
+                                       f"_reward_autodiff ({r.value()} != {ref})")
+            else:
+                r = float(reward(x, np.array(target, dtype=float)))
+            states.append(x)
+            actions.append(a)
+            targets.append(target)
+            rewards.append(r)
+        return Episode(np.array(states), np.array(actions), np.array(targets),
+                       np.array(rewards), self)
+
+
+def episode_params(scenario: Any, seed: int) -> Any:
+    """The parameters ``fingergym.make_env(scenario).reset(seed=seed)`` draws (randomized)."""
+    from pydrake.common import RandomGenerator
+
+    from fingergym.sim.params import draw_params
+
+    return draw_params(scenario, RandomGenerator(seed))
+
+
+def load_scenario(path: str | None = None) -> Any:
+    """The scenario (``None``: the shipped one)."""
+    from fingergym.scenario import load_scenario as load
+
+    return load(path)
+
+
+def obs_noise_std(scenario: Any, params: Any) -> Array:
+    """Std (n,) of the env's observation noise for these parameters (observation layout), as
+    the sim station sets it."""
+    spec = scenario.plugins()[0].observation()
+    return np.array([params.obs_noise_position if s.is_position else params.obs_noise_velocity
+                     for s in spec.sources.values()])
+
+
+def angle_from_vertical(theta: Any) -> Any:
+    """The flip-up's angle from vertical for float or AutoDiffXd (branch at the value)."""
+    from fingergym.tasks.box_flipup.task import angle_from_vertical as afv
+
+    v = theta.value() if hasattr(theta, "value") else float(theta)
+    return theta + (float(afv(v)) - v)
+
+
+@functools.cache
+def obs_index(name: str) -> int:
+    """Index of an element of the flip-up's observation layout (the shipped scenario's) by
+    name (``"box_omega"``...)."""
+    return _layout().index(name)
+
+
+def _values(x: Any) -> Array:
+    return np.array([v.value() if hasattr(v, "value") else float(v) for v in np.ravel(x)])
+
+
+@dataclass
+class Episode:
+    """A closed-loop episode. ``states`` ``(n+1, 10)`` (observation layout, true state),
+    ``actions`` ``(n, 2)`` (as the policy returned them), ``targets`` ``(n, 2)`` [m],
+    ``rewards`` ``(n,)``; float or AutoDiffXd entries."""
+
+    states: Any
+    actions: Any
+    targets: Any
+    rewards: Any
+    plant: EpisodePlant
+
+    @property
+    def params(self) -> Any:
+        return self.plant.params
+
+    @property
+    def ret(self) -> Any:
+        return sum(self.rewards[1:], self.rewards[0])
+
+    def state_values(self) -> Array:
+        """``(n+1, 10)`` float."""
+        return _values(self.states).reshape(self.states.shape)
+
+    def reward_values(self) -> Array:
+        return _values(self.rewards)
+
+    def reward_gradients(self) -> Array:
+        """``(n, d)``: d reward_i / d (derivative variables); AutoDiffXd episodes only."""
+        return np.array([np.asarray(r.derivatives(), dtype=np.float64) for r in self.rewards])
+
+    def success(self) -> bool:
+        """The task's ``is_success`` of the final state."""
+        return bool(self.plant.task.is_success(self.state_values()[-1]))
+
+    def contact_modes(self, tol: float = 2e-3) -> Array:
+        """``(n+1, 4)`` bool per state: finger-box, box-floor, box-left wall, box-right wall
+        (gap below ``tol`` [m], from the geometry of the scenario and this episode's box)."""
+        s, p, lay = self.plant.scenario, self.params.task, self.plant.layout
+        x = self.state_values()
+        bx, bz, th = (x[:, lay.index(n)] for n in ("box_x", "box_z", "box_theta"))
+        fx, fz = x[:, self.plant.q_idx].T
+        c, sn = np.cos(th), np.sin(th)
+        hl, ht = 0.5 * p["box_length"], 0.5 * p["box_thickness"]
+        corners = np.stack([np.stack([bx + sx * hl * c - sy * ht * sn,
+                                      bz + sx * hl * sn + sy * ht * c], axis=-1)
+                            for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))], axis=1)
+        # finger centre in the box frame, distance to the rectangle
+        dx, dz = fx - bx, fz - bz
+        u, v = c * dx + sn * dz, -sn * dx + c * dz
+        gap = np.hypot(np.maximum(np.abs(u) - hl, 0), np.maximum(np.abs(v) - ht, 0))
+        finger = gap - self.plant.robot.radius < tol
+        floor = corners[:, :, 1].min(axis=1) - s.bin.floor_z < tol
+        left = corners[:, :, 0].min(axis=1) - s.bin.wall_x[0] < tol
+        right = s.bin.wall_x[1] - corners[:, :, 0].max(axis=1) < tol
+        return np.stack([finger, floor, left, right], axis=1)
+
+
+CONTACT_PAIRS = ("finger-box", "box-floor", "box-left wall", "box-right wall")
 
 
 @dataclass

@@ -31,6 +31,10 @@ class RosParams:
     estop_topic: str = _f("/{robot}/estop", doc="std_msgs/Bool; {robot}: the robot's name")
     reset_service: str = _f("/virtual_robot/reset_scene", doc="std_srvs/Trigger")
     discovery_timeout: float = _f(10.0, 0.0, 600.0, lo_open=True)
+    estop_timeout: float = _f(0.0, 0.0, 600.0, doc="> 0: an e-stop publisher must be on the "
+                              "domain within this many seconds of matching the robot, and its "
+                              "latched value is awaited before the first command (set it on a "
+                              "real robot); 0: use it if already discovered")
 
 
 @dataclass
@@ -49,7 +53,9 @@ class QosParams:
     commands: QosSpec = _qos("reliable", 1)
     joint_states: QosSpec = _qos("best_effort", 5)
     object_pose: QosSpec = _qos("best_effort", 5)
-    estop: QosSpec = _qos("reliable", 10)
+    # transient_local: an e-stop `true` published (by a transient_local publisher) before we
+    # subscribe is still seen; a volatile publisher is matched by a second, volatile subscription
+    estop: QosSpec = field(default_factory=lambda: QosSpec("reliable", "transient_local", 10))
 
 
 @dataclass
@@ -64,6 +70,18 @@ class CommandParams:
 @dataclass
 class SafetyParams:
     watchdog_age: float = _f(0.1, 0.0, 10.0, lo_open=True, doc="max state message age [s]")
+    # state validity (fingergym.hardware.validity)
+    stamp_tolerance: float = _f(0.1, 0.0, 10.0, doc="a stamp may lie this far ahead of our "
+                                "clock [s] (clock sync); further: a fault")
+    max_stamp_age: float = _f(0.5, 0.0, 60.0, lo_open=True, doc="older stamps on arrival are "
+                              "rejected [s]")
+    plausibility_margin: float = _f(0.05, 0.0, 1.0, doc="beyond the joint limits and the scene "
+                                    "[m or rad]: an implausible state, a fault")
+    max_joint_speed: float = _f(10.0, 0.0, 1000.0, lo_open=True, doc="plausible |joint "
+                                "velocity| [m/s or rad/s], at least the model's limits")
+    quaternion_tolerance: float = _f(0.01, 0.0, 0.5, lo_open=True, doc="| |q| - 1 | allowed")
+    on_fault: str = _f("stop", choices=("stop", "continue"), doc="after an episode ended by a "
+                       "fault (invalid state, watchdog): deploy stops, or goes on with the next")
 
 
 @dataclass

@@ -9,8 +9,13 @@ picks a registered task/robot pair (``fingergym tasks``). The episode loop is
 :mod:`fingergym.hardware.session`'s, shared with ``fingergym replay --on-robot``.
 
 Policies are loaded with :class:`fingergym.policies.runner.Policy` (safetensors, never a pickle).
-Exit codes: 0 done; 2 bad arguments or config; 3 the robot stopped answering (watchdog, homing
-timeout, no ROS peers); 130 interrupted.
+An episode succeeds only if it ran to its time limit without a fault; the summary counts
+requested, run, succeeded and faulted episodes and prints why a run stopped early. Exit codes
+(:mod:`fingergym.hardware.outcome`): 0 every episode ran to its time limit; 2 bad arguments,
+config or policy; 3 the robot stopped answering (watchdog, homing timeout, no ROS peers, the
+virtual robot exited); 4 invalid robot state; 5 e-stop; 6 another commander on the command
+topic; 130 interrupted. After a watchdog or invalid-state fault deploy stops, or goes on with the
+next episode with ``safety.on_fault: continue`` in the hardware config.
 """
 
 from __future__ import annotations
@@ -25,6 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from fingergym.cli import optional_path
+from fingergym.hardware.outcome import (
+    EXIT_CONFLICT,
+    EXIT_ESTOP,
+    EXIT_INTERRUPTED,
+    EXIT_ROBOT,
+    EXIT_STATE,
+    RunSummary,
+    fault_code,
+)
 from fingergym.hardware.session import (
     RESET_MODES,
     open_recorder,
@@ -87,6 +101,15 @@ def load_controller(args: argparse.Namespace, scenario: Scenario, observation_la
     return str(policy.path), policy.sha256, policy
 
 
+def _code(e: Exception) -> int:
+    """The exit code of a :class:`~fingergym.hardware.ros_bridge.HardwareError`."""
+    from fingergym.hardware.ros_bridge import ControlConflict, EStopEngaged, StateFault
+
+    return (EXIT_ESTOP if isinstance(e, EStopEngaged) else
+            EXIT_CONFLICT if isinstance(e, ControlConflict) else
+            EXIT_STATE if isinstance(e, StateFault) else EXIT_ROBOT)
+
+
 class _Out:
     """Human lines on stderr when --json owns stdout."""
 
@@ -141,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             out.say(f"fingergym deploy: {e}")
             return 2
     results: list[dict] = []
-    code = 0
+    run_summary = RunSummary(requested=args.episodes)
     try:
         from fingergym.hardware.pacing import use_realtime_priority
 
@@ -163,31 +186,41 @@ def run(args: argparse.Namespace) -> int:
                         "virtual_robot": bool(args.virtual_robot), "episode": i,
                         "hardware_config": config.source}, scenario, station)
                 out.say(f"episode {i + 1}/{args.episodes}: started")
-                ep = run_episode(env, lambda obs, k: controller(obs), recorder)
+                try:
+                    ep = run_episode(env, lambda obs, k: controller(obs), recorder)
+                except HardwareError as e:  # the episode started and could not go on
+                    run_summary.add(str(e), False, _code(e))
+                    out.record({"episode": i, "success": False, "return": 0.0, "steps": 0,
+                                "end_reason": str(e), "truncated": True, "rejected": {}})
+                    raise
+                run_summary.add(ep.end_reason, ep.success)
                 result = {"episode": i, "success": ep.success, "return": round(ep.ret, 3),
                           "steps": ep.steps, "end_reason": ep.end_reason,
                           "truncated": ep.truncated, "overruns": ep.overruns,
+                          "rejected": ep.rejected,
                           "log": str(log_root / f"episode_{i:03d}") if log_root else None}
                 results.append(result)
                 out.say(f"episode {i + 1}/{args.episodes}: success={ep.success} "
-                        f"return={ep.ret:.1f} steps={ep.steps} end={ep.end_reason}")
+                        f"return={ep.ret:.1f} steps={ep.steps} end={ep.end_reason}"
+                        + (f" rejected={ep.rejected}" if ep.rejected else ""))
                 out.record(result)
-                if ep.end_reason.startswith("watchdog"):
+                code = fault_code(ep.end_reason)
+                if code and (code in (EXIT_ESTOP, EXIT_CONFLICT, EXIT_INTERRUPTED)
+                             or config.safety.on_fault == "stop" or station.bridge.abort):
+                    run_summary.stop(ep.end_reason, code)
                     out.say(f"stopping: {ep.end_reason}; the robot holds its last safe command")
-                    code = 3
                     break
     except HardwareError as e:
         out.say(f"fingergym deploy: {e}")
-        code = 3
+        run_summary.stop(str(e), _code(e))
     except KeyboardInterrupt:
         out.say("interrupted: the robot holds its last command")
-        code = 130
-    n = len(results)
-    wins = sum(r["success"] for r in results)
-    summary = {"episodes": n, "successes": wins,
-               "success_rate": wins / n if n else 0.0,
-               "mean_return": float(np.mean([r["return"] for r in results])) if n else 0.0,
-               "policy": name, "policy_sha256": sha, "exit_code": code}
-    out.say(f"{wins}/{n} episodes succeeded")
+        run_summary.stop("interrupted", EXIT_INTERRUPTED)
+    if run_summary.run < run_summary.requested and not run_summary.stopped_early:
+        run_summary.stop("unknown", EXIT_ROBOT)
+    summary = {**run_summary.as_dict(),
+               "mean_return": float(np.mean([r["return"] for r in results])) if results else 0.0,
+               "policy": name, "policy_sha256": sha}
+    out.say(run_summary.line())
     out.record({"summary": summary})
-    return code
+    return run_summary.exit_code

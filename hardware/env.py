@@ -6,9 +6,11 @@ behind the ports is :mod:`fingergym.hardware.station`. ``reset()`` homes the rob
 reset service) before it. ``step()`` takes ``scenario.episode.step`` seconds of wall time.
 
 ``info`` adds ``sent_target`` (what was last published after the safety layer),
-``joint_state_age``/``object_pose_age`` [s], ``object_pose_latency`` [s], ``estop`` and
-``overruns``;
-a watchdog stop ends the episode as ``truncated`` with ``info["end_reason"]``.
+``joint_state_age``/``object_pose_age`` [s], ``object_pose_latency`` [s], ``estop``,
+``overruns`` and ``rejected`` (state messages rejected as invalid, by reason:
+:mod:`fingergym.hardware.validity`). A fault — invalid state, the e-stop, another commander on
+the command topic, the watchdog — ends the episode as ``truncated`` with ``info["end_reason"]``
+naming it, while the last command sent is held.
 """
 
 from __future__ import annotations
@@ -50,9 +52,12 @@ def make_hardware_env(scenario: Scenario | str | Path | None = None, *,
                          f"robot, or replay the episode's log in sim to render it")
     task, robot = scenario.plugins()
     spec = task.observation()
+    from fingergym.hardware.validity import StateValidator, ValidityLimits
+
+    validity = StateValidator(ValidityLimits.from_plugins(task, robot, config.safety))
     bridge = RosBridge(config, topics(config, robot, spec.objects), spec, robot.joint_names,
                        robot.command_layout.names, scenario.observation.velocity_window,
-                       domain_id=domain_id, node_name=node_name)
+                       domain_id=domain_id, node_name=node_name, validity=validity)
     try:
         station = build_hardware_station(scenario, config, bridge)
         simulator = Simulator(station.diagram)

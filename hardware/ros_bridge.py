@@ -32,7 +32,9 @@ from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 
 from fingergym.hardware.config import HardwareConfig, QosSpec, Topics
+from fingergym.hardware.estop import EStopLatch
 from fingergym.hardware.pacing import use_realtime_priority
+from fingergym.hardware.validity import StateValidator
 from fingergym.observation import PoseVelocityEstimator, planar_angle, window_velocity
 
 RawHook = Callable[[str, str, object, int], None]
@@ -40,6 +42,25 @@ RawHook = Callable[[str, str, object, int], None]
 
 class HardwareError(RuntimeError):
     """The robot did not answer as expected (no messages, homing timed out, ...)."""
+
+
+class EStopEngaged(HardwareError):
+    """The e-stop is engaged (homing refused)."""
+
+
+class ControlConflict(HardwareError):
+    """Another node publishes on our command topic (a rogue commander, another deploy)."""
+
+
+class StateFault(HardwareError):
+    """The robot's state is invalid (see :mod:`fingergym.hardware.validity`)."""
+
+
+def _estop_profiles(spec: QosSpec) -> list[QosSpec]:
+    """The configured e-stop QoS and, unless it is already that, reliable/volatile (which
+    matches volatile publishers; see :mod:`fingergym.hardware.estop`)."""
+    volatile = QosSpec("reliable", "volatile", spec.depth)
+    return [spec] if spec == volatile else [spec, volatile]
 
 
 def qos_profile(spec: QosSpec) -> QoSProfile:
@@ -106,11 +127,17 @@ class RosBridge:
 
     def __init__(self, config: HardwareConfig, topics: Topics, spec, joints: tuple[str, ...],
                  command_joints: tuple[str, ...], velocity_window: float, *,
-                 domain_id: int | None = None, node_name: str | None = None):
+                 domain_id: int | None = None, node_name: str | None = None,
+                 validity: StateValidator | None = None):
         self.config = config
         self.topics = topics
         self.domain_id = domain_id
         self.raw_hook: RawHook | None = None
+        self.validity = validity  # checks every state message first (None: accept all)
+        self.estop = EStopLatch()
+        self.estop_messages = 0
+        self.abort = ""  # set by a supervisor (e.g. "the virtual robot exited"): waits give up
+        self.last_foreign_joint_names: list[str] = []
         self._lock = threading.Lock()
         self.context = rclpy.context.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
@@ -126,8 +153,9 @@ class RosBridge:
                 PoseStamped, topic, lambda msg, obj=obj: self._on_pose(obj, msg),
                 qos_profile(qos.object_pose))
             for obj, topic in topics.objects.items()}
-        self._estop_sub = self.node.create_subscription(Bool, topics.estop, self._on_estop,
-                                                        qos_profile(qos.estop))
+        self._estop_subs = [self.node.create_subscription(Bool, topics.estop, self._on_estop,
+                                                          qos_profile(q))
+                            for q in _estop_profiles(qos.estop)]
         self._reset_client = None
         self._names = list(joints)
         self._window = float(velocity_window)
@@ -186,10 +214,17 @@ class RosBridge:
             q = np.array([msg.position[i] for i in idx], dtype=float)
         except (ValueError, IndexError):
             self.counts["bad_joint_states"] += 1
+            self.last_foreign_joint_names = list(msg.name)[:8]
             return
         stamp = stamp_to_sec(msg.header.stamp)
+        has_v = len(msg.velocity) == len(msg.name)
+        if self.validity is not None and self.validity.joint_state(
+                self.topics.joint_states, stamp, time.time(), q,
+                np.array([msg.velocity[i] for i in idx], dtype=float) if has_v else None):
+            self._raw(self.topics.joint_states, "sensor_msgs/msg/JointState", msg)
+            return  # rejected (counted): the state and its arrival time stay as they were
         with self._lock:
-            if len(msg.velocity) == len(msg.name):
+            if has_v:
                 v = np.array([msg.velocity[i] for i in idx], dtype=float)
             else:  # no velocities: difference positions over the velocity window
                 self._joint_hist = [h for h in self._joint_hist
@@ -206,6 +241,11 @@ class RosBridge:
         now = time.monotonic()
         p, o = msg.pose.position, msg.pose.orientation
         stamp = stamp_to_sec(msg.header.stamp)
+        if self.validity is not None and self.validity.pose(
+                self.topics.objects[obj], stamp, time.time(), np.array([p.x, p.y, p.z]),
+                np.array([o.w, o.x, o.y, o.z])):
+            self._raw(self.topics.objects[obj], "geometry_msgs/msg/PoseStamped", msg)
+            return  # rejected (counted)
         with self._lock:
             self._objects[obj].add(stamp, p.x, p.z, planar_angle(o.w, o.x, o.y, o.z))
             self._pose_arrival[obj], self._pose_stamp[obj] = now, stamp
@@ -213,8 +253,10 @@ class RosBridge:
         self._raw(self.topics.objects[obj], "geometry_msgs/msg/PoseStamped", msg)
 
     def _on_estop(self, msg: Bool) -> None:
+        self.estop_messages += 1
+        self.estop.update(bool(msg.data))
         with self._lock:
-            self._estop = bool(msg.data)
+            self._estop = self.estop.engaged
         self._raw(self.topics.estop, "std_msgs/msg/Bool", msg)
 
     # ------------------------------------------------------------------ caller side
@@ -269,6 +311,43 @@ class RosBridge:
                for o, sub in self._pose_subs.items()},
         }
 
+    def other_commanders(self) -> list[str]:
+        """Other nodes publishing on our command topic (``ns/name``); a second node with our
+        own name (another deploy) is listed too."""
+        ours = self.node.get_namespace().rstrip("/") + "/" + self.node.get_name()
+        names = [i.node_namespace.rstrip("/") + "/" + i.node_name
+                 if "_UNKNOWN_" not in i.node_name else "an unidentified node"
+                 for i in self.node.get_publishers_info_by_topic(self.topics.commands)]
+        others = [n for n in names if n != ours]
+        if names.count(ours) > 1:
+            others.append(f"{ours} (a second node of our name: another deploy?)")
+        return others
+
+    def wait_for_estop(self, required_within: float, latch_wait: float) -> None:
+        """Before the first command: if an e-stop publisher with our (transient_local) QoS is
+        matched, give its latched value up to ``latch_wait`` s to arrive (it is sent right after
+        matching), so a ``true`` published before we started is seen. ``required_within > 0``:
+        wait that long for such a publisher, and raise :class:`HardwareError` without one."""
+        deadline = time.monotonic() + required_within
+        while not self._estop_subs[0].get_publisher_count():
+            if time.monotonic() >= deadline:
+                if required_within > 0:
+                    raise HardwareError(f"no e-stop publisher on {self.topics.estop} within "
+                                        f"{required_within:.1f} s (ros.estop_timeout): refusing "
+                                        f"to command the robot without one "
+                                        f"({domain_hint(self.domain_id)})")
+                return
+            self.check_abort()
+            time.sleep(0.01)
+        deadline = time.monotonic() + latch_wait
+        while self.estop_messages == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def check_abort(self) -> None:
+        """Raise :class:`HardwareError` if a supervisor set :attr:`abort`."""
+        if self.abort:
+            raise HardwareError(self.abort)
+
     def wait_for_matching(self, timeout: float) -> None:
         """Block until the command topic has a subscriber and the state topics publishers.
 
@@ -276,6 +355,7 @@ class RosBridge:
         """
         deadline = time.monotonic() + timeout
         while True:
+            self.check_abort()
             matched = self.matched()
             if all(matched.values()):
                 return

@@ -10,9 +10,11 @@ Every command (the robot's joint position targets, ``Robot.command_layout`` orde
   (:meth:`fingergym.interfaces.Robot.max_lead`: e.g. a gripper's jaw, so the grip force stays
   bounded);
 - the change per command is limited in every dimension to ``max_step`` (n,) (the model file's
-  joint velocity limits times the command period), which also gives a soft start:
-  :meth:`reset` starts the ramp from the measured position;
-- while the e-stop is engaged, the command is frozen where the robot was when it engaged.
+  joint velocity limits times the command period) from the last command sent, always: at the
+  first command of an episode (soft start), at e-stop engage and release. Only the very first
+  command of a stream ramps from the measured position (:meth:`reset`);
+- while the e-stop is engaged, the last command sent is held (re-anchoring to the measured
+  position would be a jump as large as the robot's lag).
 
 What :meth:`filter` returns is what gets published and logged (LeRobot's ``send_action``).
 """
@@ -61,15 +63,15 @@ class SafetyFilter:
         return measured
 
     def reset(self, measured: np.ndarray) -> None:
-        """Soft start: the next command ramps from the measured position."""
-        self.last = self.scaling.clamp_target(self._measured(measured))
+        """Soft start: the next command ramps from the last command sent on this stream, or,
+        before the first one, from the measured position."""
+        measured = self._measured(measured)
+        if self.last is None:
+            self.last = self.scaling.clamp_target(measured)
 
     def set_estop(self, engaged: bool, measured: np.ndarray | None = None) -> None:
-        """Engage: freeze at ``measured`` (or the last command). Release: soft start again."""
-        if engaged and not self.estop and measured is not None and np.all(np.isfinite(measured)):
-            self.last = self.scaling.clamp_target(measured)
-        elif not engaged and self.estop and measured is not None:
-            self.reset(measured)
+        """Engage: hold the last command sent. Release: go on from it, rate limited.
+        (``measured`` is accepted for compatibility and not used: no re-anchoring.)"""
         self.estop = bool(engaged)
 
     def filter(self, target: np.ndarray, measured: np.ndarray | None = None) -> SafeCommand:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from fingergym.hardware.config import HardwareConfig, topics
+from fingergym.hardware.outcome import episode_success, fault_code
 from fingergym.scenario import Scenario
 
 RESET_MODES = ("prompt", "service", "wait")
@@ -27,7 +29,8 @@ def start_virtual_robot(scenario: Path | str | None, config: Path | str | None,
                         robot_args: list[str] | None = None) -> subprocess.Popen:
     """``fingergym-virtual-robot`` in its own process group (stopping it never signals us);
     its output goes to our stderr."""
-    cmd = [sys.executable, "-m", "fingergym.hardware.virtual_robot", "--quiet"]
+    cmd = [sys.executable, "-m", "fingergym.hardware.virtual_robot", "--quiet",
+           "--parent-pid", str(os.getpid())]  # it exits if we die (even by SIGKILL)
     if config:
         cmd += ["--config", str(config)]
     if scenario:
@@ -56,7 +59,7 @@ def robot_env(scenario: Scenario, config: HardwareConfig, *, virtual: bool = Fal
     loads (default: the shipped scenario)."""
     from fingergym.env import make_env
 
-    robot = env = None
+    robot = env = watcher = None
     try:
         if virtual:
             robot = start_virtual_robot(scenario_path, None if config.source == "<defaults>"
@@ -65,11 +68,38 @@ def robot_env(scenario: Scenario, config: HardwareConfig, *, virtual: bool = Fal
             # Our own robot is still importing Drake: allow it time to appear.
             config.ros.discovery_timeout = max(config.ros.discovery_timeout, 60.0)
         env = make_env(scenario, mode="hardware", config=config)
+        if robot is not None:  # a robot that exits stops waits and episodes with the reason
+            watcher = ChildWatcher(robot, env.station.bridge)
         yield env
     finally:
+        if watcher is not None:
+            watcher.stop()
         if env is not None:
             env.close()
         stop_process(robot)
+
+
+class ChildWatcher:
+    """Polls a child process (the virtual robot) every 0.1 s; when it exits, sets the bridge's
+    ``abort`` so waits and the running episode stop within a second, with the reason."""
+
+    def __init__(self, proc: subprocess.Popen, bridge, period: float = 0.1):
+        self.proc, self.bridge, self.period = proc, bridge, period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="child-watcher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            code = self.proc.poll()
+            if code is not None:
+                self.bridge.abort = (f"the virtual robot (pid {self.proc.pid}) exited with code "
+                                     f"{code}; see its messages above")
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
 
 
 def reset_scene(mode: str, station, say: Callable[[str], None], wait: float) -> None:
@@ -110,6 +140,11 @@ class RobotEpisode:
     end_reason: str = "interrupted"
     truncated: bool = False
     overruns: int = 0
+    rejected: dict = field(default_factory=dict)  # state messages rejected, by reason
+
+    @property
+    def faulted(self) -> bool:
+        return fault_code(self.end_reason) != 0
 
     @property
     def steps(self) -> int:
@@ -124,14 +159,16 @@ def run_episode(env, act: Callable[[np.ndarray, int], np.ndarray | None], record
                 exhausted: str = "actions_done") -> RobotEpisode:
     """``env.reset()``, then ``act(obs, k)`` -> action each step until the episode ends, or
     ``act`` returns ``None`` (end reason ``exhausted``); every step is recorded as sent (after
-    safety). The recorder is closed."""
+    safety). The recorder is closed. Success is honest: the task's test at the end of an
+    episode that ran to its time limit (or ``exhausted``) without a fault."""
     station = env.station
     out = RobotEpisode()
-    obs, info = env.reset()
-    out.observations.append(np.asarray(obs, dtype=float))
-    t_obs, wall_ns = info["sim_time"], time.time_ns()
-    done, k = False, 0
+    info: dict = {}
     try:
+        obs, info = env.reset()
+        out.observations.append(np.asarray(obs, dtype=float))
+        t_obs, wall_ns = info["sim_time"], time.time_ns()
+        done, k = False, 0
         while not done:
             action = act(obs, k)
             if action is None:
@@ -151,11 +188,26 @@ def run_episode(env, act: Callable[[np.ndarray, int], np.ndarray | None], record
             out.truncated = bool(truncated)
         if done:
             out.end_reason = info.get("end_reason", "terminated")
-        out.success = bool(info.get("success"))
+        out.success = episode_success(out.end_reason, bool(info.get("success"))) or (
+            out.end_reason == exhausted and bool(info.get("success")))
         out.overruns = int(info.get("overruns", 0))
+    except KeyboardInterrupt:
+        out.end_reason = "interrupted"
+        raise
+    except Exception as e:
+        from fingergym.hardware.ros_bridge import HardwareError
+
+        out.end_reason = (str(e) if isinstance(e, HardwareError)
+                          else f"error: {type(e).__name__}: {e}")[:300]
+        raise
     finally:
         station.bridge.raw_hook = None
+        out.rejected = dict(info.get("rejected", {}))
         if recorder is not None:
             recorder.close(end_reason=out.end_reason, success=out.success,
-                           episode_return=out.ret, final_observation=out.observations[-1])
+                           episode_return=out.ret,
+                           final_observation=out.observations[-1] if out.observations else None,
+                           extra={"rejected": out.rejected,
+                                  "rejected_first": info.get("rejected_first", {}),
+                                  "faulted": out.faulted and out.end_reason != exhausted})
     return out

@@ -40,11 +40,22 @@ from pydrake.systems.framework import (
 
 from fingergym.hardware.config import HardwareConfig
 from fingergym.hardware.pacing import Pacer, sleep_until
-from fingergym.hardware.ros_bridge import HardwareError, RosBridge, Snapshot, domain_hint
+from fingergym.hardware.ros_bridge import (
+    ControlConflict,
+    EStopEngaged,
+    HardwareError,
+    RosBridge,
+    Snapshot,
+    StateFault,
+    domain_hint,
+)
 from fingergym.hardware.safety import SafetyFilter
 from fingergym.scaling import ActionScaling, add_action_scaling
 from fingergym.scenario import Scenario
 from fingergym.sim.station import RewardSystem
+
+DISCOVERY_SETTLE = 0.5  # [s] after the first matching, before the first commander check
+ESTOP_LATCH_WAIT = 2.0  # [s] for a matched e-stop publisher's latched value, once
 
 
 class RosStateSource(LeafSystem):
@@ -121,6 +132,8 @@ class CommandSender(LeafSystem):
         self.timing = CommandTiming()
         self.fault = ""
         self.estop = False
+        self.commander_check_period = 0.5  # [s] between graph queries for other commanders
+        self._next_commander_check = 0.0
         self.reasons: dict[str, int] = {}
         self._origin: float | None = None  # monotonic time of sim time 0 (armed)
         m = safety.scaling.dim
@@ -140,13 +153,33 @@ class CommandSender(LeafSystem):
         if self._origin is not None:
             sleep_until(self._origin + context.get_time())
         if not self.fault:
-            snap = self.bridge.snapshot()
-            for name, age in (("joint states", snap.joint_age), ("object pose", snap.pose_age)):
-                if age > self.watchdog_age:
-                    self.fault = (f"watchdog: no {name} for {age:.3f} s "
-                                  f"(limit {self.watchdog_age:.3f} s)")
-                    break
+            self.fault = self.check()
         return EventStatus.Succeeded()
+
+    def check(self) -> str:
+        """Why the episode must stop now ('' if it need not): a supervisor's abort, invalid
+        state, the e-stop, another commander, or the watchdog (no valid state message)."""
+        b = self.bridge
+        if b.abort:
+            return b.abort
+        if b.validity is not None and b.validity.fault:
+            return b.validity.fault
+        if b.estop.engaged:
+            return f"estop: engaged on {b.topics.estop}"
+        now = time.monotonic()
+        if now >= self._next_commander_check:
+            self._next_commander_check = now + self.commander_check_period
+            others = b.other_commanders()
+            if others:
+                return f"control conflict: {', '.join(others)} also publish on {b.topics.commands}"
+        snap = b.snapshot()
+        for name, age in (("joint states", snap.joint_age), ("object pose", snap.pose_age)):
+            if age > self.watchdog_age:
+                rejected = b.validity.counts() if b.validity is not None else {}
+                why = f"; rejected as invalid: {rejected}" if rejected else ""
+                return (f"watchdog: no valid {name} for {age:.3f} s "
+                        f"(limit {self.watchdog_age:.3f} s{why})")
+        return ""
 
     def _send(self, context: Context, discrete: DiscreteValues) -> EventStatus:
         t = context.get_time()
@@ -159,14 +192,15 @@ class CommandSender(LeafSystem):
             deadline = self._origin + t
             self.timing.slack.append(deadline - time.monotonic())
             self.timing.late.append(self.pacer.wait_until(deadline))
-        snap = self.bridge.snapshot()
-        if snap.estop != self.estop:
-            self.safety.set_estop(snap.estop, snap.command)
-            self.estop = snap.estop
-        if self.fault:  # hold position: keep sending the last safe target
+        if not self.fault and self.bridge.estop.engaged:  # engaged since _before
+            self.fault = f"estop: engaged on {self.bridge.topics.estop}"
+        self.estop = self.bridge.estop.engaged
+        self.safety.set_estop(self.estop)
+        if self.fault:  # hold: keep sending the last command sent (no jump)
             target = self.safety.last.copy()
-            reason = "watchdog"
+            reason = self.fault.split(":")[0]
         else:
+            snap = self.bridge.snapshot()
             cmd = self.safety.filter(self._target.Eval(context), snap.command)
             target, reason = cmd.target, cmd.reason
         self.bridge.publish_command(target)
@@ -201,10 +235,9 @@ class HardwareStation:
     def hold_setpoint(self, root_context: Context, target: np.ndarray) -> None:
         """Start the episode holding ``target``; the first command ramps from there."""
         ctx = self.sender.GetMyMutableContextFromRoot(root_context)
-        ctx.SetDiscreteState(np.asarray(target, dtype=float))
         self.safety.reset(target)
-        self.safety.estop = False
-        self.sender.estop = False
+        ctx.SetDiscreteState(self.safety.last.copy())  # what was last sent: no jump at start
+        self.safety.estop = self.sender.estop = self.bridge.estop.engaged
         self.sender.disarm()
         self.state_source.invalidate()
 
@@ -223,7 +256,11 @@ class HardwareStation:
         return {"sent_target": np.array(ctx.get_discrete_state_vector().value()),
                 "joint_state_age": snap.joint_age, "object_pose_age": snap.pose_age,
                 "object_pose_latency": snap.pose_latency, "estop": bool(snap.estop),
-                "overruns": self.sender.pacer.overruns}
+                "overruns": self.sender.pacer.overruns,
+                "rejected": (self.bridge.validity.counts() if self.bridge.validity is not None
+                             else {}),
+                "rejected_first": (dict(self.bridge.validity.first)
+                                   if self.bridge.validity is not None else {})}
 
     def monitor(self, root_context: Context) -> EventStatus:
         if self.sender.fault:
@@ -238,42 +275,85 @@ class HardwareStation:
         """Wait for DDS matching (once) and a fresh joint state and box pose."""
         if not self._matched:
             self.bridge.wait_for_matching(self.config.ros.discovery_timeout)
+            # Let discovery finish beyond the endpoints we waited for, so the first check for
+            # other commanders (below) sees a deploy or a rogue node already on the domain.
+            time.sleep(DISCOVERY_SETTLE)
+            self.bridge.wait_for_estop(self.config.ros.estop_timeout, ESTOP_LATCH_WAIT)
             self._matched = True
         deadline = time.monotonic() + self.config.home.timeout
         while True:
+            self.refuse_if_unsafe()
             snap = self.bridge.snapshot()
             age = self.config.safety.watchdog_age
             if snap.joint_age < age and snap.pose_age < age:
                 return
             if time.monotonic() > deadline:
-                t = self.bridge.topics
-                missing = [n for n, a in ((t.joint_states, snap.joint_age),
-                                          (", ".join(t.objects.values()), snap.pose_age))
-                           if not a < age]
-                raise HardwareError(
-                    f"set_home: no fresh messages on {', '.join(missing)} within "
-                    f"{self.config.home.timeout:.1f} s: is the robot (or "
-                    f"`fingergym-virtual-robot`) running? ({domain_hint(self.bridge.domain_id)})")
+                raise HardwareError(self._no_fresh_state(snap, age))
             time.sleep(0.01)
+
+    def _no_fresh_state(self, snap: Snapshot, age: float) -> str:
+        t = self.bridge.topics
+        missing = [n for n, a in ((t.joint_states, snap.joint_age),
+                                  (", ".join(t.objects.values()), snap.pose_age))
+                   if not a < age]
+        why = [f"set_home: no fresh valid messages on {', '.join(missing)} within "
+               f"{self.config.home.timeout:.1f} s"]
+        foreign = self.bridge.counts.get("bad_joint_states", 0)
+        if foreign and not snap.joint_age < age:
+            _, robot = self.scenario.plugins()
+            why.append(f"{foreign} JointState message(s) arrived naming "
+                       f"{self.bridge.last_foreign_joint_names}, not the robot's joints "
+                       f"{list(robot.joint_names)}")
+        rejected = self.bridge.validity.counts() if self.bridge.validity is not None else {}
+        if rejected:
+            why.append(f"messages rejected as invalid: {rejected}")
+        if len(why) == 1:
+            why.append("is the robot (or `fingergym-virtual-robot`) running?")
+        return "; ".join(why) + f" ({domain_hint(self.bridge.domain_id)})"
+
+    def refuse_if_unsafe(self) -> None:
+        """Raise if the robot may not be moved now: a supervisor's abort, the e-stop, invalid
+        state, or another commander on the command topic."""
+        b = self.bridge
+        b.check_abort()
+        if b.estop.engaged:
+            raise EStopEngaged(f"set_home: the e-stop is engaged ({b.topics.estop}); refusing "
+                               f"to move the robot. Release it by publishing `false` on that "
+                               f"topic")
+        if b.validity is not None and b.validity.fault:
+            raise StateFault(f"set_home: {b.validity.fault}; refusing to move the robot")
+        others = b.other_commanders()
+        if others:
+            raise ControlConflict(f"set_home: {', '.join(others)} also publish on "
+                                  f"{b.topics.commands}; refusing to command the robot "
+                                  f"alongside another commander")
 
     def go_home(self) -> np.ndarray:
         """Command the robot home (:meth:`~fingergym.interfaces.Robot.home`) and wait until it
         is within tolerance. Raises :class:`HardwareError` after ``home.timeout`` (no robot,
         e-stop, blocked). Returns the measured command joints' positions.
         """
+        if self.bridge.validity is not None:
+            self.bridge.validity.new_episode(since=time.time())  # counts, faults per episode
         self.wait_for_robot()
         _, robot = self.scenario.plugins()
         home = np.asarray(robot.home(), dtype=float)
         h = self.config.home
         snap = self.bridge.snapshot()
         self.safety.reset(snap.command)
+        self.safety.set_estop(False)
         pacer = Pacer(self.config.command_period)
         deadline = time.monotonic() + h.timeout
+        checks = 0
         while True:
             pacer.wait()
+            if checks % 50 == 0:
+                self.refuse_if_unsafe()  # graph queries: twice a second
+            elif self.bridge.estop.engaged or self.bridge.abort or (
+                    self.bridge.validity is not None and self.bridge.validity.fault):
+                self.refuse_if_unsafe()
+            checks += 1
             snap = self.bridge.snapshot()
-            if snap.estop != self.safety.estop:
-                self.safety.set_estop(snap.estop, snap.command)
             self.bridge.publish_command(self.safety.filter(home, snap.command).target)
             err = float(np.linalg.norm(snap.command - home))
             fresh = snap.joint_age < self.config.safety.watchdog_age
@@ -299,6 +379,7 @@ class HardwareStation:
         self.bridge.reset_pose_estimators()
         limit = time.monotonic() + self.config.home.timeout
         while self.bridge.pose_count < 3:
+            self.bridge.check_abort()
             if time.monotonic() > limit:
                 raise HardwareError(f"set_home: fewer than 3 poses on "
                                     f"{', '.join(self.bridge.topics.objects.values())} in "

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import heapq
 import math
+import os
 import signal
 import sys
 import threading
@@ -184,6 +185,9 @@ class VirtualRobot:
         self.topics = topics(config, robot, task.observation().objects)
         self.joint_names = list(robot.joint_names)
         self.n_cmd = robot.command_layout.size
+        # a real controller's limits: every command is clamped into the task's workspace
+        self.workspace = tuple(np.asarray(b, dtype=float)
+                               for b in robot.workspace(task.reach_region()))
         self._JointState, self._PoseStamped = JointState, PoseStamped
         self.context = rclpy.context.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
@@ -204,7 +208,9 @@ class VirtualRobot:
         self._wake = threading.Condition()
         self._commands: list[tuple[float, int, np.ndarray]] = []  # (apply at, seq, target)
         self._seq = 0
-        self.counts = {"commands": 0, "joint_states": 0, "object_poses": 0, "dropped": 0}
+        self.counts = {"commands": 0, "joint_states": 0, "object_poses": 0, "dropped": 0,
+                       "refused": 0, "clamped": 0}
+        self.parent_pid: int | None = None  # exit when this process is no longer our parent
         self._stop = threading.Event()
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self.node)
@@ -225,14 +231,22 @@ class VirtualRobot:
         return latency + (self.rng.uniform(0.0, self.vr.jitter) if self.vr.jitter > 0 else 0.0)
 
     def _on_command(self, msg) -> None:
+        """Take a command like ros2_control's forward controller: a command of the wrong size
+        or with a non-finite value is refused (counted), the rest clamped to the workspace."""
         now = time.monotonic()
-        if len(msg.data) != self.n_cmd or not all(math.isfinite(v) for v in msg.data):
-            self.log(f"ignored a bad command {list(msg.data)}")
+        data = list(msg.data)
+        if len(data) != self.n_cmd or not all(math.isfinite(v) for v in data):
+            self.counts["refused"] += 1
+            if self.counts["refused"] <= 3:
+                self.log(f"refused a malformed command {data[:8]}")
             return
+        target = np.clip(np.array(data, dtype=float), *self.workspace)
+        if not np.array_equal(target, data):
+            self.counts["clamped"] += 1
         with self._wake:
             self._seq += 1
             heapq.heappush(self._commands, (now + self._delay(self.vr.command_latency),
-                                            self._seq, np.array(msg.data, dtype=float)))
+                                            self._seq, target))
             self.counts["commands"] += 1
             self._wake.notify()
 
@@ -286,6 +300,9 @@ class VirtualRobot:
         pose_pacer = Pacer(1.0 / vr.object_pose_rate)
         next_js, next_pose = t0, t0
         outgoing: list[tuple[float, int, object, object]] = []  # (publish at, seq, pub, msg)
+        last_due: dict[object, float] = {}     # a link delivers one topic in order
+        last_sample: dict[object, float] = {}  # plant time of each topic's last message
+        next_parent_check = t0
         seq = 0
         self.log(f"running: commands on {self.topics.commands}, joint states at "
                  f"{vr.joint_state_rate:g} Hz, object poses ({', '.join(self.topics.objects)}) "
@@ -296,6 +313,11 @@ class VirtualRobot:
             now = time.monotonic()
             if now >= end:
                 break
+            if self.parent_pid is not None and now >= next_parent_check:
+                next_parent_check = now + 0.2
+                if os.getppid() != self.parent_pid:
+                    self.log(f"parent process {self.parent_pid} is gone: stopping")
+                    break
             with self._wake:
                 while self._commands and self._commands[0][0] <= now:
                     _, _, target = heapq.heappop(self._commands)
@@ -316,12 +338,17 @@ class VirtualRobot:
                     due.append((pub, functools.partial(self._pose, t_meas, state.objects[obj]),
                                 vr.object_pose_latency))
             for pub, make, latency in due:
+                if state.t <= last_sample.get(pub, -math.inf):
+                    continue  # no new plant step since this topic's last message
+                last_sample[pub] = state.t
                 if vr.drop_rate > 0 and self.rng.uniform() < vr.drop_rate:
                     self.counts["dropped"] += 1
                     continue
                 msg = make()
                 seq += 1
-                heapq.heappush(outgoing, (now + self._delay(latency), seq, pub, msg))
+                # jitter never reorders a topic (a link delivers it in order)
+                at = last_due[pub] = max(now + self._delay(latency), last_due.get(pub, -math.inf))
+                heapq.heappush(outgoing, (at, seq, pub, msg))
             while outgoing and outgoing[0][0] <= now:
                 _, _, pub, msg = heapq.heappop(outgoing)
                 pub.publish(msg)
@@ -397,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain-id", type=int, default=None,
                    help="ROS domain (default: $ROS_DOMAIN_ID)")
     p.add_argument("--quiet", action="store_true", help="no status lines")
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="exit when this process (e.g. the deploy that started us) is gone")
     g = p.add_argument_group("sim-to-real gap (default: the config's virtual_robot: values)")
     for flag, name, text in _FLAGS:
         kind = int if name in ("seed", "realtime_priority") else float
@@ -439,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"fingergym-virtual-robot: {ros_hint(e)}", file=sys.stderr)
         return 2
+    robot.parent_pid = args.parent_pid
     signal.signal(signal.SIGTERM, robot.stop)
     signal.signal(signal.SIGINT, robot.stop)
     return robot.run(args.duration)

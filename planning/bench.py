@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-JSON_KEYS = ("version", "config", "onedim", "smoothing", "flipup", "timing_s", "plot")
+JSON_KEYS = ("version", "config", "onedim", "smoothing", "flipup", "rrt", "timing_s", "plot")
 EVAL_SEED = 10_000  # flip-up episodes use seeds EVAL_SEED, EVAL_SEED + 1, ...
 
 
@@ -42,47 +42,114 @@ def run_smoothing(quick: bool, seed: int, tick: Any = None) -> list[dict]:
     return study(model, samples=(10, 100), reps=10, ref_samples=1000, seed=seed, tick=tick)
 
 
-def run_flipup(episodes: int, modes: Sequence[str], tick: Any = None) -> dict:
+_WORKER: dict[str, Any] = {}
+
+
+def _episode(job: tuple[str, int]) -> dict:
+    """One flip-up episode (mode, seed) in this process's own env and planner."""
     from fingergym.env import make_env
     from fingergym.scenario import load_scenario
 
     from .flipup import FlipUpPlanner, run_episode
 
-    scenario = load_scenario()
-    env = make_env(scenario, randomize=True)
-    planner = FlipUpPlanner(scenario)
-    out: dict[str, Any] = {"episodes": episodes, "seeds": [EVAL_SEED, EVAL_SEED + episodes - 1],
-                           "config": {k: v for k, v in vars(planner.config).items()}}
-    examples = {}
-    try:
-        for mode in modes:
-            rows = []
-            for i in range(episodes):
-                t0 = time.perf_counter()
-                r = run_episode(env, planner, EVAL_SEED + i, closed_loop=mode == "closed")
-                rows.append({"seed": r.seed, "success": r.success,
-                             "angle_from_vertical": r.angle_from_vertical,
-                             "box_omega": r.box_omega, "plans": len(r.plan_seconds),
-                             "plan_seconds": float(np.sum(r.plan_seconds)),
-                             "replan_median_s": float(np.median(r.plan_seconds)),
-                             "episode_wall_s": time.perf_counter() - t0,
-                             "phases": sorted(set(planner.phases))})
-                if i == 0:
-                    examples[mode] = {"states": r.states[:, :5].tolist(),
-                                      "targets": r.targets.tolist()}
+    if not _WORKER:
+        scenario = load_scenario()
+        _WORKER["env"] = make_env(scenario, randomize=True)
+        _WORKER["planner"] = FlipUpPlanner(scenario)
+    mode, seed = job
+    planner = _WORKER["planner"]
+    t0 = time.perf_counter()
+    r = run_episode(_WORKER["env"], planner, seed, closed_loop=mode == "closed")
+    return {"mode": mode, "seed": r.seed, "success": r.success,
+            "angle_from_vertical": r.angle_from_vertical, "box_omega": r.box_omega,
+            "plans": len(r.plan_seconds), "plan_seconds": float(np.sum(r.plan_seconds)),
+            "replan_median_s": float(np.median(r.plan_seconds)),
+            "episode_wall_s": time.perf_counter() - t0, "phases": sorted(set(planner.phases)),
+            "example": {"states": r.states[:, :5].tolist(), "targets": r.targets.tolist()}}
+
+
+def run_flipup(episodes: int, modes: Sequence[str], tick: Any = None, jobs: int = 1) -> dict:
+    """``episodes`` held-out episodes per mode (seeds EVAL_SEED...), over ``jobs`` processes
+    (each with its own env and planner; plan times are per-process wall times)."""
+    from .flipup import FlipUpConfig
+
+    tasks = [(mode, EVAL_SEED + i) for mode in modes for i in range(episodes)]
+    results = []
+    if jobs > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(jobs) as pool:
+            for res in pool.imap_unordered(_episode, tasks):
+                results.append(res)
                 if tick:
                     tick()
-            succ = [r["success"] for r in rows]
-            out[mode] = {
-                "success_rate": float(np.mean(succ)), "successes": int(np.sum(succ)),
-                "plan_seconds_per_episode_median": float(np.median(
-                    [r["plan_seconds"] for r in rows])),
-                "replan_seconds_median": float(np.median([r["replan_median_s"] for r in rows])),
-                "rows": rows}
-    finally:
-        env.close()
+    else:
+        for t in tasks:
+            results.append(_episode(t))
+            if tick:
+                tick()
+    out: dict[str, Any] = {"episodes": episodes, "seeds": [EVAL_SEED, EVAL_SEED + episodes - 1],
+                           "jobs": jobs, "config": vars(FlipUpConfig())}
+    examples = {}
+    for mode in modes:
+        rows = sorted((r for r in results if r["mode"] == mode), key=lambda r: r["seed"])
+        if rows:
+            examples[mode] = rows[0]["example"]
+        for r in rows:
+            r.pop("example", None)
+        succ = [r["success"] for r in rows]
+        out[mode] = {
+            "success_rate": float(np.mean(succ)), "successes": int(np.sum(succ)),
+            "plan_seconds_per_episode_median": float(np.median(
+                [r["plan_seconds"] for r in rows])),
+            "replan_seconds_median": float(np.median([r["replan_median_s"] for r in rows])),
+            "episode_wall_seconds_median": float(np.median(
+                [r["episode_wall_s"] for r in rows])),
+            "rows": rows}
     out["examples"] = examples
     return out
+
+
+def run_rrt(runs: int, max_nodes: int, tick: Any = None) -> dict:
+    """Both metrics from the same flat starts (box x = -0.05 + 0.05 i), low friction model."""
+    from dataclasses import replace
+
+    from fingergym.scenario import load_scenario
+    from fingergym.sim.params import nominal_params
+
+    from .model import QuasiDynamicModel
+    from .rrt import BoxRRT, RRTConfig
+
+    s = load_scenario()
+    model = QuasiDynamicModel(s, h=0.2, params=replace(nominal_params(s),
+                                                       friction=s.randomization.friction[0]))
+    out: dict[str, Any] = {"runs": runs, "max_nodes": max_nodes}
+    for metric in ("smoothed", "euclidean"):
+        rows = []
+        for i in range(runs):
+            q0 = model.flat_q(-0.05 + 0.05 * i)
+            r = BoxRRT(model, RRTConfig(metric=metric, max_nodes=max_nodes), seed=i).plan(
+                q0, np.pi / 2)
+            path = np.asarray(r.path) if r.path else np.zeros((0, 5))
+            rows.append({"start_x": float(q0[0]), "success": r.success, "nodes": r.nodes,
+                         "seconds": r.seconds, "best_angle": r.best_angle,
+                         "path_length": len(path),
+                         "max_hover_m": _max_hover(model, path)})
+            if tick:
+                tick()
+        out[metric] = {"successes": int(sum(r["success"] for r in rows)), "rows": rows}
+    return out
+
+
+def _max_hover(model: Any, path: np.ndarray) -> float:
+    """Largest clearance [m] between the box and the floor along a path (barrier artifacts)."""
+    best = 0.0
+    for q in path:
+        c = model.contacts(q)
+        floor = [p for p, n in zip(c.phi, c.names) if n.startswith("bin_floor|box")]
+        if floor:
+            best = max(best, float(min(floor)))
+    return best
 
 
 def make_plot(path: Path, onedim: dict, smoothing: list[dict], flipup: dict | None) -> None:
@@ -199,6 +266,20 @@ def format_flipup(res: dict) -> str:
     return "\n".join(lines)
 
 
+def format_rrt(res: dict) -> str:
+    lines = [f"RRT over the box configuration (barrier model kappa=200, {res['max_nodes']} nodes "
+             "max, flat starts)", f"{'metric':<10} {'stood up':>9} {'nodes (median)':>15} "
+             f"{'s (median)':>11} {'max hover [mm]':>15}"]
+    for metric in ("smoothed", "euclidean"):
+        rows = res[metric]["rows"]
+        hover = [r["max_hover_m"] for r in rows if r["success"]]
+        lines.append(f"{metric:<10} {res[metric]['successes']:>4}/{res['runs']:<4} "
+                     f"{np.median([r['nodes'] for r in rows]):15.0f} "
+                     f"{np.median([r['seconds'] for r in rows]):11.1f} "
+                     f"{(max(hover) * 1e3 if hover else float('nan')):15.1f}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fingergym bench planning",
@@ -208,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
             "step), bias/spread of the smoothed linearization by zero-order, first-order and "
             "barrier smoothing on the flip-up scene, and the smoothed-iLQR planner flipping "
             "the box in the full Drake simulation, open and closed loop. Prints tables (or "
-            "one JSON object with --json) and writes a PNG figure."),
+            "one JSON object with --json) and, with --plot, a PNG figure."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="Results are explained in docs/planning.md. The full run takes ~20-30 min on "
                "one core (most of it the planner in the loop); --quick takes ~1-2 min.")
@@ -220,12 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flip-up episodes per mode (default 20, quick 2)")
     p.add_argument("--modes", default="closed,open",
                    help="comma-separated flip-up modes: closed, open")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="processes for the flip-up episodes (each its own env and planner)")
+    p.add_argument("--rrt", type=int, default=0, metavar="RUNS",
+                   help="also run the RRT (stretch) from RUNS flat starts per metric "
+                        "(smoothed vs euclidean); minutes")
+    p.add_argument("--rrt-nodes", type=int, default=600, help="RRT node budget")
     p.add_argument("--kappa", type=float, default=1e4, help="1-D check's barrier kappa")
     p.add_argument("--samples", type=int, default=200_000,
                    help="1-D check's Monte Carlo samples per x")
-    p.add_argument("--plot", type=Path, default=Path("planning.png"),
-                   help="where to write the PNG figure")
-    p.add_argument("--no-plot", action="store_true", help="skip the figure")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                   help="also write the figure to PNG (default: no figure)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the smoothing study")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     return p
@@ -252,11 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     episodes = args.episodes if args.episodes is not None else (2 if args.quick else 20)
     modes = [m for m in args.modes.split(",") if m]
-    if episodes < 0 or any(m not in ("closed", "open") for m in modes):
-        parser.error("--episodes must be >= 0 and --modes a list of closed, open")
+    if episodes < 0 or args.jobs < 1 or any(m not in ("closed", "open") for m in modes):
+        parser.error("--episodes must be >= 0, --jobs >= 1 and --modes a list of closed, open")
     from tqdm import tqdm
 
-    total = 2 + 6 + episodes * len(modes)
+    total = 2 + 6 + episodes * len(modes) + 2 * args.rrt
     bar = tqdm(total=total, desc="bench planning", disable=args.quiet, file=sys.stderr,
                leave=False)
     timing: dict[str, float] = {}
@@ -273,17 +359,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                    20_000 if args.quick else args.samples)
     bar.update()
     smoothing = timed("smoothing", run_smoothing, args.quick, args.seed, bar.update)
-    flipup = timed("flipup", run_flipup, episodes, modes, bar.update) if episodes else None
+    flipup = (timed("flipup", run_flipup, episodes, modes, bar.update, args.jobs)
+              if episodes else None)
+    rrt = timed("rrt", run_rrt, args.rrt, args.rrt_nodes, bar.update) if args.rrt else None
     plot = None
-    if not args.no_plot:
+    if args.plot is not None:
         timed("plot", make_plot, args.plot, onedim, smoothing, flipup)
         plot = str(args.plot)
     bar.update()
     bar.close()
     timing["total"] = time.perf_counter() - t_all
     res = {"version": 1, "config": {"quick": args.quick, "episodes": episodes, "modes": modes,
-                                    "kappa_1d": args.kappa, "seed": args.seed},
-           "onedim": onedim, "smoothing": smoothing, "flipup": flipup, "timing_s": timing,
+                                    "kappa_1d": args.kappa, "seed": args.seed, "rrt": args.rrt,
+                                    "rrt_nodes": args.rrt_nodes, "jobs": args.jobs},
+           "onedim": onedim, "smoothing": smoothing, "flipup": flipup, "rrt": rrt,
+           "timing_s": timing,
            "plot": plot}
     if args.json:
         print(json.dumps(_jsonable(res)))
@@ -294,6 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if flipup:
         print()
         print(format_flipup(flipup))
+    if rrt:
+        print()
+        print(format_rrt(rrt))
     print()
     print("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timing.items()))
     if plot:

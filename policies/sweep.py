@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import warnings
 from datetime import datetime, timezone
@@ -137,7 +136,7 @@ def run_sweep(settings: dict, configs: dict[str, TrainConfig], out_dir: Path, *,
                          "seed": tune.grid_search(list(settings["seeds"]))},
             tune_config=tune.TuneConfig(max_concurrent_trials=settings["max_concurrent"] or None,
                                         reuse_actors=True),
-            run_config=tune.RunConfig(name="tune", storage_path=str(out_dir), verbose=0))
+            run_config=tune.RunConfig(name="tune", storage_path=str(out_dir), verbose=1))
         results = tuner.fit()
         runs = [r.metrics for r in results if r.metrics and "configuration" in r.metrics]
         errors = [str(r.error).splitlines()[0] for r in results if r.error]
@@ -263,7 +262,6 @@ def run(args: argparse.Namespace) -> int:
         settings["ray_address"] = args.ray
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out_dir = args.out_dir or Path(settings["out_dir"] or f"runs/sweep-{stamp}")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     summary = run_sweep(settings, configs, out_dir)
     print(format_table(summary))
     for e in summary["errors"]:

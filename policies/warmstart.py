@@ -105,20 +105,29 @@ def fit(model: PPO, obs: np.ndarray, actions: np.ndarray, values: np.ndarray | N
 
 def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, episodes: int,
                epochs: int, batch_size: int, lr: float, log_std: float, seed: int,
-               log=print) -> dict:
+               expert: str = "task", log=print) -> dict:
     """Clone the expert into ``model`` (actor and critic); returns a summary.
 
+    ``expert="task"`` runs the task's scripted expert in the training VecEnv; ``"planner"``
+    collects closed-loop planner episodes one at a time
+    (:func:`fingergym.planning.demos.collect_demonstrations`; no hand-written expert).
     Also feeds the expert observations into ``vecnorm``'s statistics, so PPO starts with the
     normalization the clone was fitted under.
     """
     venv = vecnorm.venv if vecnorm is not None else model.get_env()
-    task, robot = scenario.plugins()
-    expert = task.expert()
-    if expert is None:
-        raise ScenarioError(f"task {task.name!r} on robot {robot.name!r} has no scripted expert "
-                            f"to warm-start from: set warm_start.episodes: 0")
     t0 = time.perf_counter()
-    data = collect(venv, expert, episodes, seed)
+    if expert == "planner":
+        from fingergym.planning.demos import collect_demonstrations
+
+        data = collect_demonstrations(scenario, episodes, seed)
+    else:
+        task, robot = scenario.plugins()
+        scripted = task.expert()
+        if scripted is None:
+            raise ScenarioError(f"task {task.name!r} on robot {robot.name!r} has no scripted "
+                                f"expert to warm-start from: set warm_start.episodes: 0 or "
+                                f"warm_start.expert: planner")
+        data = collect(venv, scripted, episodes, seed)
     summary = {"episodes": len(data.success), "expert_success": float(np.mean(data.success))}
     log(f"warm start: expert success {summary['expert_success']:.0%} on {len(data.success)} "
         f"episodes ({time.perf_counter() - t0:.0f} s)")

@@ -216,16 +216,18 @@ class EpisodeRecorder:
 
     def close(self, *, end_reason: str, success: bool, episode_return: float,
               final_observation: np.ndarray | None = None,
-              final_state: np.ndarray | None = None) -> None:
+              final_state: np.ndarray | None = None, extra: dict | None = None) -> None:
         """Write the outcome, finish the bag (footer, metadata.yaml). Idempotent.
 
         ``final_observation``/``final_state`` (optional): after the last step (state: sim only).
+        ``extra``: more JSON-safe outcome fields (e.g. ``rejected`` state messages by reason).
         """
         if self._closed:
             return
         self._closed = True
         _OPEN.discard(self)
-        end = {"event": "end", "end_reason": str(end_reason), "success": bool(success),
+        end = {**(extra or {}),
+               "event": "end", "end_reason": str(end_reason), "success": bool(success),
                "episode_return": float(episode_return), "steps": self.steps,
                "duration": (self._last_stamp - self.start_ns) * 1e-9}
         if final_observation is not None:

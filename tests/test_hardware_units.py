@@ -84,12 +84,16 @@ def test_safety_soft_start_and_estop(scenario):
     f.reset([0.1, 0.2])  # measured
     first = f.filter([0.0, 0.2])
     assert first.target == pytest.approx([0.09, 0.2])  # ramps from the measured position
-    f.set_estop(True, measured=[0.085, 0.2])
+    # engage with the finger lagging 5 cm behind: the last command is held, no jump to it
+    f.set_estop(True, measured=[0.14, 0.2])
     for target in ([0.2, 0.1], [np.nan, 0.0]):
         cmd = f.filter(target)
-        assert cmd.reason == "estop" and cmd.target == pytest.approx([0.085, 0.2])
-    f.set_estop(False, measured=[0.08, 0.2])
-    assert f.filter([0.0, 0.2]).target == pytest.approx([0.07, 0.2])
+        assert cmd.reason == "estop" and cmd.target == pytest.approx([0.09, 0.2])
+    f.set_estop(False, measured=[0.02, 0.2])  # release: on from the last command, rate limited
+    assert f.filter([0.0, 0.2]).target == pytest.approx([0.08, 0.2])
+    f.reset([0.0, 0.3])  # a new episode's soft start: still no jump from the last command
+    cmd = f.filter([0.0, 0.3])
+    assert cmd.target == pytest.approx([0.07, 0.21])  # one step per joint from the last command
 
 
 def test_pacer_keeps_period_and_reports_overruns():

@@ -129,3 +129,13 @@ def test_bench_planning_help(capsys):
         main(["--help"])
     assert e.value.code == 0
     assert "--episodes" in capsys.readouterr().out
+
+
+def test_warm_start_expert_is_a_config_choice():
+    from fingergym.policies.config import config_from_dict, load_train_config
+    from fingergym.scenario import ScenarioError
+
+    assert load_train_config().warm_start.expert == "task"
+    assert config_from_dict({"warm_start": {"expert": "planner"}}).warm_start.expert == "planner"
+    with pytest.raises(ScenarioError, match="warm_start.expert"):
+        config_from_dict({"warm_start": {"expert": "oracle"}})

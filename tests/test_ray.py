@@ -147,7 +147,7 @@ def test_sweep_writes_runs_and_summary(cluster, tmp_path):
     from fingergym.cli import main
 
     sweep = {"ray_address": cluster.address, "seeds": [0, 1], "cpus_per_run": 1,
-             "set": {**TINY, "env.n_envs": 1, "total_timesteps": 64, "eval.freq": 32},
+             "set": {**TINY, "env.n_envs": 1, "total_timesteps": 64},
              "configurations": {"base": {}, "lr_1e-3": {"ppo.learning_rate": 1.0e-3}}}
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep))
@@ -167,6 +167,31 @@ def test_sweep_writes_runs_and_summary(cluster, tmp_path):
         assert c["runs"] == 2 and c["failed"] == 0
         assert c["success_min"] <= c["success_median"] <= c["success_max"]
     assert (out / "summary.png").stat().st_size > 0
+
+
+def test_lost_node_raises_env_worker_lost_naming_it(cluster):
+    """The node under an env worker disappears (its raylet and workers killed): the next step
+    raises EnvWorkerLost naming that worker's node; closing still works. Runs last: it removes
+    the second node."""
+    from fingergym.policies.ray_vec_env import EnvWorkerLost
+    from fingergym.policies.train import make_vec_env
+
+    cfg = load_train_config().replace(**{**TINY, "env.backend": "ray"})
+    venv = make_vec_env(cfg, 2)
+    try:
+        venv.reset()
+        actions = np.zeros((2, 2), dtype=np.float32)
+        venv.step(actions)
+        node = next(n for n in cluster.worker_nodes)
+        where = next(w for w in venv.unwrapped.locations if w["node_id"] == node.node_id)
+        cluster.remove_node(node, allow_graceful=False)
+        with pytest.raises(EnvWorkerLost) as e:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                venv.step(actions)
+        assert where["node_id"][:12] in str(e.value) and f"pid {where['pid']}" in str(e.value)
+    finally:
+        venv.close()
 
 
 def test_cluster_launcher_example_is_valid():

@@ -296,3 +296,17 @@ def test_shipped_sweep_config_loads():
     settings, configs = load_sweep(Path(__file__).parents[1] / "configs" / "sweep.yaml")
     assert len(settings["seeds"]) >= 2 and len(configs) >= 2
     assert len({c.digest() for c in configs.values()}) == len(configs)
+
+
+def test_robot_side_and_trainer_import_no_ray():
+    """Ray is the training-only extra: deploy, the policy runner and the trainer (which catches
+    EnvWorkerLost) load without importing it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fingergym.hardware.deploy, fingergym.policies.runner, "
+            "fingergym.policies.train, fingergym.policies.ray_vec_env, fingergym.cli; "
+            "assert 'ray' not in sys.modules, 'ray imported'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
