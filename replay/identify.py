@@ -46,6 +46,17 @@ def as_robot_bag(ep: Episode) -> Episode:
     return dataclasses.replace(ep, metadata=meta, state=None)
 
 
+def head(ep: Episode, steps: int) -> Episode:
+    """The first ``steps`` gym steps of ``ep`` (a robot bag's, :func:`as_robot_bag`)."""
+    if ep.steps <= steps:
+        return ep
+    meta = {k: v for k, v in ep.metadata.items()
+            if k not in ("final_observation", "final_state")}
+    cut = {f: getattr(ep, f)[:steps] for f in ("observation", "action", "target", "reward",
+                                                "sim_time", "wall_time", "stamp_ns")}
+    return dataclasses.replace(ep, metadata=meta, state=None, **cut)
+
+
 def default_params(scenario: Scenario) -> list[str]:
     """What training randomizes: friction, gain scale, delay, and every task parameter whose
     scenario entry ``<section>.<leaf>`` has a ``<section>.<leaf>_scale`` range."""
@@ -147,18 +158,23 @@ ROBOT_PARAMS = ("kp", "kd", GAIN)  # what the commanded joints' motion alone det
 
 
 def fit(episodes: list[Episode], scenario: Scenario, names: list[str], *,
-        delays: list[int] | None = None, max_nfev: int = 30, progress: Any = None) -> Fit:
+        delays: list[int] | None = None, max_nfev: int = 30, horizon: float | None = 1.5,
+        progress: Any = None) -> Fit:
     """Fit ``names`` (EpisodeParams fields, task parameters, ``gain_scale``; ``delays`` profiles
     ``action_delay_periods`` when it is among them) to ``episodes`` from ``scenario``'s prior.
 
-    Two stages, because the open-loop replay's cost is not convex (a contact made or missed
-    makes local minima, e.g. gains that compensate a delay): (1) the controller's parameters
-    and the delay on the commanded joints' positions alone (others at their prior), the delay
-    profiled over ``delays``; (2) every continuous parameter on all positions at that delay,
-    from stage 1's values."""
+    Stages, because the open-loop replay's cost is not convex (a contact made or missed makes
+    local minima, e.g. gains that compensate a delay), and gets rougher as the replay drifts
+    over long episodes: on the first ``horizon`` seconds of each episode, (1) the controller's
+    parameters and the delay on the commanded joints' positions alone (others at their prior),
+    the delay profiled over ``delays``; (2) every continuous parameter on all positions at that
+    delay, from stage 1's values; then (3) the same on the whole episodes, from stage 2's."""
     from scipy.optimize import least_squares
 
     eps = [as_robot_bag(e) for e in episodes]
+    n_head = (max(1, round(horizon / scenario.episode.step)) if horizon
+              else max(e.steps for e in eps))
+    short = [head(e, n_head) for e in eps]
     cont = [n for n in names if n != DELAY]
     prior = prior_values(scenario, names)
     base = {n: prior[n] for n in cont}
@@ -178,7 +194,7 @@ def fit(episodes: list[Episode], scenario: Scenario, names: list[str], *,
         return v
 
     def residual(x: np.ndarray, d: int | None, free: list[int], x_all: np.ndarray,
-                 robot_only: bool = False) -> np.ndarray:
+                 robot_only: bool = False, which: list[Episode] = eps) -> np.ndarray:
         nonlocal nfev
         nfev += 1
         if progress is not None:
@@ -186,13 +202,13 @@ def fit(episodes: list[Episode], scenario: Scenario, names: list[str], *,
         full = x_all.copy()
         full[free] = x
         return np.concatenate([episode_residual(e, scenario, values_of(full, d), robot_only)[0]
-                               for e in eps])
+                               for e in which])
 
-    def solve(d, free, x_all, robot_only=False):
+    def solve(d, free, x_all, robot_only=False, which=eps):
         if not free:
-            r = residual(np.zeros(0), d, free, x_all, robot_only)
+            r = residual(np.zeros(0), d, free, x_all, robot_only, which)
             return x_all, r, np.zeros((len(r), 0))
-        sol = least_squares(residual, x_all[free], args=(d, free, x_all, robot_only),
+        sol = least_squares(residual, x_all[free], args=(d, free, x_all, robot_only, which),
                             bounds=SCALE_BOUNDS, diff_step=1e-3, max_nfev=max_nfev,
                             method="trf", xtol=1e-5, ftol=1e-8)
         out = x_all.copy()
@@ -209,14 +225,16 @@ def fit(episodes: list[Episode], scenario: Scenario, names: list[str], *,
         if d is None and not robot_idx:
             best = (0.0, None, x0)
             break
-        x1, r1, _ = solve(d, robot_idx, x0, robot_only=True)
+        x1, r1, _ = solve(d, robot_idx, x0, robot_only=True, which=short)
         cost1 = 0.5 * float(r1 @ r1)
         if d is not None:
             profile[d] = cost1
         if best is None or cost1 < best[0]:
             best = (cost1, d, x1)
     _, d, x1 = best
-    x, r, jac = solve(d, all_idx, x1)  # stage 2
+    x, r, jac = solve(d, all_idx, x1, which=short)  # stage 2
+    if any(e.steps > n_head for e in eps):
+        x, r, jac = solve(d, all_idx, x)  # stage 3
     cost = 0.5 * float(r @ r)
     m, p = len(r), len(cont)
     s2 = float(r @ r) / max(m - p, 1)
