@@ -19,6 +19,7 @@ relative std exceeds :data:`UNIDENTIFIABLE_REL_STD` or ``J`` is (near-)rank-defi
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,9 @@ from .reader import Episode
 POSITION_SCALE = 1e-3           # m: 1 mm of position error is one residual unit
 ANGLE_SCALE = math.radians(1)   # rad: 1 degree likewise
 SCALE_BOUNDS = (0.25, 4.0)      # fitted value / prior
+DIFF_STEP = 1e-3                # relative finite-difference step of the Jacobian
+GRID = (0.6, 0.8, 1.0, 1.25, 1.5)  # coarse scales of the object's parameters tried jointly
+MAX_GRID_PARAMS = 2             # ... when there are at most this many (5^2 re-simulations)
 UNIDENTIFIABLE_REL_STD = 0.2    # std / value above which a parameter is reported unidentified
 DELAY = "action_delay_periods"
 GAIN = "gain_scale"             # kp = prior kp * g, kd = prior kd * sqrt(g) (as randomization)
@@ -209,7 +213,7 @@ def fit(episodes: list[Episode], scenario: Scenario, names: list[str], *,
             r = residual(np.zeros(0), d, free, x_all, robot_only, which)
             return x_all, r, np.zeros((len(r), 0))
         sol = least_squares(residual, x_all[free], args=(d, free, x_all, robot_only, which),
-                            bounds=SCALE_BOUNDS, diff_step=1e-3, max_nfev=max_nfev,
+                            bounds=SCALE_BOUNDS, diff_step=DIFF_STEP, max_nfev=max_nfev,
                             method="trf", xtol=1e-5, ftol=1e-8)
         out = x_all.copy()
         out[free] = sol.x
@@ -232,6 +236,18 @@ def fit(episodes: list[Episode], scenario: Scenario, names: list[str], *,
         if best is None or cost1 < best[0]:
             best = (cost1, d, x1)
     _, d, x1 = best
+    # the object's parameters: a coarse grid over them jointly first (the cost is rough and
+    # has coupled valleys, e.g. mass vs friction: from the prior the local fit does not move)
+    obj_idx = [i for i in all_idx if i not in robot_idx]
+    if 0 < len(obj_idx) <= MAX_GRID_PARAMS:
+        best_grid = None
+        for combo in itertools.product(GRID, repeat=len(obj_idx)):
+            trial = x1.copy()
+            trial[obj_idx] = combo
+            rr = residual(trial[all_idx], d, all_idx, trial, which=short)
+            if best_grid is None or float(rr @ rr) < best_grid[0]:
+                best_grid = (float(rr @ rr), trial)
+        x1 = best_grid[1]
     x, r, jac = solve(d, all_idx, x1, which=short)  # stage 2
     if any(e.steps > n_head for e in eps):
         x, r, jac = solve(d, all_idx, x)  # stage 3
