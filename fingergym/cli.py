@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("fingergym.bench_cli", "benchmarks: `fingergym bench gradients ...`"),
     "replay": ("fingergym.replay.cli_replay",
                "replay a logged episode: in sim (sim-to-real gap), on the robot, plot, Meshcat"),
+    "identify": ("fingergym.replay.cli_identify",
+                 "fit the scenario's physics (mass, friction, gains, delay) to logged episodes"),
     "episodes": ("fingergym.replay.episodes", "table of the logged episodes in a directory"),
     "tasks": ("fingergym.registry", "list the registered gym ids with their robot and task"),
 }

@@ -130,6 +130,26 @@ class FingerGymEnv(DrakeGymEnv):
             info["end_reason"] = reason
         return np.asarray(obs, dtype=np.float32), float(reward), terminated, truncated, info
 
+    def hold_action(self) -> np.ndarray:
+        """The action (n_cmd,) that holds the robot where it is now (target = its position)."""
+        station = self.station
+        command = station.measured_command(self.simulator.get_context())
+        return self.scaling.to_action(self.scaling.clamp_target(command)).astype(np.float32)
+
+    def set_scenario(self, scenario: Scenario) -> None:
+        """Use ``scenario`` from the next ``reset()`` on (training curricula over the reset
+        distribution). Task, robot, episode, action scaling and observation layout must stay
+        the same: only what a reset draws may differ."""
+        same = (scenario.task == self.scenario.task and scenario.robot == self.scenario.robot
+                and scenario.episode == self.scenario.episode
+                and np.array_equal(ActionScaling.from_scenario(scenario).low, self.scaling.low)
+                and np.array_equal(ActionScaling.from_scenario(scenario).high,
+                                   self.scaling.high))
+        if not same:
+            raise ValueError("set_scenario: task, robot, episode or workspace differ from the "
+                             "env's scenario")
+        self.scenario = scenario
+
     def render(self):
         """``rgb_array``: an (H, W, 3 or 4) uint8 frame; ``ansi``: one line of the state by
         name; ``human``: redraw Meshcat. Without a render mode: ``None`` (a Meshcat passed to
@@ -211,8 +231,9 @@ def make_env(scenario: Scenario | str | Path | None = None, mode: str = "sim", *
         stations: dict[int, Any] = {}
 
         def make_simulator(generator: RandomGenerator) -> Simulator:
-            params = draw_params(scenario, generator) if randomize else nominal_params(scenario)
-            station = build_sim_station(scenario, params, meshcat=meshcat or None,
+            s = env.scenario  # the env's current scenario (a curriculum may change it)
+            params = draw_params(s, generator) if randomize else nominal_params(s)
+            station = build_sim_station(s, params, meshcat=meshcat or None,
                                         render=render_mode == "rgb_array")
             simulator = Simulator(station.diagram)
             stations.clear()

@@ -349,6 +349,12 @@ class Task(ABC):
         """Task quantities to report in ``info`` and evaluation tables (floats by name)."""
         return {}
 
+    def potentials(self) -> dict[str, Callable[[np.ndarray], float]]:
+        """Optional shaping potentials by name: observation (n_obs,) -> float. Training may add
+        ``gamma * Phi(s') - Phi(s)`` to the reward (``shaping.potential``); evaluation never
+        does. Default: none."""
+        return {}
+
     def expert(self) -> Callable[[np.ndarray], np.ndarray] | None:
         """An optional scripted expert: true state (n_obs,) -> action (n_cmd,) in [-1, 1].
         Used for warm starts and demos; ``None`` if the task has none."""

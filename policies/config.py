@@ -53,6 +53,9 @@ class PPOConfig:
     max_grad_norm: float = _f(0.5, 0.0, 1000.0, lo_open=True)
     target_kl: float = _f(0.03, 0.0, 10.0, doc="0: off")
     log_std_init: float = _f(-1.5, -10.0, 5.0, doc="initial log std of the Gaussian policy")
+    use_sde: bool = False  # generalized state-dependent exploration (gSDE): correlated noise
+    sde_sample_freq: int = _f(-1, -1, 1_000_000, doc="steps between gSDE noise draws; -1: "
+                                                    "once per rollout")
 
 
 @dataclass
@@ -87,6 +90,39 @@ class WarmStartConfig:
 
 
 @dataclass
+class PriorConfig:
+    """Task-free actor start (:mod:`fingergym.policies.prior`): "hold where you are"."""
+
+    hold_steps: int = _f(0, 0, 10_000_000, doc="random-action env steps to fit it on (0: off)")
+    epochs: int = _f(30, 1, 10_000)
+    batch_size: int = _f(256, 2, 1_000_000)
+    learning_rate: float = _f(1e-3, 0.0, 1.0, lo_open=True)
+    seed: int = _f(2_000_000, 0, 2**31 - 1, doc="env seeds of its rollouts (never evaluated)")
+
+
+@dataclass
+class CurriculumConfig:
+    """Reset curriculum (:mod:`fingergym.policies.curriculum`); off when ``keys`` is empty."""
+
+    # dotted scenario key -> its easiest value (difficulty 0); difficulty 1 = the training
+    # scenario's own value, e.g. {"box.tilt_range": [1.25, 1.45]}
+    keys: dict = field(default_factory=dict)
+    start: float = _f(0.0, 0.0, 1.0, doc="initial difficulty")
+    step: float = _f(0.1, 0.0, 1.0, lo_open=True, doc="difficulty added at each promotion")
+    promote_at: float = _f(0.6, 0.0, 1.0, doc="training success rate that promotes")
+    window: int = _f(40, 1, 100_000, doc="episodes at the current difficulty per decision")
+    replay: float = _f(0.2, 0.0, 1.0, doc="share of episodes restarted at an easier difficulty")
+
+
+@dataclass
+class ShapingConfig:
+    """Potential-based reward shaping for training (:mod:`fingergym.policies.shaping`)."""
+
+    potential: str = _f("", doc="one of the task's potentials by name (Task.potentials); '': off")
+    scale: float = _f(1.0, 0.0, 1e6, doc="multiplies the potential")
+
+
+@dataclass
 class EvalConfig:
     freq: int = _f(20_000, 0, 10**9, doc="env steps between evaluations (0: only at the end)")
     episodes: int = _f(20, 1, 100_000)
@@ -104,6 +140,9 @@ class TrainConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    shaping: ShapingConfig = field(default_factory=ShapingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     source: str = field(default="<defaults>", compare=False, metadata={"internal": True})
 
@@ -165,16 +204,18 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfi
         raise ScenarioError(f"{source}: top level: expected a mapping, got {data!r}")
     data = json.loads(json.dumps(data))  # deep copy, plain types
     # The scenario validator knows numbers, strings and lists; check bool/dict leaves here.
-    for section, key in (("env", "randomize"), ("normalize", "obs"), ("normalize", "reward")):
+    for section, key in (("env", "randomize"), ("normalize", "obs"), ("normalize", "reward"),
+                         ("ppo", "use_sde")):
         value = (data.get(section) or {}).get(key) if isinstance(data.get(section), dict) else None
         if value is not None and not isinstance(value, bool):
             raise ScenarioError(f"{source}: {section}.{key}: expected true/false, got {value!r}")
-    env = data.get("env")
-    overrides = env.get("overrides") if isinstance(env, dict) else None
-    if overrides is None and isinstance(env, dict) and "overrides" in env:
-        env["overrides"] = {}
-    elif overrides is not None and not isinstance(overrides, dict):
-        raise ScenarioError(f"{source}: env.overrides: expected a mapping, got {overrides!r}")
+    for section, key in (("env", "overrides"), ("curriculum", "keys")):
+        node = data.get(section)
+        value = node.get(key) if isinstance(node, dict) else None
+        if value is None and isinstance(node, dict) and key in node:
+            node[key] = {}
+        elif value is not None and not isinstance(value, dict):
+            raise ScenarioError(f"{source}: {section}.{key}: expected a mapping, got {value!r}")
     cfg = _build(TrainConfig, data, source, "")
     cfg.source = source
     _check(cfg, source)
@@ -183,7 +224,41 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfi
             cfg.train_scenario()
         except ScenarioError as e:
             raise ScenarioError(f"{source}: env.overrides: {e}") from e
+    if cfg.curriculum.keys:
+        _check_curriculum(cfg, source)
+    if cfg.shaping.potential:
+        task, _ = cfg.train_scenario().plugins()
+        if cfg.shaping.potential not in task.potentials():
+            raise ScenarioError(f"{source}: shaping.potential: {cfg.shaping.potential!r} is not "
+                                f"a potential of task {task.name!r} (it has: "
+                                f"{sorted(task.potentials())})")
     return cfg
+
+
+def _check_curriculum(cfg: TrainConfig, source: str) -> None:
+    """Every curriculum key names a scenario value, and every difficulty gives a valid one."""
+    from fingergym.policies.curriculum import scenario_at, scenario_value
+
+    base = cfg.train_scenario()
+    for key, easy in cfg.curriculum.keys.items():
+        where = f"{source}: curriculum.keys.{key}"
+        try:
+            full = scenario_value(base, key)
+        except (AttributeError, KeyError):
+            raise ScenarioError(f"{where}: unknown scenario key") from None
+        numbers = (int, float)
+        ok = (isinstance(full, list) and isinstance(easy, list) and len(easy) == len(full)
+              and all(isinstance(v, numbers) and not isinstance(v, bool) for v in easy)) or (
+            isinstance(full, numbers) and isinstance(easy, numbers)
+            and not isinstance(full, bool) and not isinstance(easy, bool))
+        if not ok:
+            raise ScenarioError(f"{where}: the easy value {easy!r} must have the form of the "
+                                f"scenario's {full!r}")
+    for d in (0.0, 0.5):
+        try:
+            scenario_at(base, cfg.curriculum.keys, d)
+        except (ScenarioError, KeyError, TypeError) as e:
+            raise ScenarioError(f"{source}: curriculum.keys at difficulty {d}: {e}") from e
 
 
 def default_config_path() -> Path:

@@ -29,13 +29,33 @@ from typing import Any
 import yaml
 
 from fingergym.policies.config import TrainConfig, load_train_config
-from fingergym.scenario import Scenario, ScenarioError
+from fingergym.scenario import ScenarioError
 
 RUNS_DIR = Path("runs")
 
 
 # ---------------------------------------------------------------------------- environments
-def _make_worker_env(scenario: Scenario, randomize: bool):
+def _make_env(cfg: TrainConfig):
+    """One training env: the training scenario, wrapped by the reset curriculum and the reward
+    shaping if the config asks for them."""
+    from fingergym.env import make_env
+
+    env = make_env(cfg.train_scenario(), randomize=cfg.env.randomize)
+    c = cfg.curriculum
+    if c.keys:
+        from fingergym.policies.curriculum import CurriculumEnv
+
+        env = CurriculumEnv(env, cfg.train_scenario(), c.keys, difficulty=c.start,
+                            replay=c.replay)
+    if cfg.shaping.potential:
+        from fingergym.policies.shaping import PotentialShaping
+
+        potential = env.unwrapped.task.potentials()[cfg.shaping.potential]
+        env = PotentialShaping(env, potential, gamma=cfg.ppo.gamma, scale=cfg.shaping.scale)
+    return env
+
+
+def _make_worker_env(cfg: TrainConfig):
     """Env factory run inside each worker process (SubprocVecEnv or Ray actor): one torch
     thread if torch is loaded, SIGINT and SIGTERM ignored (the main process handles both and
     closes the workers)."""
@@ -44,9 +64,7 @@ def _make_worker_env(scenario: Scenario, randomize: bool):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if "torch" in sys.modules:  # a Ray env worker does not import torch at all
         sys.modules["torch"].set_num_threads(1)
-    from fingergym.env import make_env
-
-    return make_env(scenario, randomize=randomize)
+    return _make_env(cfg)
 
 
 def make_vec_env(cfg: TrainConfig, n_envs: int, *, subprocess_envs: bool = True):
@@ -57,7 +75,7 @@ def make_vec_env(cfg: TrainConfig, n_envs: int, *, subprocess_envs: bool = True)
     """
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
-    fn = functools.partial(_make_worker_env, cfg.train_scenario(), cfg.env.randomize)
+    fn = functools.partial(_make_worker_env, cfg)
     if cfg.env.backend == "ray":
         from fingergym.policies.ray_vec_env import RayVecEnv
 
@@ -66,10 +84,7 @@ def make_vec_env(cfg: TrainConfig, n_envs: int, *, subprocess_envs: bool = True)
     elif subprocess_envs and n_envs > 1:
         venv = SubprocVecEnv([fn] * n_envs)
     else:
-        from fingergym.env import make_env
-
-        venv = DummyVecEnv([functools.partial(make_env, cfg.train_scenario(),
-                                              randomize=cfg.env.randomize)] * n_envs)
+        venv = DummyVecEnv([functools.partial(_make_env, cfg)] * n_envs)
     venv = VecMonitor(venv, info_keywords=("is_success",))
     venv.seed(cfg.seed)
     return venv
@@ -151,7 +166,8 @@ def build_model(cfg: TrainConfig, venv, run_dir: Path):
                batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma,
                gae_lambda=p.gae_lambda, clip_range=p.clip_range, ent_coef=p.ent_coef,
                vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
-               target_kl=p.target_kl or None, seed=cfg.seed, device="cpu", verbose=0,
+               target_kl=p.target_kl or None, use_sde=p.use_sde,
+               sde_sample_freq=p.sde_sample_freq, seed=cfg.seed, device="cpu", verbose=0,
                tensorboard_log=str(run_dir / "tb"),
                policy_kwargs={"net_arch": {"pi": list(cfg.policy.pi), "vf": list(cfg.policy.vf)},
                               "activation_fn": act, "log_std_init": p.log_std_init})
@@ -212,6 +228,17 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                                             gamma=cfg.ppo.gamma)
                                if (n.obs or n.reward) else None)
                     model = build_model(cfg, vecnorm or venv, run_dir)
+                    pr = cfg.prior
+                    if pr.hold_steps > 0:
+                        from fingergym.policies.prior import hold_prior
+
+                        with control.phase("hold prior (random-action steps, then fitting)",
+                                           total=pr.hold_steps):
+                            prior = hold_prior(model, vecnorm, steps=pr.hold_steps,
+                                               epochs=pr.epochs, batch_size=pr.batch_size,
+                                               lr=pr.learning_rate, seed=pr.seed,
+                                               log=control.log)
+                        (run_dir / "prior.json").write_text(json.dumps(prior, indent=1))
                     w = cfg.warm_start
                     if w.episodes > 0:
                         ep = cfg.train_scenario().episode
@@ -231,6 +258,13 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                                                 t_start=t_start, phase=control.phase)
                 evaluator.verbose = 1
                 callbacks = [evaluator]
+                c = cfg.curriculum
+                if c.keys:
+                    from fingergym.policies.curriculum import CurriculumCallback
+
+                    callbacks.append(CurriculumCallback(
+                        run_dir, start=c.start, step=c.step, promote_at=c.promote_at,
+                        window=c.window, t_start=t_start, log=control.log))
                 if cfg.checkpoint_freq:
                     callbacks.append(SnapshotCallback(run_dir, cfg.checkpoint_freq, vecnorm))
                 if resume is None and warm is not None:

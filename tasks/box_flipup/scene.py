@@ -40,6 +40,10 @@ class BoxParams:
                                     doc="chance the box starts upside down (theta = pi)")
     mass_scale: list[float] = param([0.7, 1.3])
     size_scale: list[float] = param([0.9, 1.1], doc="scales length and thickness together")
+    tilt_range: list[float] = param([0.0, 0.0], doc="initial lift of the box's right end "
+                                                    "[rad] about its lower-left corner, the "
+                                                    "robot's tool under it (0: flat, tool at "
+                                                    "home; for training curricula)")
 
 
 @dataclass
@@ -75,6 +79,9 @@ def check(scenario: Any) -> None:
     lo, hi = s.bin.wall_x
     if hi - lo <= 2 * s.box.thickness:
         raise ScenarioError(f"{source}: bin.wall_x: the bin is too narrow for the box")
+    tilt = s.box.tilt_range
+    if tilt[0] < 0 or tilt[1] > 1.5:
+        raise ScenarioError(f"{source}: box.tilt_range: must lie in [0, 1.5] rad")
     half_span = 0.5 * s.box.length * s.box.size_scale[1]
     bx = s.box.x_range
     if bx[0] - half_span < lo or bx[1] + half_span > hi:
@@ -93,7 +100,8 @@ def nominal_box(scenario: Any, box_x: float | None = None,
     b = scenario.box
     centre = 0.5 * (b.x_range[0] + b.x_range[1])
     return {"box_x": centre if box_x is None else float(box_x), "box_theta": float(box_theta),
-            "box_mass": b.mass, "box_length": b.length, "box_thickness": b.thickness}
+            "box_mass": b.mass, "box_length": b.length, "box_thickness": b.thickness,
+            "box_tilt": 0.0}
 
 
 def draw_box(scenario: Any, rng: np.random.Generator) -> dict[str, float]:
@@ -108,7 +116,37 @@ def draw_box(scenario: Any, rng: np.random.Generator) -> dict[str, float]:
     return {"box_x": u(b.x_range),
             "box_theta": math.pi if rng.uniform() < b.flip_probability else 0.0,
             "box_mass": b.mass * u(b.mass_scale),
-            "box_length": b.length * size, "box_thickness": b.thickness * size}
+            "box_length": b.length * size, "box_thickness": b.thickness * size,
+            "box_tilt": u(b.tilt_range)}  # last: an empty range draws nothing
+
+
+_CLEARANCE = 0.001  # [m] gap left between the tool, the box and the wall at a tilted start
+
+
+def start_pose(scenario: Any, params: Mapping[str, float],
+               tool_radius: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Box ``(x, z, theta)`` and the tool's start ``(x, z)`` [m, rad] (``None``: home).
+
+    ``box_tilt == 0``: the box lies flat at ``box_x``. ``box_tilt > 0``: its right end is lifted
+    by that angle about its lower-left corner (moved right if needed to clear the left wall) and
+    the tool starts under the lifted end, holding it (or, when there is no room under it,
+    against the lower-right corner): a start near success, for training curricula.
+    """
+    s, phi = scenario, float(params.get("box_tilt", 0.0))
+    L, T, r = params["box_length"], params["box_thickness"], tool_radius
+    floor = s.bin.floor_z
+    if phi <= 0.0:
+        return np.array([params["box_x"], floor + 0.5 * T, params["box_theta"]]), None
+    c, sn = math.cos(phi), math.sin(phi)
+    R = np.array([[c, -sn], [sn, c]])
+    pivot = np.array([max(params["box_x"] - 0.5 * L, s.bin.wall_x[0] + T * sn + _CLEARANCE),
+                      floor])
+    box = pivot + R @ np.array([0.5 * L, 0.5 * T])
+    tool = pivot + R @ np.array([L - 2 * r, -(r + _CLEARANCE)])  # below the bottom face
+    if tool[1] < floor + r + _CLEARANCE:
+        tool = pivot + R @ np.array([L + r + _CLEARANCE, 0.0])    # beside the lower corner
+        tool[1] = max(tool[1], floor + r + _CLEARANCE)
+    return np.array([box[0], box[1], params["box_theta"] + phi]), tool
 
 
 def add_bin(plant: Any, scenario: Any, props: Any) -> None:
@@ -132,7 +170,9 @@ def add_bin(plant: Any, scenario: Any, props: Any) -> None:
         plant.RegisterVisualGeometry(world, X, wall, name, BIN_COLOR)
 
 
-def add_box(plant: Any, scenario: Any, params: Mapping[str, float], props: Any) -> Any:
+def add_box(plant: Any, scenario: Any, params: Mapping[str, float], props: Any,
+            pose: np.ndarray | None = None) -> Any:
+    """The box at ``pose`` (x, z, theta) [m, rad]; default: flat at ``box_x``."""
     from pydrake.geometry import Box, Sphere
     from pydrake.math import RigidTransform, RotationMatrix
     from pydrake.multibody.tree import FixedOffsetFrame, PlanarJoint, SpatialInertia, UnitInertia
@@ -146,8 +186,11 @@ def add_box(plant: Any, scenario: Any, params: Mapping[str, float], props: Any) 
     plane = plant.AddFrame(FixedOffsetFrame(
         "box_plane", plant.world_frame(), RigidTransform(RotationMatrix.MakeXRotation(np.pi / 2))))
     joint = plant.AddJoint(PlanarJoint("box_joint", plane, body.body_frame()))
-    joint.set_default_translation([params["box_x"], scenario.bin.floor_z + 0.5 * thickness])
-    joint.set_default_rotation(params["box_theta"])
+    if pose is None:
+        pose = np.array([params["box_x"], scenario.bin.floor_z + 0.5 * thickness,
+                         params["box_theta"]])
+    joint.set_default_translation(pose[:2])
+    joint.set_default_rotation(pose[2])
     plant.RegisterCollisionGeometry(body, RigidTransform(), shape, "box", props)
     plant.RegisterVisualGeometry(body, RigidTransform(), shape, "box", BOX_COLOR)
     if scenario.contact.model == "point":
@@ -163,10 +206,11 @@ def add_box(plant: Any, scenario: Any, params: Mapping[str, float], props: Any) 
 
 
 def add_scene(plant: Any, scenario: Any, params: Mapping[str, float],
-              contact: Callable[[bool], Any]) -> None:
-    """The bin (rigid) and the box (compliant), in this order."""
+              contact: Callable[[bool], Any], pose: np.ndarray | None = None) -> None:
+    """The bin (rigid) and the box (compliant) at ``pose`` (x, z, theta; default: flat at
+    ``box_x``), in this order."""
     add_bin(plant, scenario, contact(False))
-    add_box(plant, scenario, params, contact(True))
+    add_box(plant, scenario, params, contact(True), pose)
 
 
 def filter_collisions(plant: Any, scene_graph: Any, robot: Any) -> None:

@@ -39,7 +39,7 @@ class BoxFlipUp(Task):
                    "episode.success_omega": "success.omega"}
     tracked_objects = scene.TRACKED
     param_rules = {"box_x": "box.x_range", "box_mass": "box.mass", "box_length": "box.length",
-                   "box_thickness": "box.thickness"}
+                   "box_thickness": "box.thickness", "box_tilt": "box.tilt_range"}
 
     def __init__(self, scenario: Any, robot: Any):
         super().__init__(scenario, robot)
@@ -86,7 +86,8 @@ class BoxFlipUp(Task):
         box = {"box_x": uniform(rng, b.x_range),
                "box_theta": np.pi if rng.uniform() < b.flip_probability else 0.0,
                "box_mass": b.mass * uniform(rng, b.mass_scale),
-               "box_length": b.length * size, "box_thickness": b.thickness * size}
+               "box_length": b.length * size, "box_thickness": b.thickness * size,
+               "box_tilt": uniform(rng, b.tilt_range)}  # an empty range draws nothing
         return draw_generic(self.scenario, rng, box, gain=gain)
 
     def params_from_state(self, state: np.ndarray) -> dict[str, float]:
@@ -96,10 +97,16 @@ class BoxFlipUp(Task):
 
     def add_to_plant(self, plant: Any, params: Mapping[str, float],
                      contact: Callable[[bool], Any]) -> None:
-        scene.add_scene(plant, self.scenario, params, contact)
+        pose, self._tool_start = scene.start_pose(self.scenario, params,
+                                                  getattr(self.robot, "radius", 0.0))
+        scene.add_scene(plant, self.scenario, params, contact, pose)
 
     def finalize_plant(self, plant: Any, scene_graph: Any, robot: Any) -> None:
         scene.filter_collisions(plant, scene_graph, robot)
+        tool = getattr(self, "_tool_start", None)
+        if tool is not None and self.robot.command_layout.size == 2:  # a point tool: q = (x, z)
+            for name, value in zip(self.robot.command_layout.names, tool, strict=True):
+                plant.GetJointByName(name, robot).set_default_positions([float(value)])
 
     def reach_region(self) -> Region:
         return scene.reach_region(self.scenario)
@@ -139,6 +146,19 @@ class BoxFlipUp(Task):
     def info(self, state: np.ndarray) -> dict[str, float]:
         return {"angle_from_vertical": float(angle_from_vertical(state[self._theta])),
                 "box_omega": float(state[self._omega])}
+
+    def potentials(self) -> dict[str, Callable[[np.ndarray], float]]:
+        """``reach``: minus the tool-to-box-centre distance [m]; ``upright``: minus |angle
+        from vertical| [rad]."""
+        box = [self._spec.layout.index("box_x"), self._spec.layout.index("box_z")]
+
+        def reach(obs: np.ndarray) -> float:
+            return -float(np.linalg.norm(np.asarray(obs)[self._q] - np.asarray(obs)[box]))
+
+        def upright(obs: np.ndarray) -> float:
+            return -float(abs(angle_from_vertical(obs[self._theta])))
+
+        return {"reach": reach, "upright": upright}
 
     def expert(self) -> Callable[[np.ndarray], np.ndarray] | None:
         """:class:`~.experts.StandingExpert` for a point-tool robot ([x, z] command)."""

@@ -1,0 +1,142 @@
+"""Reset curriculum: difficulty interpolation of scenario keys, the tilted start it relies on,
+the worker wrapper, the promotion callback, and its config validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import fingergym
+from fingergym import load_scenario
+from fingergym.policies.config import config_from_dict, load_train_config
+from fingergym.policies.curriculum import (
+    LEVEL_KEY,
+    CurriculumCallback,
+    CurriculumEnv,
+    interpolate,
+    scenario_at,
+)
+from fingergym.scenario import ScenarioError
+from fingergym.tasks.box_flipup.task import angle_from_vertical
+
+EASY = {"box.tilt_range": [1.0, 1.4], "box.x_range": [-0.15, -0.15],
+        "randomization.action_delay_periods": [0, 0]}
+
+
+def test_interpolation_ends_at_easy_and_at_the_scenario():
+    base = load_scenario()
+    assert scenario_at(base, EASY, 0.0).box.tilt_range == [1.0, 1.4]
+    assert scenario_at(base, EASY, 1.0) == base
+    mid = scenario_at(base, EASY, 0.5)
+    assert mid.box.tilt_range == pytest.approx([0.5, 0.7])
+    assert mid.box.x_range == pytest.approx([-0.125, -0.025])
+    delay = mid.randomization.action_delay_periods
+    assert delay == [0, 1] and all(isinstance(v, int) for v in delay)
+    assert interpolate(2.0, 4.0, 0.25) == 2.5
+
+
+def test_tilted_start_lifts_the_box_with_the_finger_under_it():
+    s = load_scenario().replace(**{"box.tilt_range": [0.8, 0.8]})
+    env = fingergym.make_env(s)
+    env.reset(seed=3)
+    state = env.true_state()
+    assert state[2] % np.pi == pytest.approx(0.8, abs=0.02)
+    assert state[0] - 0.5 * 0.2 * 1.1 > s.bin.wall_x[0] - 0.01  # clear of the left wall
+    # the finger starts below the lifted right half of the box, touching-close
+    assert state[3] > state[0] and state[4] < state[1] + 0.1
+    env.step(env.scaling.to_action(state[3:5]))  # hold: the finger keeps the box lifted
+    assert abs(angle_from_vertical(env.true_state()[2])) < np.pi / 2 - 0.3
+
+
+def test_untilted_start_is_the_old_start():
+    env = fingergym.make_env()
+    env.reset(seed=5)
+    state = env.true_state()
+    assert state[2] % np.pi == pytest.approx(0.0, abs=1e-6)
+    assert state[3:5] == pytest.approx(env.robot.home(), abs=1e-6)
+
+
+def test_set_scenario_only_changes_what_a_reset_draws():
+    env = fingergym.make_env()
+    with pytest.raises(ValueError, match="episode"):
+        env.set_scenario(env.scenario.replace(**{"episode.time_limit": 5.0}))
+    env.set_scenario(env.scenario.replace(**{"box.tilt_range": [1.2, 1.2]}))
+    env.reset(seed=0)
+    assert env.true_state()[2] % np.pi == pytest.approx(1.2, abs=0.02)
+
+
+def test_worker_wrapper_draws_the_difficulty_and_replays_easier_ones():
+    base = load_scenario()
+    env = CurriculumEnv(fingergym.make_env(base), base, EASY, difficulty=0.0, replay=0.5)
+    _, info = env.reset(seed=0)
+    assert info[LEVEL_KEY] == 0.0
+    assert env.unwrapped.true_state()[2] % np.pi > 0.9  # easiest: lifted
+    env.set_difficulty(1.0)
+    _, info = env.reset(seed=1)
+    assert info[LEVEL_KEY] == 1.0 and env.unwrapped.scenario == base  # no replay at 1
+    env.set_difficulty(0.6)
+    levels = [env.reset(seed=10 + i)[1][LEVEL_KEY] for i in range(12)]
+    assert any(lv == 0.6 for lv in levels) and any(lv < 0.6 for lv in levels)
+    assert all(0.0 <= lv <= 0.6 for lv in levels)
+    assert env.step(np.zeros(2, dtype=np.float32))[4][LEVEL_KEY] == levels[-1]
+
+
+def test_callback_promotes_on_success_at_the_current_difficulty(tmp_path):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    base = load_scenario()
+    venv = DummyVecEnv([lambda: CurriculumEnv(fingergym.make_env(base), base, EASY)])
+    model = PPO("MlpPolicy", venv, n_steps=8, batch_size=8, device="cpu")
+    cb = CurriculumCallback(tmp_path, start=0.0, step=0.25, promote_at=0.7, window=4)
+    cb.init_callback(model)
+    cb.on_training_start({}, {})
+
+    def episodes(results, level):
+        for ok in results:
+            cb.update_locals({"dones": np.array([True]),
+                              "infos": [{LEVEL_KEY: level, "is_success": ok}]})
+            cb.on_step()
+
+    episodes([True, True, True, True], 0.3)    # another level: ignored
+    episodes([True, False, False, False], 0.0)  # 25% < 70%: stays
+    assert cb.difficulty == 0.0
+    episodes([True, True, True], 0.0)  # last 4: 75%
+    assert cb.difficulty == 0.25
+    assert venv.get_attr("difficulty") == [0.25]  # pushed to the workers
+    rows = json.loads((tmp_path / "curriculum.json").read_text())
+    assert [r["difficulty"] for r in rows] == [0.0, 0.25] and rows[1]["success_rate"] == 0.75
+    resumed = CurriculumCallback(tmp_path, start=0.0, step=0.25, promote_at=0.7, window=4)
+    assert resumed.difficulty == 0.25
+
+
+@pytest.mark.parametrize("keys, key", [
+    ({"randomization.no_such": [0, 1]}, "curriculum.keys.randomization.no_such"),
+    ({"box.tilt_range": 1.0}, "curriculum.keys.box.tilt_range"),
+    ({"box.tilt_range": [0.0, 3.0]}, "box.tilt_range"),
+    ({"box.no_such": [0, 1]}, "curriculum.keys.box.no_such"),
+])
+def test_curriculum_config_errors_name_file_and_key(tmp_path, keys, key):
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({"curriculum": {"keys": keys}}))
+    with pytest.raises(ScenarioError) as e:
+        load_train_config(path)
+    assert str(path) in str(e.value) and key in str(e.value)
+
+
+def test_curriculum_config_loads():
+    cfg = config_from_dict({"curriculum": {"keys": EASY, "step": 0.2}})
+    assert cfg.curriculum.keys == EASY and cfg.curriculum.step == 0.2
+
+
+def test_expert_free_recipe_config_loads():
+    from importlib import resources
+
+    path = resources.files("fingergym.configs").joinpath("train_expertfree.yaml")
+    cfg = load_train_config(Path(str(path)))
+    assert cfg.warm_start.episodes == 0 and cfg.prior.hold_steps > 0 and cfg.curriculum.keys
+    assert cfg.checkpoint_freq == cfg.eval.freq  # every evaluation has its snapshot
