@@ -121,8 +121,12 @@ def plot(groups: dict[str, list[Path]], path: Path) -> None:
                              **kw)
             if (d / "curriculum.json").exists():
                 rows = json.loads((d / "curriculum.json").read_text())
-                axes[1].step([r["timesteps"] for r in rows], [r["difficulty"] for r in rows],
-                             where="post", **kw)
+                steps = [r["timesteps"] for r in rows]
+                level = [r["difficulty"] for r in rows]
+                if (d / "summary.json").exists():  # hold the last level to the run's end
+                    steps.append(json.loads((d / "summary.json").read_text())["timesteps"])
+                    level.append(level[-1])
+                axes[1].step(steps, level, where="post", **{**kw, "ls": "-" if i % 2 else "--"})
     axes[0].axhline(THRESHOLD, ls="--", c="gray", lw=0.8)
     axes[0].set_ylabel("success, 20 eval episodes\n(task's own starts)")
     axes[1].set_ylabel("curriculum difficulty\n(1 = task's own starts)")
@@ -131,6 +135,7 @@ def plot(groups: dict[str, list[Path]], path: Path) -> None:
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
     axes[0].legend(loc="center right", fontsize=7)
+    axes[1].legend(loc="upper right", fontsize=7)
     fig.suptitle("box flip-up without an expert: training curves")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
