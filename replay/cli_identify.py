@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "at least 1 when there are 2 or more)")
     parser.add_argument("--delays", type=_delays, default=[0, 1, 2, 3], metavar="LO:HI",
                         help="command delays profiled, control periods (default 0:3)")
+    parser.add_argument("--horizon", type=float, default=1.5, metavar="SECONDS",
+                        help="fit on each episode's first SECONDS first, then on the whole "
+                             "(default 1.5; 0: whole episodes only)")
     parser.add_argument("--max-nfev", type=int, default=30,
                         help="least-squares evaluations per delay (default 30)")
 
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
               f"({sum(e.steps for e in fit_eps)} steps); {len(held)} held out", flush=True)
         with tqdm(desc="re-simulations", unit="fit eval", file=sys.stderr) as bar:
             f = fit(fit_eps, prior, names, delays=args.delays, max_nfev=args.max_nfev,
-                    progress=bar)
+                    horizon=args.horizon or None, progress=bar)
         rows = []
         for e in eps:
             before = max_divergence(_robot(e), prior, {})

@@ -19,6 +19,7 @@ relative std exceeds :data:`UNIDENTIFIABLE_REL_STD` or ``J`` is (near-)rank-defi
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,9 @@ from .reader import Episode
 POSITION_SCALE = 1e-3           # m: 1 mm of position error is one residual unit
 ANGLE_SCALE = math.radians(1)   # rad: 1 degree likewise
 SCALE_BOUNDS = (0.25, 4.0)      # fitted value / prior
+DIFF_STEP = 1e-3                # relative finite-difference step of the Jacobian
+GRID = (0.6, 0.8, 1.0, 1.25, 1.5)  # coarse scales of the object's parameters tried jointly
+MAX_GRID_PARAMS = 2             # ... when there are at most this many (5^2 re-simulations)
 UNIDENTIFIABLE_REL_STD = 0.2    # std / value above which a parameter is reported unidentified
 DELAY = "action_delay_periods"
 GAIN = "gain_scale"             # kp = prior kp * g, kd = prior kd * sqrt(g) (as randomization)
@@ -44,6 +48,17 @@ def as_robot_bag(ep: Episode) -> Episode:
     scenario's nominal) and noise-free state (it is compared with the logged observation)."""
     meta = {k: v for k, v in ep.metadata.items() if k not in ("episode_params", "final_state")}
     return dataclasses.replace(ep, metadata=meta, state=None)
+
+
+def head(ep: Episode, steps: int) -> Episode:
+    """The first ``steps`` gym steps of ``ep`` (a robot bag's, :func:`as_robot_bag`)."""
+    if ep.steps <= steps:
+        return ep
+    meta = {k: v for k, v in ep.metadata.items()
+            if k not in ("final_observation", "final_state")}
+    cut = {f: getattr(ep, f)[:steps] for f in ("observation", "action", "target", "reward",
+                                                "sim_time", "wall_time", "stamp_ns")}
+    return dataclasses.replace(ep, metadata=meta, state=None, **cut)
 
 
 def default_params(scenario: Scenario) -> list[str]:
@@ -147,18 +162,23 @@ ROBOT_PARAMS = ("kp", "kd", GAIN)  # what the commanded joints' motion alone det
 
 
 def fit(episodes: list[Episode], scenario: Scenario, names: list[str], *,
-        delays: list[int] | None = None, max_nfev: int = 30, progress: Any = None) -> Fit:
+        delays: list[int] | None = None, max_nfev: int = 30, horizon: float | None = 1.5,
+        progress: Any = None) -> Fit:
     """Fit ``names`` (EpisodeParams fields, task parameters, ``gain_scale``; ``delays`` profiles
     ``action_delay_periods`` when it is among them) to ``episodes`` from ``scenario``'s prior.
 
-    Two stages, because the open-loop replay's cost is not convex (a contact made or missed
-    makes local minima, e.g. gains that compensate a delay): (1) the controller's parameters
-    and the delay on the commanded joints' positions alone (others at their prior), the delay
-    profiled over ``delays``; (2) every continuous parameter on all positions at that delay,
-    from stage 1's values."""
+    Stages, because the open-loop replay's cost is not convex (a contact made or missed makes
+    local minima, e.g. gains that compensate a delay), and gets rougher as the replay drifts
+    over long episodes: on the first ``horizon`` seconds of each episode, (1) the controller's
+    parameters and the delay on the commanded joints' positions alone (others at their prior),
+    the delay profiled over ``delays``; (2) every continuous parameter on all positions at that
+    delay, from stage 1's values; then (3) the same on the whole episodes, from stage 2's."""
     from scipy.optimize import least_squares
 
     eps = [as_robot_bag(e) for e in episodes]
+    n_head = (max(1, round(horizon / scenario.episode.step)) if horizon
+              else max(e.steps for e in eps))
+    short = [head(e, n_head) for e in eps]
     cont = [n for n in names if n != DELAY]
     prior = prior_values(scenario, names)
     base = {n: prior[n] for n in cont}
@@ -178,7 +198,7 @@ def fit(episodes: list[Episode], scenario: Scenario, names: list[str], *,
         return v
 
     def residual(x: np.ndarray, d: int | None, free: list[int], x_all: np.ndarray,
-                 robot_only: bool = False) -> np.ndarray:
+                 robot_only: bool = False, which: list[Episode] = eps) -> np.ndarray:
         nonlocal nfev
         nfev += 1
         if progress is not None:
@@ -186,14 +206,14 @@ def fit(episodes: list[Episode], scenario: Scenario, names: list[str], *,
         full = x_all.copy()
         full[free] = x
         return np.concatenate([episode_residual(e, scenario, values_of(full, d), robot_only)[0]
-                               for e in eps])
+                               for e in which])
 
-    def solve(d, free, x_all, robot_only=False):
+    def solve(d, free, x_all, robot_only=False, which=eps):
         if not free:
-            r = residual(np.zeros(0), d, free, x_all, robot_only)
+            r = residual(np.zeros(0), d, free, x_all, robot_only, which)
             return x_all, r, np.zeros((len(r), 0))
-        sol = least_squares(residual, x_all[free], args=(d, free, x_all, robot_only),
-                            bounds=SCALE_BOUNDS, diff_step=1e-3, max_nfev=max_nfev,
+        sol = least_squares(residual, x_all[free], args=(d, free, x_all, robot_only, which),
+                            bounds=SCALE_BOUNDS, diff_step=DIFF_STEP, max_nfev=max_nfev,
                             method="trf", xtol=1e-5, ftol=1e-8)
         out = x_all.copy()
         out[free] = sol.x
@@ -209,14 +229,28 @@ def fit(episodes: list[Episode], scenario: Scenario, names: list[str], *,
         if d is None and not robot_idx:
             best = (0.0, None, x0)
             break
-        x1, r1, _ = solve(d, robot_idx, x0, robot_only=True)
+        x1, r1, _ = solve(d, robot_idx, x0, robot_only=True, which=short)
         cost1 = 0.5 * float(r1 @ r1)
         if d is not None:
             profile[d] = cost1
         if best is None or cost1 < best[0]:
             best = (cost1, d, x1)
     _, d, x1 = best
-    x, r, jac = solve(d, all_idx, x1)  # stage 2
+    # the object's parameters: a coarse grid over them jointly first (the cost is rough and
+    # has coupled valleys, e.g. mass vs friction: from the prior the local fit does not move)
+    obj_idx = [i for i in all_idx if i not in robot_idx]
+    if 0 < len(obj_idx) <= MAX_GRID_PARAMS:
+        best_grid = None
+        for combo in itertools.product(GRID, repeat=len(obj_idx)):
+            trial = x1.copy()
+            trial[obj_idx] = combo
+            rr = residual(trial[all_idx], d, all_idx, trial, which=short)
+            if best_grid is None or float(rr @ rr) < best_grid[0]:
+                best_grid = (float(rr @ rr), trial)
+        x1 = best_grid[1]
+    x, r, jac = solve(d, all_idx, x1, which=short)  # stage 2
+    if any(e.steps > n_head for e in eps):
+        x, r, jac = solve(d, all_idx, x)  # stage 3
     cost = 0.5 * float(r @ r)
     m, p = len(r), len(cont)
     s2 = float(r @ r) / max(m - p, 1)

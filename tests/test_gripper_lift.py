@@ -177,19 +177,27 @@ def test_reward_terms_rise_through_reach_grip_lift_hold(scenario):
     gripped = state(gripper_z=0.03, jaw=0.1)
     lifted = state(box_z=0.12, gripper_z=0.125, jaw=0.1)
     moving = state(box_z=0.12, gripper_z=0.125, jaw=0.1, box_vz=0.2)
-    r = [task.reward(s, np.zeros(3)) for s in (far, above, at_box, gripped, lifted)]
+    low = robot.workspace(task.reach_region())[0]
+    hold = np.array([0.0, low[1], 0.0])  # commanding the grasp point down at the floor
+    r = [task.reward(s, hold) for s in (far, above, at_box, gripped, lifted)]
     assert r == sorted(r) and len(set(r)) == 5, r
-    assert task.terms(gripped)["grip"] == 1.0 and task.terms(at_box)["grip"] == 0.0
+    assert task.terms(gripped, hold)["grip"] == 1.0 and task.terms(at_box, hold)["grip"] == 0.0
+    # gripping, commanding the grasp point up pays at once; not gripping, it does not
+    up = hold + [0.0, 0.1, 0.0]
+    assert task.terms(gripped, up)["raise"] == 1.0 and task.terms(gripped, hold)["raise"] == 0.0
+    assert task.terms(at_box, up)["raise"] == 0.0
+    # touching is not gripping: the jaw must be commanded into the box (squeeze)
+    touch = hold + [0.0, 0.0, 0.1]
+    assert task.terms(gripped, touch)["grip"] == 0.0
     assert task.is_success(lifted) and not task.is_success(moving)
     assert not task.is_success(gripped)
     from fingergym.tasks.gripper_lift.task import WEIGHTS
 
-    terms = task.terms(lifted)
-    assert task.reward(lifted, np.zeros(3)) == pytest.approx(
-        sum(WEIGHTS[k] * terms[k] for k in WEIGHTS))
+    terms = task.terms(lifted, up)
+    assert task.reward(lifted, up) == pytest.approx(sum(WEIGHTS[k] * terms[k] for k in WEIGHTS))
     # on the way down an open jaw pays; at the box closing it pays more
-    assert task.reward(above, np.zeros(3)) > task.reward(state(jaw=0.05), np.zeros(3))
-    batch = task.reward(np.stack([far, lifted]), np.zeros((2, 3)))
+    assert task.reward(above, hold) > task.reward(state(jaw=0.05), hold)
+    batch = task.reward(np.stack([far, lifted]), np.stack([hold, hold]))
     assert batch.shape == (2,) and batch[1] == pytest.approx(r[-1])
 
 
