@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fingergym.interfaces import Region
+from fingergym.interfaces import ObservationSpec, Region, Robot, Source
 from fingergym.scenario import ScenarioError, param
 
 BOX_COLOR = [0.45, 0.55, 0.9, 1.0]
@@ -69,6 +69,22 @@ LEGACY_KEYS: dict[str, str | None] = {
     "observation.box_velocity": "observation.object_velocity",
 }
 TRACKED = {"box": "box_joint"}
+
+
+def observation_spec(robot: Robot) -> ObservationSpec:
+    """The box-in-bin observation: box pose, robot joint positions, box velocity, robot joint
+    velocities (m, rad, m/s, rad/s), with groups ``box_q``, ``robot_q``, ``box_v``, ``robot_v``.
+    For the finger this is the flip-up's original 10-element layout."""
+    state = robot.state_sources()
+    q = [n for n, s in state.items() if s.kind == "joint_position"]
+    v = [n for n, s in state.items() if s.kind == "joint_velocity"]
+    box_q = {n: Source("object_pose", "box", i)
+             for i, n in enumerate(("box_x", "box_z", "box_theta"))}
+    box_v = {n: Source("object_velocity", "box", i)
+             for i, n in enumerate(("box_vx", "box_vz", "box_omega"))}
+    sources = {**box_q, **{n: state[n] for n in q}, **box_v, **{n: state[n] for n in v}}
+    return ObservationSpec(sources, {"box_q": tuple(box_q), "robot_q": tuple(q),
+                                     "box_v": tuple(box_v), "robot_v": tuple(v)})
 
 
 def check(scenario: Any) -> None:

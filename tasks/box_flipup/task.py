@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fingergym.interfaces import ObservationSpec, Region, Source, Task
+from fingergym.interfaces import ObservationSpec, Region, Task
 from fingergym.scenario import param
 
 from . import scene
@@ -43,24 +43,12 @@ class BoxFlipUp(Task):
 
     def __init__(self, scenario: Any, robot: Any):
         super().__init__(scenario, robot)
-        self._spec = self._build_spec()
+        self._spec = scene.observation_spec(self.robot)
         lay = self._spec.layout
         self._theta = lay.index("box_theta")
         self._omega = lay.index("box_omega")
         self._q = lay["robot_q"]
         self._v = lay["robot_v"]
-
-    def _build_spec(self) -> ObservationSpec:
-        robot = self.robot.state_sources()
-        q = [n for n, s in robot.items() if s.kind == "joint_position"]
-        v = [n for n, s in robot.items() if s.kind == "joint_velocity"]
-        box_q = {n: Source("object_pose", "box", i)
-                 for i, n in enumerate(("box_x", "box_z", "box_theta"))}
-        box_v = {n: Source("object_velocity", "box", i)
-                 for i, n in enumerate(("box_vx", "box_vz", "box_omega"))}
-        sources = {**box_q, **{n: robot[n] for n in q}, **box_v, **{n: robot[n] for n in v}}
-        return ObservationSpec(sources, {"box_q": tuple(box_q), "robot_q": tuple(q),
-                                         "box_v": tuple(box_v), "robot_v": tuple(v)})
 
     def observation(self) -> ObservationSpec:
         return self._spec

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from fingergym.interfaces import ObservationSpec, Region, Source, Task
+from fingergym.interfaces import ObservationSpec, Region, Task
 from fingergym.scenario import ScenarioError, param
 from fingergym.tasks.box_flipup import scene
 
@@ -79,7 +79,7 @@ class GripperLift(Task):
             raise ScenarioError(f"{scenario.source}: robot: task {self.name!r} needs a gripper "
                                 f"whose state names {list(ROBOT_NAMES)}; {robot.name!r} lacks "
                                 f"{missing}")
-        self._spec = self._build_spec()
+        self._spec = scene.observation_spec(self.robot)
         lay = self._spec.layout
         self._box_x, self._box_z = lay.index("box_x"), lay.index("box_z")
         self._theta = lay.index("box_theta")
@@ -94,18 +94,6 @@ class GripperLift(Task):
         self._target_z = robot.command_layout.index(sources["gripper_z"].name)
         self._target_jaw = robot.command_layout.index(jaw_joint)
         self._z_low = float(low[self._target_z])
-
-    def _build_spec(self) -> ObservationSpec:
-        robot = self.robot.state_sources()
-        q = [n for n, s in robot.items() if s.kind == "joint_position"]
-        v = [n for n, s in robot.items() if s.kind == "joint_velocity"]
-        box_q = {n: Source("object_pose", "box", i)
-                 for i, n in enumerate(("box_x", "box_z", "box_theta"))}
-        box_v = {n: Source("object_velocity", "box", i)
-                 for i, n in enumerate(("box_vx", "box_vz", "box_omega"))}
-        sources = {**box_q, **{n: robot[n] for n in q}, **box_v, **{n: robot[n] for n in v}}
-        return ObservationSpec(sources, {"box_q": tuple(box_q), "robot_q": tuple(q),
-                                         "box_v": tuple(box_v), "robot_v": tuple(v)})
 
     def observation(self) -> ObservationSpec:
         return self._spec
