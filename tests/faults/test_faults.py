@@ -124,11 +124,18 @@ def test_estop_latched_before_start_and_engaged_mid_episode(procs, files, bus):
 
 
 def test_rogue_commander_is_detected_and_refused(procs, files, bus):
+    # The rogue streams commands, as a controller would, and the episode is long enough (6 s)
+    # for deploy's twice-a-second check to see the new publisher however quickly or slowly
+    # discovery goes (1.5 s episodes let a fast run end first). Undetected, deploy exits 0.
+    files.scenario.write_text(yaml.safe_dump({"episode": {"time_limit": 6.0}}))
     robot = start_robot(procs, files)
     run = start_deploy(procs, files)
     run.err.wait_for("episode 1/1: started", timeout=120)
-    for data in ([np.nan, 0.1], [0.1], [5.0, 5.0]):
-        bus.rogue_command(data)
+    deadline = time.monotonic() + 30.0
+    while run.proc.poll() is None and time.monotonic() < deadline:
+        for data in ([np.nan, 0.1], [0.1], [5.0, 5.0]):
+            bus.rogue_command(data)
+        time.sleep(0.05)
     assert run.wait() == 6, run.err.text()[-3000:]
     (ep,) = run.episodes
     # caught while stepping, or while env.reset() homed the robot
