@@ -55,6 +55,19 @@ NOMINAL_KNOTS: tuple[tuple[float, float], ...] = (
 NOMINAL_HORIZON = 3.5  # [s] of NOMINAL_KNOTS
 
 
+def robot_only_dynamics(robot: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Mass matrix and gravity forces of the robot-only model (parsed from its model file) on
+    which the station's InverseDynamicsController acts: (n, n) and (n,)."""
+    from pydrake.multibody.parsing import Parser
+    from pydrake.multibody.plant import MultibodyPlant
+
+    model = MultibodyPlant(time_step=0.0)
+    Parser(model).AddModels(str(robot.model_file))
+    model.Finalize()
+    context = model.CreateDefaultContext()
+    return model.CalcMassMatrix(context), model.CalcGravityGeneralizedForces(context)
+
+
 @dataclass(frozen=True)
 class BoxFlipConfig:
     """The open-loop problem: knots, horizon, and which scenario file (``None``: shipped)."""
@@ -125,8 +138,6 @@ class EpisodePlant:
     """
 
     def __init__(self, scenario: Any, params: Any):
-        from pydrake.multibody.parsing import Parser
-        from pydrake.multibody.plant import MultibodyPlant
         from pydrake.systems.framework import DiagramBuilder
 
         from fingergym.scaling import ActionScaling
@@ -146,13 +157,8 @@ class EpisodePlant:
         self.x0 = np.array(handles.plant.GetPositionsAndVelocities(
             handles.plant.GetMyContextFromRoot(self.diagram.CreateDefaultContext())))
         self.select = np.argmax(handles.state_selector, axis=1)  # plant state -> obs
-        # the station's controller: InverseDynamicsController on the finger-only model
-        model = MultibodyPlant(time_step=0.0)
-        Parser(model).AddModels(str(self.robot.model_file))
-        model.Finalize()
-        mctx = model.CreateDefaultContext()
-        self.mass_matrix = model.CalcMassMatrix(mctx)
-        self.gravity = model.CalcGravityGeneralizedForces(mctx)
+        # the station's controller: InverseDynamicsController on the robot-only model
+        self.mass_matrix, self.gravity = robot_only_dynamics(self.robot)
         self.scaling = ActionScaling.from_scenario(s)
         self.dt = s.plant.time_step
         self.period = s.controller.period
@@ -355,8 +361,6 @@ class BoxFlip:
     # -- construction ----------------------------------------------------------------------
 
     def _build(self) -> None:
-        from pydrake.multibody.parsing import Parser
-        from pydrake.multibody.plant import MultibodyPlant
         from pydrake.systems.framework import DiagramBuilder
 
         from fingergym.scaling import ActionScaling
@@ -381,13 +385,8 @@ class BoxFlip:
         self.x0 = np.array(handles.plant.GetPositionsAndVelocities(
             handles.plant.GetMyContextFromRoot(self._diagram.CreateDefaultContext())))
         self._select = np.argmax(handles.state_selector, axis=1)  # plant state -> obs
-        # the station's controller: InverseDynamicsController on the finger-only model
-        model = MultibodyPlant(time_step=0.0)
-        Parser(model).AddModels(str(self.robot.model_file))
-        model.Finalize()
-        mctx = model.CreateDefaultContext()
-        self.finger_mass_matrix = model.CalcMassMatrix(mctx)
-        self.finger_gravity = model.CalcGravityGeneralizedForces(mctx)
+        # the station's controller: InverseDynamicsController on the robot-only model
+        self.finger_mass_matrix, self.finger_gravity = robot_only_dynamics(self.robot)
         self.scaling = ActionScaling.from_scenario(s)
         self.dt = s.plant.time_step
         self.period = s.controller.period
