@@ -7,12 +7,11 @@ shipped pair is the box flip-up on the point finger.
 >>> env = gymnasium.make("fingergym/BoxFlipUp-v0")      # or fingergym.make_env(...)
 """
 
-from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 
 from fingergym.env import FingerGymEnv, make_env
 from fingergym.layout import Layout
-from fingergym.registry import register_env, register_robot, register_task
+from fingergym.registry import discover, register_env, register_robot, register_task
 from fingergym.scenario import Scenario, ScenarioError, load_scenario
 
 try:
@@ -20,10 +19,8 @@ try:
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
-ENV_ID = "fingergym/BoxFlipUp-v0"
-register_env(ENV_ID, task="box_flipup", robot="finger")  # the shipped configs/scenario.yaml
-register_env("fingergym/GripperLift-v0", resources.files("fingergym.configs") / "gripper_lift.yaml",
-             task="gripper_lift", robot="gripper")
+ENV_ID = "fingergym/BoxFlipUp-v0"  # the default gym id (tasks/box_flipup declares it)
+discover()  # every folder of tasks/ and robots/, and installed plug-ins (fingergym.registry)
 
 __all__ = [
     "ENV_ID",

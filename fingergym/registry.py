@@ -1,7 +1,18 @@
 """Where tasks, robots and gym ids are registered, and how a name becomes a class.
 
-A scenario's ``task:`` and ``robot:`` keys are either registered names (``box_flipup``,
-``finger``) or import references, so a user plugs in their own without forking:
+A task or a robot is one folder, found without being listed anywhere (:func:`discover`):
+
+- every package ``fingergym.tasks.<name>`` (the ``tasks/`` folder) that defines ``TASK`` (its
+  :class:`~fingergym.interfaces.Task` class) is the task ``<name>``; its optional ``GYM_IDS``
+  (gym id -> scenario file in the folder, ``""`` for the shipped ``configs/scenario.yaml``)
+  are registered with gymnasium;
+- every package ``fingergym.robots.<name>`` that defines ``ROBOT`` is the robot ``<name>``;
+- an installed distribution adds its own the same way, with an entry point naming such a
+  package: ``[project.entry-points."fingergym.tasks"] my_task = "my_package.my_task"`` (and
+  ``"fingergym.robots"``).
+
+A scenario's ``task:`` and ``robot:`` keys are those names or import references, so a user
+plugs in their own without forking or installing anything:
 
 - ``"my_package.my_module:MyTask"`` (an importable module), or
 - ``"/path/to/my_task.py:MyTask"`` (a file; its folder does not need to be a package).
@@ -18,7 +29,9 @@ Gym ids pair one task with one robot through a default scenario file::
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
+import pkgutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +39,10 @@ from typing import Any
 
 import gymnasium
 
-# name -> "module:Class" (imported on first use) or the class itself
-_TASKS: dict[str, Any] = {"box_flipup": "fingergym.tasks.box_flipup:BoxFlipUp",
-                          "gripper_lift": "fingergym.tasks.gripper_lift:GripperLift"}
-_ROBOTS: dict[str, Any] = {"finger": "fingergym.robots.finger:Finger",
-                           "gripper": "fingergym.robots.gripper:Gripper"}
+# name -> "module:Class" (imported on first use) or the class itself; filled by discover()
+_TASKS: dict[str, Any] = {}
+_ROBOTS: dict[str, Any] = {}
+TASK_GROUP, ROBOT_GROUP = "fingergym.tasks", "fingergym.robots"  # folders and entry-point groups
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,36 @@ def _resolve(table: dict[str, Any], ref: str, what: str, base: type) -> type:
     if not (isinstance(entry, type) and issubclass(entry, base)):
         raise RegistryError(f"{what} {ref!r} is {entry!r}, not a {base.__name__} subclass")
     return entry
+
+
+def _plugin_packages(group: str) -> dict[str, str]:
+    """name -> package of every folder under ``group`` and every entry point in ``group``."""
+    found = {m.name: f"{group}.{m.name}"
+             for m in pkgutil.iter_modules(importlib.import_module(group).__path__) if m.ispkg}
+    for ep in importlib.metadata.entry_points(group=group):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def discover() -> None:
+    """Register every task and robot folder (and entry point) not registered yet, and the gym
+    ids their task packages declare (``GYM_IDS``). Robots are imported on first use; task
+    packages are imported here, for their gym ids. A package that fails to import is reported
+    when it is used (``fingergym tasks``, a scenario naming it), not here."""
+    for name, package in _plugin_packages(ROBOT_GROUP).items():
+        _ROBOTS.setdefault(name, f"{package}:ROBOT")
+    for name, package in _plugin_packages(TASK_GROUP).items():
+        if name in _TASKS:
+            continue
+        _TASKS[name] = f"{package}:TASK"
+        try:
+            module = importlib.import_module(package)
+        except Exception:  # noqa: BLE001 - re-raised with its name by task_class()
+            continue
+        folder = Path(module.__file__).parent
+        for env_id, scenario in getattr(module, "GYM_IDS", {}).items():
+            if env_id not in _ENVS:
+                register_env(env_id, folder / scenario if scenario else "")
 
 
 def task_class(ref: str) -> type:
@@ -187,6 +229,7 @@ def run(args: Any) -> int:
 
     import fingergym  # noqa: F401 - registers the shipped ids
 
+    discover()
     for spec in env_specs():
         if args.json:
             print(json.dumps({"id": spec.env_id, "robot": spec.robot, "task": spec.task,

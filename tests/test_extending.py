@@ -126,3 +126,43 @@ def test_third_task_records_and_reads_back_one_episode(reach_id, tmp_path):
     assert ep.topic_counts["/joint_states"] == n
     assert ep.topic_counts["/finger_controller/commands"] == n
     assert ep.scenario.goal.x == 0.12
+
+
+def test_a_task_folder_is_found_without_registering_anything(tmp_path, monkeypatch, capsys):
+    """Adding a task is one folder: a package in tasks/ with TASK, GYM_IDS and its scenario.
+    (The folder is put on ``fingergym.tasks.__path__``, which is what dropping it into tasks/
+    does in an editable install.)"""
+    import fingergym.tasks
+    from fingergym import registry
+    from fingergym.cli import main
+
+    folder = tmp_path / "zz_reach"
+    folder.mkdir()
+    (folder / "task.py").write_text(textwrap.dedent(TASK))
+    (folder / "__init__.py").write_text(
+        "from .task import Reach\nTASK = Reach\nGYM_IDS = {'zz/Reach-v0': 'scenario.yaml'}\n")
+    (folder / "scenario.yaml").write_text("task: zz_reach\nrobot: finger\n"
+                                          "goal: {x: -0.1, z: 0.2}\nfinger: {home: [0.0, 0.15]}\n")
+    monkeypatch.setattr(fingergym.tasks, "__path__", [*fingergym.tasks.__path__, str(tmp_path)])
+    monkeypatch.setattr(registry, "_TASKS", dict(registry._TASKS))
+    monkeypatch.setattr(registry, "_ENVS", dict(registry._ENVS))
+    try:
+        assert main(["tasks"]) == 0
+        assert "zz/Reach-v0  robot=finger  task=zz_reach" in capsys.readouterr().out.splitlines()
+        env = gymnasium.make("zz/Reach-v0")
+        assert env.unwrapped.task.name == "reach" and env.unwrapped.scenario.goal.x == -0.1
+        env.close()
+    finally:
+        gymnasium.registry.pop("zz/Reach-v0", None)
+
+
+def test_built_in_tasks_and_robots_are_their_folders():
+    from fingergym import registry
+
+    tasks = {p.name for p in (registry.Path(__file__).parents[1] / "tasks").iterdir()
+             if (p / "__init__.py").exists()}
+    robots = {p.name for p in (registry.Path(__file__).parents[1] / "robots").iterdir()
+              if (p / "__init__.py").exists()}
+    assert tasks <= set(registry.task_names()) and robots <= set(registry.robot_names())
+    assert registry.task_class("gripper_lift").__name__ == "GripperLift"
+    assert registry.robot_class("gripper").__name__ == "Gripper"

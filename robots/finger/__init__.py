@@ -62,3 +62,5 @@ class Finger(Robot):
         low = np.array([max(lim.lower[0], region.x[0] + r), max(lim.lower[1], region.floor + r)])
         high = np.array([min(lim.upper[0], region.x[1] - r), min(lim.upper[1], region.ceiling)])
         return low, high
+
+ROBOT = Finger  # what fingergym.registry.discover() registers as "finger"

@@ -178,3 +178,5 @@ class Gripper(Robot):
         builder.Connect(zero_velocity.get_output_port(), desired.get_input_port(1))
         builder.Connect(desired.get_output_port(), plant.get_desired_state_input_port(instance))
         return desired.get_input_port(0)
+
+ROBOT = Gripper  # what fingergym.registry.discover() registers as "gripper"

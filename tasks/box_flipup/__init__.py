@@ -8,3 +8,6 @@
 from .task import BoxFlipUp, angle_from_vertical
 
 __all__ = ["BoxFlipUp", "angle_from_vertical"]
+
+TASK = BoxFlipUp  # what fingergym.registry.discover() registers as "box_flipup"
+GYM_IDS = {"fingergym/BoxFlipUp-v0": ""}  # "": the project's default, configs/scenario.yaml

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fingergym.interfaces import ObservationSpec, Region, Robot, Source
+from fingergym.interfaces import ObservationSpec, Region, Robot, Source, Task
 from fingergym.scenario import ScenarioError, param
 
 BOX_COLOR = [0.45, 0.55, 0.9, 1.0]
@@ -264,3 +264,43 @@ def reset_box(plant: Any, plant_context: Any, scenario: Any, params: Mapping[str
                                             theta])
     plant.SetVelocities(plant_context, box, np.zeros(3))
     return f"box at x={x:+.3f} m, theta={theta:.2f} rad"
+
+
+class BoxInBinTask(Task):
+    """A task on this scene: the ``box:`` and ``bin:`` sections, the tracked box, the
+    box-in-bin observation (:func:`observation_spec`), the box draw, the bin as the robot's reach
+    region. Subclasses add their sections, reward, success and ``reset_scene``."""
+
+    sections = SECTIONS
+    tracked_objects = TRACKED
+
+    def __init__(self, scenario: Any, robot: Any):
+        super().__init__(scenario, robot)
+        self._spec = observation_spec(self.robot)
+
+    def observation(self) -> ObservationSpec:
+        return self._spec
+
+    def check(self) -> None:
+        check(self.scenario)
+
+    def nominal_params(self) -> dict[str, float]:
+        return nominal_box(self.scenario)
+
+    def draw_params(self, rng: np.random.Generator) -> dict[str, float]:
+        return draw_box(self.scenario, rng)
+
+    def params_from_state(self, state: np.ndarray) -> dict[str, float]:
+        lay = self._spec.layout
+        return nominal_box(self.scenario, box_x=float(state[lay.index("box_x")]),
+                           box_theta=float(state[lay.index("box_theta")]))
+
+    def add_to_plant(self, plant: Any, params: Mapping[str, float],
+                     contact: Callable[[bool], Any]) -> None:
+        add_scene(plant, self.scenario, params, contact)
+
+    def finalize_plant(self, plant: Any, scene_graph: Any, robot: Any) -> None:
+        filter_collisions(plant, scene_graph, robot)
+
+    def reach_region(self) -> Region:
+        return reach_region(self.scenario)

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from fingergym.interfaces import ObservationSpec, Region, Task
 from fingergym.scenario import param
 
 from . import scene
@@ -32,37 +31,23 @@ def angle_from_vertical(theta: np.ndarray | float) -> np.ndarray | float:
     return np.mod(theta, np.pi) - np.pi / 2
 
 
-class BoxFlipUp(Task):
+class BoxFlipUp(scene.BoxInBinTask):
     name = "box_flipup"
     sections = {**scene.SECTIONS, "success": SuccessParams}
     legacy_keys = {**scene.LEGACY_KEYS, "episode.success_angle": "success.angle",
                    "episode.success_omega": "success.omega"}
-    tracked_objects = scene.TRACKED
     param_rules = {"box_x": "box.x_range", "box_mass": "box.mass", "box_length": "box.length",
                    "box_thickness": "box.thickness", "box_tilt": "box.tilt_range"}
 
     def __init__(self, scenario: Any, robot: Any):
         super().__init__(scenario, robot)
-        self._spec = scene.observation_spec(self.robot)
         lay = self._spec.layout
         self._theta = lay.index("box_theta")
         self._omega = lay.index("box_omega")
         self._q = lay["robot_q"]
         self._v = lay["robot_v"]
 
-    def observation(self) -> ObservationSpec:
-        return self._spec
-
     # ------------------------------------------------------------------ scene
-    def check(self) -> None:
-        scene.check(self.scenario)
-
-    def nominal_params(self) -> dict[str, float]:
-        return scene.nominal_box(self.scenario)
-
-    def draw_params(self, rng: np.random.Generator) -> dict[str, float]:
-        return scene.draw_box(self.scenario, rng)
-
     def draw_episode(self, rng: np.random.Generator) -> Any:
         # The draw order of the first release (box size, gain, box pose and mass, then the
         # generic terms), so every seed keeps its episode.
@@ -78,11 +63,6 @@ class BoxFlipUp(Task):
                "box_tilt": uniform(rng, b.tilt_range)}  # an empty range draws nothing
         return draw_generic(self.scenario, rng, box, gain=gain)
 
-    def params_from_state(self, state: np.ndarray) -> dict[str, float]:
-        lay = self._spec.layout
-        return scene.nominal_box(self.scenario, box_x=float(state[lay.index("box_x")]),
-                                 box_theta=float(state[self._theta]))
-
     def add_to_plant(self, plant: Any, params: Mapping[str, float],
                      contact: Callable[[bool], Any]) -> None:
         pose, self._tool_start = scene.start_pose(self.scenario, params,
@@ -90,14 +70,11 @@ class BoxFlipUp(Task):
         scene.add_scene(plant, self.scenario, params, contact, pose)
 
     def finalize_plant(self, plant: Any, scene_graph: Any, robot: Any) -> None:
-        scene.filter_collisions(plant, scene_graph, robot)
+        super().finalize_plant(plant, scene_graph, robot)
         tool = getattr(self, "_tool_start", None)
         if tool is not None and self.robot.command_layout.size == 2:  # a point tool: q = (x, z)
             for name, value in zip(self.robot.command_layout.names, tool, strict=True):
                 plant.GetJointByName(name, robot).set_default_positions([float(value)])
-
-    def reach_region(self) -> Region:
-        return scene.reach_region(self.scenario)
 
     def view_box(self) -> tuple[float, float, float, float]:
         """The whole bin: walls, floor slab, wall tops."""

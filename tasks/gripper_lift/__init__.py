@@ -8,3 +8,6 @@
 from .task import GripperLift
 
 __all__ = ["GripperLift"]
+
+TASK = GripperLift  # what fingergym.registry.discover() registers as "gripper_lift"
+GYM_IDS = {"fingergym/GripperLift-v0": "scenario.yaml"}  # gym id -> scenario in this folder

@@ -37,13 +37,12 @@ the jaw around the box reads about 0.7 of open).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from fingergym.interfaces import ObservationSpec, Region, Task
 from fingergym.scenario import ScenarioError, param
 from fingergym.tasks.box_flipup import scene
 
@@ -66,10 +65,9 @@ class LiftParams:
                                  doc="the lift reward saturates at this height [m]")
 
 
-class GripperLift(Task):
+class GripperLift(scene.BoxInBinTask):
     name = "gripper_lift"
     sections = {**scene.SECTIONS, "lift": LiftParams}
-    tracked_objects = scene.TRACKED
 
     def __init__(self, scenario: Any, robot: Any):
         super().__init__(scenario, robot)
@@ -79,7 +77,6 @@ class GripperLift(Task):
             raise ScenarioError(f"{scenario.source}: robot: task {self.name!r} needs a gripper "
                                 f"whose state names {list(ROBOT_NAMES)}; {robot.name!r} lacks "
                                 f"{missing}")
-        self._spec = scene.observation_spec(self.robot)
         lay = self._spec.layout
         self._box_x, self._box_z = lay.index("box_x"), lay.index("box_z")
         self._theta = lay.index("box_theta")
@@ -95,33 +92,7 @@ class GripperLift(Task):
         self._target_jaw = robot.command_layout.index(jaw_joint)
         self._z_low = float(low[self._target_z])
 
-    def observation(self) -> ObservationSpec:
-        return self._spec
-
     # ------------------------------------------------------------------ scene
-    def check(self) -> None:
-        scene.check(self.scenario)
-
-    def nominal_params(self) -> dict[str, float]:
-        return scene.nominal_box(self.scenario)
-
-    def draw_params(self, rng: np.random.Generator) -> dict[str, float]:
-        return scene.draw_box(self.scenario, rng)
-
-    def params_from_state(self, state: np.ndarray) -> dict[str, float]:
-        return scene.nominal_box(self.scenario, box_x=float(state[self._box_x]),
-                                 box_theta=float(state[self._theta]))
-
-    def add_to_plant(self, plant: Any, params: Mapping[str, float],
-                     contact: Callable[[bool], Any]) -> None:
-        scene.add_scene(plant, self.scenario, params, contact)
-
-    def finalize_plant(self, plant: Any, scene_graph: Any, robot: Any) -> None:
-        scene.filter_collisions(plant, scene_graph, robot)
-
-    def reach_region(self) -> Region:
-        return scene.reach_region(self.scenario)
-
     def reset_scene(self, plant: Any, plant_context: Any, params: Mapping[str, float],
                     rng: np.random.Generator) -> str:
         """Put the box back flat if the gripper's pads are above it (else ``RuntimeError``)."""
