@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         policy = export(args.run_dir, Path(tmp) / "p.safetensors", args.which)
         for d in args.levels:
-            env = make_env(scenario_at(cfg.eval_scenario(), cfg.curriculum.keys, d))
+            env = make_env(scenario_at(cfg.eval_scenario(), cfg.curriculum_keys(), d))
             out[d] = {"policy": evaluate(env, policy, seeds)["success_rate"],
                       "hold": evaluate(env, lambda _obs, e=env: e.hold_action(),
                                        seeds)["success_rate"]}

@@ -355,6 +355,13 @@ class Task(ABC):
         does. Default: none."""
         return {}
 
+    def easy_starts(self) -> dict[str, Any]:
+        """Optional reset curriculum: dotted scenario keys -> their easiest value, so that a
+        reset drawn with them starts near success (training moves them to the scenario's own
+        values as the success rate rises; ``curriculum.task_starts`` in the training config).
+        Only keys of what a reset draws (ranges, the robot's home). Default: none."""
+        return {}
+
     def expert(self) -> Callable[[np.ndarray], np.ndarray] | None:
         """An optional scripted expert: true state (n_obs,) -> action (n_cmd,) in [-1, 1].
         Used for warm starts and demos; ``None`` if the task has none."""

@@ -102,8 +102,10 @@ class PriorConfig:
 
 @dataclass
 class CurriculumConfig:
-    """Reset curriculum (:mod:`fingergym.policies.curriculum`); off when ``keys`` is empty."""
+    """Reset curriculum (:mod:`fingergym.policies.curriculum`); off when it has no keys."""
 
+    task_starts: bool = _f(False, doc="start from the task's own easy starts "
+                           "(Task.easy_starts); `keys` add to or override them")
     # dotted scenario key -> its easiest value (difficulty 0); difficulty 1 = the training
     # scenario's own value, e.g. {"box.tilt_range": [1.25, 1.45]}
     keys: dict = field(default_factory=dict)
@@ -179,6 +181,13 @@ class TrainConfig:
         """The scenario for evaluation: never overridden (full default randomization)."""
         return as_scenario(self.env.scenario or None)
 
+    def curriculum_keys(self) -> dict[str, Any]:
+        """The reset curriculum's keys: the task's easy starts (``curriculum.task_starts``)
+        updated with ``curriculum.keys``; empty: no curriculum."""
+        c = self.curriculum
+        starts = self.train_scenario().plugins()[0].easy_starts() if c.task_starts else {}
+        return {**starts, **c.keys}
+
 
 def _check(cfg: TrainConfig, source: str) -> None:
     for name in ("pi", "vf"):
@@ -224,7 +233,7 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfi
             cfg.train_scenario()
         except ScenarioError as e:
             raise ScenarioError(f"{source}: env.overrides: {e}") from e
-    if cfg.curriculum.keys:
+    if cfg.curriculum_keys():
         _check_curriculum(cfg, source)
     if cfg.shaping.potential:
         task, _ = cfg.train_scenario().plugins()
@@ -240,7 +249,8 @@ def _check_curriculum(cfg: TrainConfig, source: str) -> None:
     from fingergym.policies.curriculum import scenario_at, scenario_value
 
     base = cfg.train_scenario()
-    for key, easy in cfg.curriculum.keys.items():
+    keys = cfg.curriculum_keys()
+    for key, easy in keys.items():
         where = f"{source}: curriculum.keys.{key}"
         try:
             full = scenario_value(base, key)
@@ -256,7 +266,7 @@ def _check_curriculum(cfg: TrainConfig, source: str) -> None:
                                 f"scenario's {full!r}")
     for d in (0.0, 0.5):
         try:
-            scenario_at(base, cfg.curriculum.keys, d)
+            scenario_at(base, keys, d)
         except (ScenarioError, KeyError, TypeError) as e:
             raise ScenarioError(f"{source}: curriculum.keys at difficulty {d}: {e}") from e
 

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from fingergym.policies.config import TrainConfig, load_train_config
 from fingergym.scenario import ScenarioError
 
 RUNS_DIR = Path("runs")
+EXPERT_FREE_CONFIG = "train_expertfree.yaml"  # the default for a task without an expert
 
 
 # ---------------------------------------------------------------------------- environments
@@ -42,10 +44,11 @@ def _make_env(cfg: TrainConfig):
 
     env = make_env(cfg.train_scenario(), randomize=cfg.env.randomize)
     c = cfg.curriculum
-    if c.keys:
+    keys = cfg.curriculum_keys()
+    if keys:
         from fingergym.policies.curriculum import CurriculumEnv
 
-        env = CurriculumEnv(env, cfg.train_scenario(), c.keys, difficulty=c.start,
+        env = CurriculumEnv(env, cfg.train_scenario(), keys, difficulty=c.start,
                             replay=c.replay)
     if cfg.shaping.potential:
         from fingergym.policies.shaping import PotentialShaping
@@ -259,7 +262,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                 evaluator.verbose = 1
                 callbacks = [evaluator]
                 c = cfg.curriculum
-                if c.keys:
+                if cfg.curriculum_keys():
                     from fingergym.policies.curriculum import CurriculumCallback
 
                     callbacks.append(CurriculumCallback(
@@ -367,7 +370,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--config", type=Path, default=None,
-                        help="training config YAML (default: the shipped configs/train.yaml)")
+                        help="training config YAML (default: the shipped configs/train.yaml; "
+                             "configs/train_expertfree.yaml for a task without a scripted expert)")
     parser.add_argument("--task", default=None, metavar="ID_OR_TASK",
                         help="a registered gym id or task (`fingergym tasks`): trains on its "
                              "default scenario (sets env.scenario)")
@@ -394,6 +398,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no progress bars: one line per phase instead (for logs)")
 
 
+def _default_config_for(cfg: TrainConfig, scenario: str) -> TrainConfig:
+    """The shipped default config for the scenario's task: ``configs/train.yaml`` (expert warm
+    start) if the task has a scripted expert, else ``configs/train_expertfree.yaml`` (hold
+    prior + the task's reset curriculum)."""
+    from fingergym.scenario import as_scenario
+
+    task, _ = as_scenario(scenario or None).plugins()
+    if task.expert() is not None:
+        return cfg
+    path = Path(str(resources.files("fingergym.configs").joinpath(EXPERT_FREE_CONFIG)))
+    print(f"task {task.name!r} has no scripted expert: training with {EXPERT_FREE_CONFIG} "
+          "(hold prior + the task's reset curriculum; docs/training.md)")
+    return load_train_config(path)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         resume = latest_snapshot(args.resume) if args.resume else None
@@ -412,6 +431,8 @@ def run(args: argparse.Namespace) -> int:
 
             path = scenario_path(args.task, None)
             changes["env.scenario"] = str(path) if path else ""
+        if args.config is None and resume is None:
+            cfg = _default_config_for(cfg, changes.get("env.scenario", cfg.env.scenario))
         if getattr(args, "ray", None) is not None:
             changes["env.backend"] = "ray"
             changes["env.ray_address"] = args.ray

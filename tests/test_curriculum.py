@@ -138,5 +138,48 @@ def test_expert_free_recipe_config_loads():
 
     path = resources.files("fingergym.configs").joinpath("train_expertfree.yaml")
     cfg = load_train_config(Path(str(path)))
-    assert cfg.warm_start.episodes == 0 and cfg.prior.hold_steps > 0 and cfg.curriculum.keys
+    assert cfg.warm_start.episodes == 0 and cfg.prior.hold_steps > 0
+    assert cfg.curriculum.task_starts and cfg.curriculum_keys()  # the task's easy starts
     assert cfg.checkpoint_freq == cfg.eval.freq  # every evaluation has its snapshot
+
+
+def test_config_keys_add_to_and_override_the_task_starts():
+    cfg = config_from_dict({"curriculum": {"task_starts": True,
+                                           "keys": {"box.tilt_range": [1.0, 1.2]}}})
+    keys = cfg.curriculum_keys()
+    assert keys["box.tilt_range"] == [1.0, 1.2] and "box.x_range" in keys
+    assert config_from_dict({}).curriculum_keys() == {}  # off by default
+
+
+def test_lift_easy_start_puts_the_pads_around_the_box():
+    """GripperLift.easy_starts: at difficulty 0 the pads start clear of the box, around it, and
+    closing the jaw then raising lifts it; at difficulty 1 the start is the task's own."""
+    from fingergym.env import make_env
+    from fingergym.registry import scenario_of
+
+    base = load_scenario(scenario_of("gripper_lift"))
+    task, robot = base.plugins()
+    easy = task.easy_starts()
+    assert scenario_at(base, easy, 1.0) == base
+    env = make_env(base)
+    env.set_scenario(scenario_at(base, easy, 0.0))
+    env.reset(seed=3)
+    s = dict(zip(env.observation_layout.names, env.true_state()))
+    half = 0.5 * base.box.length * base.box.size_scale[0]
+    assert abs(s["gripper_x"] - s["box_x"]) < 1e-3 and abs(s["gripper_z"] - s["box_z"]) < 0.01
+    assert half < s["jaw"] < half + 0.01 and abs(s["box_theta"]) < 1e-3
+    for target in ([0.0, s["gripper_z"], half - 0.03],) * 3 + ([0.0, 0.15, half - 0.03],) * 5:
+        env.step(env.scaling.to_action(env.scaling.clamp_target(target)).astype(np.float32))
+    assert env._info(env.simulator)["box_height"] > base.lift.height
+    env.close()
+
+
+def test_train_defaults_to_the_expert_free_recipe_for_a_task_without_an_expert(capsys):
+    from fingergym.policies.train import _default_config_for
+    from fingergym.registry import scenario_of
+
+    shipped = load_train_config()
+    assert _default_config_for(shipped, "") is shipped  # the flip-up has an expert
+    cfg = _default_config_for(shipped, scenario_of("gripper_lift"))
+    assert cfg.warm_start.episodes == 0 and cfg.curriculum.task_starts
+    assert "no scripted expert" in capsys.readouterr().out

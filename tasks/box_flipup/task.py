@@ -125,6 +125,12 @@ class BoxFlipUp(scene.BoxInBinTask):
 
         return {"reach": reach, "upright": upright}
 
+    def easy_starts(self) -> dict[str, Any]:
+        """The box already tilted against the left wall with the tool under it."""
+        b = self.scenario.box
+        x = self.scenario.bin.wall_x[0] + 0.5 * b.length * b.size_scale[1] + 0.001
+        return {"box.tilt_range": [1.25, 1.45], "box.x_range": [x, x]}
+
     def expert(self) -> Callable[[np.ndarray], np.ndarray] | None:
         """:class:`~.experts.StandingExpert` for a point-tool robot ([x, z] command)."""
         if self.robot.command_layout.size != 2:

@@ -38,7 +38,7 @@ the jaw around the box reads about 0.7 of open).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,7 @@ WEIGHTS = {"reach": 1.0, "open": 0.25, "grip": 1.0, "raise": 1.0, "lift": 2.0, "
 REACH_SCALE = 10.0  # [1/m] in reach = 1 - tanh(REACH_SCALE d)
 NEAR = (0.02, 0.03)  # [m] |dx|, |dz| of the grasp point from the box centre that count as near
 GRIP_SPAN = 0.03  # [m] of jaw travel from fully open over which `grip` rises to 1
+EASY_GAP = 0.005  # [m] between a pad and the box's end at the curriculum's easiest start
 RAISE_SPAN = 0.1  # [m] of commanded z above the workspace's lowest over which `raise` rises to 1
 # What the task reads of the robot (names of Robot.state_sources): the grasp point and the jaw.
 ROBOT_NAMES = ("gripper_x", "gripper_z", "jaw")
@@ -88,6 +89,7 @@ class GripperLift(scene.BoxInBinTask):
         low, high = robot.workspace(self.reach_region())
         jaw_joint = sources["jaw"].name
         self._jaw_open = float(high[robot.command_layout.index(jaw_joint)])
+        self._target_x = robot.command_layout.index(sources["gripper_x"].name)
         self._target_z = robot.command_layout.index(sources["gripper_z"].name)
         self._target_jaw = robot.command_layout.index(jaw_joint)
         self._z_low = float(low[self._target_z])
@@ -100,6 +102,21 @@ class GripperLift(scene.BoxInBinTask):
         z = plant.GetJointByName("gripper_z", instance).GetOnePosition(plant_context)
         return scene.reset_box(plant, plant_context, self.scenario, params, rng,
                                z - self.robot.pad.reach_below)
+
+    def easy_starts(self) -> dict[str, Any]:
+        """The smallest box under the gripper, the pads 5 mm outside its ends at its height."""
+        b, s = self.scenario.box, self.scenario
+        home_section = next(name for name, cls in self.robot.sections.items()
+                            if "home" in {f.name for f in fields(cls)})
+        home = list(self.robot.home())
+        centre = 0.5 * (b.x_range[0] + b.x_range[1])
+        home[self._target_x] = centre
+        home[self._target_z] = max(s.bin.floor_z + 0.5 * b.thickness * b.size_scale[0],
+                                   self._z_low)
+        home[self._target_jaw] = 0.5 * b.length * b.size_scale[0] + EASY_GAP
+        return {f"{home_section}.home": [float(v) for v in home],
+                "box.x_range": [centre, centre],
+                "box.size_scale": [b.size_scale[0], b.size_scale[0]]}
 
     # ------------------------------------------------------------------ reward, success
     def lowest_point(self, state: np.ndarray) -> np.ndarray | float:
