@@ -57,12 +57,15 @@ def held_out(run_dir: Path, which: str, episodes: int) -> dict:
     import tempfile
 
     from fingergym.env import make_env
+    from fingergym.policies.config import load_train_config
     from fingergym.policies.evaluate import evaluate
     from fingergym.policies.export import export
 
+    scenario = load_train_config(run_dir / "config.yaml").eval_scenario()  # the run's task
     with tempfile.TemporaryDirectory() as tmp:
         policy = export(run_dir, Path(tmp) / "p.safetensors", which)
-        res = evaluate(make_env(), policy, range(HELD_OUT_SEED, HELD_OUT_SEED + episodes))
+        res = evaluate(make_env(scenario), policy,
+                       range(HELD_OUT_SEED, HELD_OUT_SEED + episodes))
     return {k: res[k] for k in ("episodes", "success_rate", "mean_return", "min_return")}
 
 
@@ -102,7 +105,8 @@ def summarize(label: str, runs: list[dict]) -> dict:
             "median_steps": int(statistics.median(steps)) if enough else None}
 
 
-def plot(groups: dict[str, list[Path]], path: Path) -> None:
+def plot(groups: dict[str, list[Path]], path: Path,
+         title: str = "training without an expert: learning curves") -> None:
     """Held-out success (top) and curriculum difficulty (bottom) vs env steps, one line per
     run, one colour per label."""
     import matplotlib
@@ -136,7 +140,7 @@ def plot(groups: dict[str, list[Path]], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(loc="center right", fontsize=7)
     axes[1].legend(loc="upper right", fontsize=7)
-    fig.suptitle("box flip-up without an expert: training curves")
+    fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -163,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
                    "(0: none, curves and time-to-80%% only)")
     p.add_argument("--plot", type=Path, default=None, help="learning curves PNG (all labels "
                    "in bench/results.json)")
+    p.add_argument("--plot-labels", nargs="+", default=None, metavar="LABEL",
+                   help="labels of bench/results.json to plot (default: all)")
+    p.add_argument("--title", default="training without an expert: learning curves")
     args = p.parse_args(argv)
 
     if args.runs:
@@ -195,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| | {Path(r['run_dir']).name} | {first} | {at} | {best} |")
     print(json.dumps(summary))
     if args.plot:
-        plot({k: [Path(r["run_dir"]) for r in v["runs"]] for k, v in results.items()},
-             args.plot)
+        labels = args.plot_labels or list(results)
+        plot({k: [Path(r["run_dir"]) for r in results[k]["runs"]] for k in labels},
+             args.plot, args.title)
     return 0
 
 
