@@ -98,6 +98,15 @@ class ObservationSpec:
         """(n,) symmetric bounds of the observation space."""
         return np.array([s.bound for s in self.sources.values()])
 
+    def object_poses(self, state: np.ndarray) -> dict[str, list[float]]:
+        """The planar pose ``[x, z, theta]`` [m, rad] of each tracked object in ``state`` (n,)
+        (an object the observation reads only partly gets 0 for the missing axes)."""
+        poses: dict[str, list[float]] = {}
+        for i, s in enumerate(self.sources.values()):
+            if s.kind == "object_pose":
+                poses.setdefault(s.name, [0.0, 0.0, 0.0])[s.axis] = float(state[i])
+        return poses
+
     @property
     def objects(self) -> tuple[str, ...]:
         """Tracked objects the observation reads, in first-use order."""

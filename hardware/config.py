@@ -91,6 +91,13 @@ class HomeParams:
     settle: float = _f(0.1, 0.0, 10.0)
 
 
+# The virtual robot's node name. Its ROS parameters (rcl_interfaces parameter services):
+# ``ground_truth`` (read-only JSON of its virtual_robot: values, the sim-to-real offsets deploy
+# records in each bag) and ``reset_pose`` (JSON {object: [x, z, theta]}: where the next scene
+# reset puts the tracked objects; "" = the task's own reset).
+VIRTUAL_ROBOT_NODE = "fingergym_virtual_robot"
+
+
 @dataclass
 class VirtualRobotParams:
     joint_state_rate: float = _f(200.0, 1.0, 2000.0)

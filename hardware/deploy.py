@@ -45,6 +45,7 @@ from fingergym.hardware.session import (
     reset_scene,
     robot_env,
     run_episode,
+    virtual_robot_ground_truth,
 )
 from fingergym.registry import scenario_path
 from fingergym.scenario import Scenario, ScenarioError, as_scenario
@@ -172,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         with robot_env(scenario, config, virtual=args.virtual_robot, scenario_path=path,
                        robot_args=args.robot_arg, say=out.say) as env:
             station = env.station
+            truth = virtual_robot_ground_truth(station) if args.virtual_robot else None
             out.say(f"{scenario.task} on {scenario.robot}; policy: {name} (sha256 {sha[:12]}); "
                     f"{args.episodes} episode(s), scene reset: {reset_mode}; logs: "
                     f"{log_root or 'off'}")
@@ -184,7 +186,9 @@ def run(args: argparse.Namespace) -> int:
                     recorder = open_recorder(log_root / f"episode_{i:03d}", {
                         "mode": "hardware", "policy": name, "policy_sha256": sha,
                         "virtual_robot": bool(args.virtual_robot), "episode": i,
-                        "hardware_config": config.source}, scenario, station)
+                        "hardware_config": config.source,
+                        **({"virtual_robot_physics": truth} if truth else {})},
+                        scenario, station)
                 out.say(f"episode {i + 1}/{args.episodes}: started")
                 try:
                     ep = run_episode(env, lambda obs, k: controller(obs), recorder)

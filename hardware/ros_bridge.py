@@ -387,6 +387,48 @@ class RosBridge:
             raise HardwareError(f"{service} failed: {response.message}")
         return response.message
 
+    def _parameter_client(self, node: str, timeout: float):
+        from rclpy.parameter_client import AsyncParameterClient
+
+        client = AsyncParameterClient(self.node, node)
+        if not client.wait_for_services(timeout_sec=timeout):
+            raise HardwareError(f"node {node}: parameter services not available after "
+                                f"{timeout:.1f} s ({domain_hint(self.domain_id)})")
+        return client
+
+    def _wait(self, future, what: str, timeout: float):
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise HardwareError(f"{what}: no answer in {timeout:.1f} s")
+            time.sleep(0.01)
+        return future.result()
+
+    def get_remote_parameters(self, node: str, names: list[str],
+                              timeout: float = 5.0) -> dict[str, object]:
+        """Another node's parameters by name (rcl_interfaces/GetParameters); unset ones are
+        ``None``."""
+        from rclpy.parameter import parameter_value_to_python
+
+        client = self._parameter_client(node, timeout)
+        result = self._wait(client.get_parameters(names), f"{node}/get_parameters", timeout)
+        return {n: parameter_value_to_python(v) for n, v in zip(names, result.values,
+                                                                 strict=True)}
+
+    def set_remote_parameters(self, node: str, values: dict[str, object],
+                              timeout: float = 5.0) -> None:
+        """Set another node's parameters (rcl_interfaces/SetParameters); raises if refused."""
+        from rclpy.parameter import Parameter
+
+        client = self._parameter_client(node, timeout)
+        result = self._wait(client.set_parameters([Parameter(k, value=v)
+                                                   for k, v in values.items()]),
+                            f"{node}/set_parameters", timeout)
+        refused = [f"{k}: {r.reason}" for k, r in zip(values, result.results, strict=True)
+                   if not r.successful]
+        if refused:
+            raise HardwareError(f"{node} refused parameter(s): {'; '.join(refused)}")
+
     def close(self) -> None:
         if self.context.ok():
             self.context.try_shutdown()

@@ -5,6 +5,7 @@ a controller through the env, record what was sent.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fingergym.hardware.config import HardwareConfig, topics
+from fingergym.hardware.config import VIRTUAL_ROBOT_NODE, HardwareConfig, topics
 from fingergym.hardware.outcome import episode_success, fault_code
 from fingergym.scenario import Scenario
 
@@ -102,17 +103,32 @@ class ChildWatcher:
         self._thread.join(1.0)
 
 
-def reset_scene(mode: str, station, say: Callable[[str], None], wait: float) -> None:
-    """Between episodes: call the reset service, ask the operator, or wait."""
+def reset_scene(mode: str, station, say: Callable[[str], None], wait: float,
+                poses: dict[str, list[float]] | None = None) -> None:
+    """Between episodes: call the reset service, ask the operator, or wait. ``poses``
+    ({object: [x, z, theta]}): where the objects should start; the virtual robot's reset
+    (``service``) puts them there (its ``reset_pose`` parameter), an operator is shown them."""
     if mode == "service":
+        if poses:
+            station.bridge.set_remote_parameters(VIRTUAL_ROBOT_NODE,
+                                                 {"reset_pose": json.dumps(poses)})
         say(f"  scene reset: {station.bridge.call_reset()}")
     elif mode == "prompt":
-        say("  Reset the scene (e.g. put the box flat in the bin, clear of the robot), "
-            "then press Enter...")
+        where = ("at " + "; ".join(f"{o} x={p[0]:+.3f} m z={p[1]:+.3f} m theta={p[2]:+.2f} rad"
+                                   for o, p in poses.items())) if poses else \
+            "(e.g. put the box flat in the bin, clear of the robot)"
+        say(f"  Reset the scene {where}, then press Enter...")
         input()
     else:
         say(f"  reset the scene now: starting in {wait:.0f} s")
         time.sleep(wait)
+
+
+def virtual_robot_ground_truth(station) -> dict:
+    """The virtual robot's sim-to-real offsets (its ``ground_truth`` parameter), for the bags:
+    what ``fingergym identify`` should recover."""
+    raw = station.bridge.get_remote_parameters(VIRTUAL_ROBOT_NODE, ["ground_truth"])
+    return json.loads(raw["ground_truth"]) if raw.get("ground_truth") else {}
 
 
 def open_recorder(bag_dir: Path, metadata: dict, scenario: Scenario, station):

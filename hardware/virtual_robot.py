@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import functools
 import heapq
+import json
 import math
 import os
 import signal
@@ -29,6 +30,7 @@ import numpy as np
 
 from fingergym.cli import optional_path
 from fingergym.hardware.config import (
+    VIRTUAL_ROBOT_NODE,
     HardwareConfig,
     VirtualRobotParams,
     as_hardware_config,
@@ -121,6 +123,26 @@ class Physics:
         """Put the scene back (the task's :meth:`~fingergym.interfaces.Task.reset_scene`)."""
         return self.task.reset_scene(self.plant, self.plant_context, self.params.task, self.rng)
 
+    def reset_to(self, poses: dict[str, list[float]]) -> str:
+        """Put each tracked object at its planar pose ``[x, z, theta]``, at rest (a logged
+        episode's start). The task's reset runs first, so its checks (the robot clear of the
+        scene) hold; ``RuntimeError`` for an unknown object."""
+        unknown = sorted(set(poses) - set(self.objects))
+        if unknown:
+            raise RuntimeError(f"reset_pose: unknown object(s) {unknown}; tracked: "
+                               f"{sorted(self.objects)}")
+        self.reset()
+        q, v = self.plant.GetPositions(self.plant_context), self.plant.GetVelocities(
+            self.plant_context)
+        for obj, pose in poses.items():
+            joint = self.objects[obj]
+            q[joint.position_start():joint.position_start() + 3] = pose
+            v[joint.velocity_start():joint.velocity_start() + 3] = 0.0
+        self.plant.SetPositions(self.plant_context, q)
+        self.plant.SetVelocities(self.plant_context, v)
+        return ", ".join(f"{o} at x={p[0]:+.3f} m, z={p[1]:+.3f} m, theta={p[2]:.2f} rad"
+                         for o, p in poses.items())
+
 
 class MockPhysics:
     """mock_components-style: joints are wherever they were commanded; objects never move."""
@@ -157,6 +179,11 @@ class MockPhysics:
     def reset(self) -> str:
         return "mock: the scene did not move"
 
+    def reset_to(self, poses: dict[str, list[float]]) -> str:
+        for obj, pose in poses.items():
+            self.objects[obj] = np.asarray(pose, dtype=float)
+        return f"mock: objects put at {poses}"
+
 
 class VirtualRobot:
     """The ROS 2 node around :class:`Physics` (or :class:`MockPhysics`), run by :meth:`run`."""
@@ -192,7 +219,7 @@ class VirtualRobot:
         self.context = rclpy.context.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         qos = config.qos
-        self.node = Node("fingergym_virtual_robot", context=self.context)
+        self.node = Node(VIRTUAL_ROBOT_NODE, context=self.context)
         # The robot side publishes reliably (what ros2_control's broadcaster does); the
         # command subscription takes the configured profile.
         state_qos = dataclasses.replace(qos.joint_states, reliability="reliable")
@@ -204,6 +231,13 @@ class VirtualRobot:
         self.node.create_subscription(Float64MultiArray, self.topics.commands, self._on_command,
                                       qos_profile(dataclasses.replace(qos.commands, depth=10)))
         self.node.create_service(Trigger, self.topics.reset_service, self._on_reset)
+        from rcl_interfaces.msg import ParameterDescriptor
+
+        self.node.declare_parameter(
+            "ground_truth", json.dumps(self.ground_truth()),
+            ParameterDescriptor(read_only=True, description="the sim-to-real offsets (JSON)"))
+        self.node.declare_parameter("reset_pose", "", ParameterDescriptor(
+            description='JSON {object: [x, z, theta]}: the next reset puts the objects there'))
         self._lock = threading.Lock()     # physics
         self._wake = threading.Condition()
         self._commands: list[tuple[float, int, np.ndarray]] = []  # (apply at, seq, target)
@@ -250,10 +284,22 @@ class VirtualRobot:
             self.counts["commands"] += 1
             self._wake.notify()
 
+    def ground_truth(self) -> dict:
+        """What this robot's physics differ by from the scenario (its virtual_robot: values)."""
+        return {k: v for k, v in dataclasses.asdict(self.vr).items()
+                if k not in ("realtime_priority",)}
+
     def _on_reset(self, request, response):
+        """The task's reset, or (``reset_pose`` set) the objects at the given poses; the
+        parameter is cleared either way (it applies to one reset)."""
+        from rclpy.parameter import Parameter
+
         try:
+            raw = self.node.get_parameter("reset_pose").value
+            self.node.set_parameters([Parameter("reset_pose", value="")])
             with self._lock:
-                response.message = self.physics.reset()
+                response.message = (self.physics.reset_to(_poses(raw)) if raw
+                                    else self.physics.reset())
             response.success = True
             self.log(f"reset: {response.message}")
         except RuntimeError as e:
@@ -372,6 +418,19 @@ class VirtualRobot:
             self.context.try_shutdown()
         if self._spin_thread.is_alive():
             self._spin_thread.join(timeout=2.0)
+
+
+def _poses(text: str) -> dict[str, list[float]]:
+    """``reset_pose`` JSON -> {object: [x, z, theta]}; ``RuntimeError`` if malformed."""
+    try:
+        poses = json.loads(text)
+        out = {str(k): [float(x) for x in v] for k, v in poses.items()}
+    except (ValueError, TypeError, AttributeError) as e:
+        raise RuntimeError(f"reset_pose: expected JSON {{object: [x, z, theta]}}, got "
+                           f"{text[:80]!r}") from e
+    if not all(len(p) == 3 and all(math.isfinite(x) for x in p) for p in out.values()):
+        raise RuntimeError(f"reset_pose: every pose is 3 finite numbers, got {text[:80]!r}")
+    return out
 
 
 def _stamp(t: float) -> tuple[int, int]:

@@ -8,8 +8,8 @@ starts and stops ``fingergym-virtual-robot`` the way deploy does. The replay is 
 as a bag (``mode: "replay"``, ``replay_of``) next to the logged one, and compared with the log.
 
 The box cannot be put back by software on a real robot: the operator is shown the logged start
-pose of the box and asked to place it so; the virtual robot's reset service places it itself
-(at its own random pose), so the divergence at step 0 is reported too.
+pose of the box and asked to place it so. The virtual robot puts it there itself (its
+``reset_pose`` parameter, then its reset service); the divergence at step 0 is reported too.
 """
 
 from __future__ import annotations
@@ -86,12 +86,13 @@ def replay_on_robot(ep: Episode, *, scenario: Scenario | None = None, virtual: b
             station = env.station
             say("homing")
             station.go_home()
-            s0 = ep.true_state[0]
-            sources = scenario.plugins()[0].observation().sources
-            start = ", ".join(f"{k}={v:+.3f}" for k, v in ep.observation_layout.as_dict(s0).items()
-                              if sources[k].kind == "object_pose")
-            say(f"logged start: {start}")
-            reset_scene(reset, station, say, 10.0)
+            # the logged start of the tracked objects (the observation's own layout)
+            spec = scenario.plugins()[0].observation()
+            logged = ep.observation_layout.as_dict(ep.true_state[0])
+            start = spec.object_poses(spec.layout.vector(logged))
+            say("logged start: " + "; ".join(f"{o} {np.round(p, 3).tolist()}"
+                                             for o, p in start.items()))
+            reset_scene(reset, station, say, 10.0, poses=start)
             recorder = open_recorder(bag, {
                 "mode": "replay", "replay_of": str(ep.path), "policy": ep.metadata.get("policy"),
                 "policy_sha256": ep.metadata.get("policy_sha256"), "virtual_robot": virtual,

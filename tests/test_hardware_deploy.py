@@ -54,7 +54,7 @@ def test_deployed_policy_flips_the_box_on_the_virtual_robot(request, tmp_path):
         config.write_text("safety:\n  watchdog_age: 0.5\n")
         deploy = procs.start([*DEPLOY, *_policy_args(), "--episodes", "3", "--virtual-robot",
                               "--json", "--log-dir", str(tmp_path / "logs"),
-                              "--config", str(config)],
+                              "--config", str(config), "--robot-arg=--friction-scale=0.95"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = deploy.communicate(timeout=180)
     assert deploy.returncode == 0, err[-3000:]
@@ -67,6 +67,10 @@ def test_deployed_policy_flips_the_box_on_the_virtual_robot(request, tmp_path):
 
     ep = read_episode(tmp_path / "logs" / "episode_000")
     assert ep.finished and ep.steps == 100 and ep.mode == "hardware"
+    # the virtual robot's sim-to-real offsets (the ground truth for `fingergym identify`)
+    truth = ep.metadata["virtual_robot_physics"]
+    assert truth["friction_scale"] == 0.95 and truth["gain_scale"] == 1.0
+    assert "command_latency" in truth and "param_scale" in truth
     assert ep.success == episodes[0]["success"]
     lo, hi = ActionScaling.from_scenario(ep.scenario).low, ActionScaling.from_scenario(
         ep.scenario).high

@@ -190,3 +190,27 @@ def test_deploy_refuses_pickles_before_touching_ros(tmp_path, capsys):
     bad.write_bytes(b"\x80\x04\x95" + b"\x00" * 64)  # a pickle, whatever the name says
     assert main(["deploy", "--policy", str(bad), "--episodes", "1"]) == 2
     assert "refusing" in capsys.readouterr().out
+
+
+def test_reset_pose_parameter_is_parsed_or_refused_in_one_line():
+    from fingergym.hardware.virtual_robot import _poses
+
+    assert _poses('{"box": [0.1, 0.025, 0]}') == {"box": [0.1, 0.025, 0.0]}
+    for bad in ('{"box": [0.1, 0.025]}', "[1, 2, 3]", '{"box": [0, "x", 0]}', "nope",
+                '{"box": [0, NaN, 0]}'):
+        with pytest.raises(RuntimeError, match="reset_pose"):
+            _poses(bad)
+
+
+def test_physics_reset_to_puts_the_box_at_the_pose_at_rest():
+    from fingergym.hardware.config import VirtualRobotParams
+    from fingergym.hardware.virtual_robot import Physics
+    from fingergym.scenario import load_scenario
+
+    physics = Physics(load_scenario(), VirtualRobotParams(), np.random.default_rng(0))
+    physics.set_target(physics.robot.home())
+    message = physics.reset_to({"box": [0.05, 0.03, 0.2]})
+    assert "box at x=+0.050" in message
+    np.testing.assert_allclose(physics.state().objects["box"], [0.05, 0.03, 0.2])
+    with pytest.raises(RuntimeError, match="unknown object"):
+        physics.reset_to({"ball": [0, 0, 0]})

@@ -60,3 +60,10 @@ def test_replay_on_virtual_robot(short_bag, tmp_path, monkeypatch, capfd):
     assert ep.topic_counts.get("/joint_states", 0) > STEPS  # raw messages at the robot's rate
     assert ep.topic_counts.get("/finger_controller/commands", 0) > STEPS
     assert logged.steps == STEPS
+    # the virtual robot put the box where the logged episode started (reset_pose), not at a
+    # random pose of its own: within tracker noise (and the box at rest)
+    names = ("box_x", "box_z", "box_theta")
+    first, start = ep.observation_layout.as_dict(ep.observation[0]), \
+        logged.observation_layout.as_dict(logged.true_state[0])
+    assert all(abs(first[n] - start[n]) < 0.01 for n in names), (first, start)
+    assert "box at x=" in text and "logged start: box" in text
