@@ -23,7 +23,8 @@ DEFAULT_TRAIN_CONFIG = "train.yaml"
 
 @dataclass
 class EnvConfig:
-    scenario: str = _f("", doc="scenario YAML path; empty: the shipped configs/scenario.yaml")
+    scenario: str = _f("", doc="scenario YAML path, or a task name / gym id (its scenario); "
+                       "empty: the shipped configs/scenario.yaml")
     n_envs: int = _f(0, 0, 1024, doc="parallel envs; 0: one per CPU core of this machine")
     backend: str = _f("subproc", choices=("subproc", "ray"),
                       doc="subproc: SubprocVecEnv on this machine; ray: Ray actors on a cluster")
@@ -63,6 +64,9 @@ class PolicyConfig:
     pi: list[int] = _f([64, 64], point=True, doc="actor hidden sizes (two layers)")
     vf: list[int] = _f([64, 64], point=True, doc="critic hidden sizes (two layers)")
     activation: str = _f("tanh", choices=("tanh", "relu"))
+    bounded_mean: bool = _f(False, doc="tanh on the Gaussian's mean: it stays inside the "
+                            "action bounds, so exploration never dies at a bound "
+                            "(fingergym.policies.bounded)")
 
 
 @dataclass
@@ -171,7 +175,7 @@ class TrainConfig:
 
     def train_scenario(self) -> Scenario:
         """The scenario for training: the env's scenario with ``env.overrides`` applied."""
-        scenario = as_scenario(self.env.scenario or None)
+        scenario = as_scenario(self._scenario_path())
         try:
             return scenario.replace(**self.env.overrides) if self.env.overrides else scenario
         except (KeyError, TypeError) as e:
@@ -179,7 +183,10 @@ class TrainConfig:
 
     def eval_scenario(self) -> Scenario:
         """The scenario for evaluation: never overridden (full default randomization)."""
-        return as_scenario(self.env.scenario or None)
+        return as_scenario(self._scenario_path())
+
+    def _scenario_path(self) -> str | Path | None:
+        return scenario_ref_path(self.env.scenario, f"{self.source}: env.scenario")
 
     def curriculum_keys(self) -> dict[str, Any]:
         """The reset curriculum's keys: the task's easy starts (``curriculum.task_starts``)
@@ -269,6 +276,19 @@ def _check_curriculum(cfg: TrainConfig, source: str) -> None:
             scenario_at(base, keys, d)
         except (ScenarioError, KeyError, TypeError) as e:
             raise ScenarioError(f"{source}: curriculum.keys at difficulty {d}: {e}") from e
+
+
+def scenario_ref_path(ref: str, where: str = "env.scenario") -> str | None:
+    """A scenario reference: a YAML path, or a registered task name or gym id (its scenario,
+    wherever the package is installed); empty: ``None`` (the shipped default)."""
+    if not ref or ref.endswith((".yaml", ".yml")):
+        return ref or None
+    from fingergym.registry import RegistryError, scenario_of
+
+    try:
+        return scenario_of(ref) or None
+    except RegistryError as e:
+        raise ScenarioError(f"{where}: {e}") from e
 
 
 def default_config_path() -> Path:

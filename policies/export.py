@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from fingergym.policies.config import scenario_ref_path
 from fingergym.policies.runner import FORMAT, METADATA_KEY, VERSION, Policy, PolicyFormatError
 from fingergym.scaling import ActionScaling
 from fingergym.scenario import as_scenario
@@ -86,7 +87,7 @@ def export(run_dir: Path, out: Path, which: str = "best") -> Policy:
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     meta = json.loads((run_dir / "meta.json").read_text())
     activation = cfg["policy"]["activation"]
-    scenario = as_scenario(cfg["env"]["scenario"] or None)
+    scenario = as_scenario(scenario_ref_path(cfg["env"]["scenario"]))
     task, robot = scenario.plugins()
     obs_layout, act_layout = task.observation_layout, robot.command_layout
     layers = actor_layers(actor_state(snap))
@@ -94,12 +95,14 @@ def export(run_dir: Path, out: Path, which: str = "best") -> Policy:
         raise ValueError(f"{snap}: actor maps {layers[0][0].shape[1]} -> "
                          f"{layers[-1][0].shape[0]}, expected {obs_layout.size} -> "
                          f"{act_layout.size} ({task.name} on {robot.name})")
+    # the mean's squashing (policy.bounded_mean) is the last layer's activation
+    last = "tanh" if cfg["policy"].get("bounded_mean") else None
     tensors, layer_spec = {}, []
     for i, (w, b) in enumerate(layers):
         tensors[f"actor.{i}.weight"] = np.ascontiguousarray(w, dtype=np.float32)
         tensors[f"actor.{i}.bias"] = np.ascontiguousarray(b, dtype=np.float32)
         layer_spec.append({"weight": f"actor.{i}.weight", "bias": f"actor.{i}.bias",
-                           "activation": activation if i < len(layers) - 1 else None})
+                           "activation": activation if i < len(layers) - 1 else last})
     scaling = ActionScaling.from_scenario(scenario)
     evals = []
     eval_json = run_dir / "eval.json"

@@ -161,8 +161,9 @@ def _check_spec(path: Path, spec: Any, tensors: dict[str, np.ndarray]) -> list:
             raise _fail(path, f"layer {i}: non-finite weights")
         layers.append((w.astype(np.float32), b.astype(np.float32), act))
         width = w.shape[0]
-    if width != action_dim or layers[-1][2] is not None:
-        raise _fail(path, f"the last layer must be linear with {action_dim} outputs")
+    if width != action_dim or layers[-1][2] not in (None, "tanh"):
+        raise _fail(path, f"the last layer must be linear (or tanh: a bounded mean) with "
+                          f"{action_dim} outputs")
     return layers
 
 

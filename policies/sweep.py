@@ -64,7 +64,8 @@ def load_sweep(path: Path) -> tuple[dict, dict[str, TrainConfig]]:
         base = load_train_config(base_path)
     except FileNotFoundError as e:
         raise ScenarioError(f"{path}: train: {e}") from e
-    if base.env.scenario and not Path(base.env.scenario).is_absolute():
+    if base.env.scenario.endswith((".yaml", ".yml")) and \
+            not Path(base.env.scenario).is_absolute():
         base = base.replace(**{"env.scenario": str((base_path.parent if base_path else Path())
                                                    / base.env.scenario)})
     configs = {}

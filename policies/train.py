@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from fingergym.policies.config import TrainConfig, load_train_config
+from fingergym.policies.config import TrainConfig, load_train_config, scenario_ref_path
 from fingergym.scenario import ScenarioError
 
 RUNS_DIR = Path("runs")
@@ -165,7 +165,14 @@ def build_model(cfg: TrainConfig, venv, run_dir: Path):
     # SB3 calls a schedule with the remaining progress (1 at the start, 0 at the end).
     lr = (p.learning_rate if p.lr_schedule == "constant"
           else functools.partial(_linear, p.learning_rate))
-    return PPO("MlpPolicy", venv, learning_rate=lr, n_steps=p.n_steps,
+    policy: Any = "MlpPolicy"
+    if cfg.policy.bounded_mean:
+        if p.use_sde:
+            raise ScenarioError(f"{cfg.source}: policy.bounded_mean: not with ppo.use_sde")
+        from fingergym.policies.bounded import BoundedMeanPolicy
+
+        policy = BoundedMeanPolicy
+    return PPO(policy, venv, learning_rate=lr, n_steps=p.n_steps,
                batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma,
                gae_lambda=p.gae_lambda, clip_range=p.clip_range, ent_coef=p.ent_coef,
                vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
@@ -404,7 +411,7 @@ def _default_config_for(cfg: TrainConfig, scenario: str) -> TrainConfig:
     prior + the task's reset curriculum)."""
     from fingergym.scenario import as_scenario
 
-    task, _ = as_scenario(scenario or None).plugins()
+    task, _ = as_scenario(scenario_ref_path(scenario)).plugins()
     if task.expert() is not None:
         return cfg
     path = Path(str(resources.files("fingergym.configs").joinpath(EXPERT_FREE_CONFIG)))

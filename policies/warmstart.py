@@ -18,6 +18,7 @@ import torch as th
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from fingergym.policies.bounded import action_mean, mean_targets
 from fingergym.scenario import Scenario, ScenarioError
 
 
@@ -83,7 +84,7 @@ def fit(model: PPO, obs: np.ndarray, actions: np.ndarray, values: np.ndarray | N
     policy = model.policy
     opt = th.optim.Adam(policy.parameters(), lr=lr)
     x = th.as_tensor(obs, dtype=th.float32)
-    y = th.as_tensor(actions, dtype=th.float32)
+    y = mean_targets(policy, th.as_tensor(actions, dtype=th.float32))
     v = None if values is None else th.as_tensor(values, dtype=th.float32)
     gen = th.Generator().manual_seed(seed)
     loss_a = th.tensor(0.0)
@@ -93,7 +94,7 @@ def fit(model: PPO, obs: np.ndarray, actions: np.ndarray, values: np.ndarray | N
             idx = perm[i:i + batch_size]
             features = policy.extract_features(x[idx], policy.pi_features_extractor)
             latent_pi, latent_vf = policy.mlp_extractor(features)
-            loss_a = th.mean((policy.action_net(latent_pi) - y[idx]) ** 2)
+            loss_a = th.mean((action_mean(policy, latent_pi) - y[idx]) ** 2)
             loss = loss_a
             if v is not None:
                 loss = loss + 0.5 * th.mean((policy.value_net(latent_vf).squeeze(-1) - v[idx]) ** 2)

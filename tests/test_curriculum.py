@@ -40,7 +40,8 @@ def test_interpolation_ends_at_easy_and_at_the_scenario():
 
 
 def test_tilted_start_lifts_the_box_with_the_finger_under_it():
-    s = load_scenario().replace(**{"box.tilt_range": [0.8, 0.8]})
+    s = load_scenario().replace(**{"box.tilt_range": [0.8, 0.8],
+                                   "box.tool_start_probability": 1.0})
     env = fingergym.make_env(s)
     env.reset(seed=3)
     state = env.true_state()
@@ -50,6 +51,26 @@ def test_tilted_start_lifts_the_box_with_the_finger_under_it():
     assert state[3] > state[0] and state[4] < state[1] + 0.1
     env.step(env.scaling.to_action(state[3:5]))  # hold: the finger keeps the box lifted
     assert abs(angle_from_vertical(env.true_state()[2])) < np.pi / 2 - 0.3
+
+
+def test_tool_start_probability_puts_the_finger_at_the_box_or_at_home():
+    """At a flat start the finger starts beside the box's right end (probability 1), at home
+    (0), or either (0.5); a tilted box without the finger falls back."""
+    base = load_scenario().replace(**{"box.flip_probability": 0.0})
+    env = fingergym.make_env(base.replace(**{"box.tool_start_probability": 1.0}))
+    env.reset(seed=4)
+    st = dict(zip(env.observation_layout.names, env.true_state()))
+    half = 0.5 * (st["finger_x"] - st["box_x"])
+    assert 0.09 * 0.5 < half < 0.12 * 0.5 + 0.02 and st["finger_z"] < 0.03  # beside, on the floor
+    env.set_scenario(base.replace(**{"box.tilt_range": [0.8, 0.8]}))
+    env.reset(seed=4)
+    assert env.true_state()[3:5] == pytest.approx(env.robot.home(), abs=1e-6)
+    env.set_scenario(base.replace(**{"box.tool_start_probability": 0.5}))
+    at_home = []
+    for seed in range(12):
+        env.reset(seed=seed)
+        at_home.append(bool(np.allclose(env.true_state()[3:5], env.robot.home(), atol=1e-6)))
+    assert 0 < sum(at_home) < 12
 
 
 def test_untilted_start_is_the_old_start():

@@ -41,9 +41,12 @@ class BoxParams:
     mass_scale: list[float] = param([0.7, 1.3])
     size_scale: list[float] = param([0.9, 1.1], doc="scales length and thickness together")
     tilt_range: list[float] = param([0.0, 0.0], doc="initial lift of the box's right end "
-                                                    "[rad] about its lower-left corner, the "
-                                                    "robot's tool under it (0: flat, tool at "
-                                                    "home; for training curricula)")
+                                                    "[rad] about its lower-left corner (0: "
+                                                    "flat; for training curricula)")
+    tool_start_probability: float = param(0.0, 0.0, 1.0, doc="chance the robot's tool starts "
+                                          "at the box (under its lifted end, or beside its "
+                                          "right end when flat) instead of at home; for "
+                                          "training curricula")
 
 
 @dataclass
@@ -129,11 +132,22 @@ def draw_box(scenario: Any, rng: np.random.Generator) -> dict[str, float]:
         return float(lo) if lo == hi else float(rng.uniform(lo, hi))
 
     size = u(b.size_scale)
-    return {"box_x": u(b.x_range),
-            "box_theta": math.pi if rng.uniform() < b.flip_probability else 0.0,
-            "box_mass": b.mass * u(b.mass_scale),
-            "box_length": b.length * size, "box_thickness": b.thickness * size,
-            "box_tilt": u(b.tilt_range)}  # last: an empty range draws nothing
+    box = {"box_x": u(b.x_range),
+           "box_theta": math.pi if rng.uniform() < b.flip_probability else 0.0,
+           "box_mass": b.mass * u(b.mass_scale),
+           "box_length": b.length * size, "box_thickness": b.thickness * size,
+           "box_tilt": u(b.tilt_range)}  # an empty range draws nothing
+    return {**box, **tool_start(b, rng, box["box_tilt"])}  # last: draws only in (0, 1)
+
+
+def tool_start(box: Any, rng: np.random.Generator, tilt: float) -> dict[str, float]:
+    """``{"box_tool_at_box": 0 or 1}`` drawn with ``box.tool_start_probability``: no draw at
+    probability 0 or 1, so the draws of every existing seed stay the same. (Without the key, an
+    episode of an older release, the tool is at the box exactly when the box is tilted.)"""
+    p = box.tool_start_probability
+    if p <= 0.0:
+        return {"box_tool_at_box": 0.0} if tilt > 0.0 else {}
+    return {"box_tool_at_box": 1.0 if p >= 1.0 or rng.uniform() < p else 0.0}
 
 
 _CLEARANCE = 0.001  # [m] gap left between the tool, the box and the wall at a tilted start
@@ -144,20 +158,29 @@ def start_pose(scenario: Any, params: Mapping[str, float],
     """Box ``(x, z, theta)`` and the tool's start ``(x, z)`` [m, rad] (``None``: home).
 
     ``box_tilt == 0``: the box lies flat at ``box_x``. ``box_tilt > 0``: its right end is lifted
-    by that angle about its lower-left corner (moved right if needed to clear the left wall) and
-    the tool starts under the lifted end, holding it (or, when there is no room under it,
-    against the lower-right corner): a start near success, for training curricula.
+    by that angle about its lower-left corner (moved right if needed to clear the left wall).
+    With ``box_tool_at_box`` the tool starts under the lifted end, holding it (or, when there is
+    no room under it, against the lower-right corner; beside the right end of a flat box):
+    starts near success, for training curricula.
     """
     s, phi = scenario, float(params.get("box_tilt", 0.0))
     L, T, r = params["box_length"], params["box_thickness"], tool_radius
     floor = s.bin.floor_z
+    # episodes drawn before box.tool_start_probability: the tool was at the box when tilted
+    at_box = params.get("box_tool_at_box", 1.0 if phi > 0.0 else 0.0) > 0.5
     if phi <= 0.0:
-        return np.array([params["box_x"], floor + 0.5 * T, params["box_theta"]]), None
+        flat = np.array([params["box_x"], floor + 0.5 * T, params["box_theta"]])
+        if not at_box:
+            return flat, None
+        return flat, np.array([params["box_x"] + 0.5 * L + r + _CLEARANCE,
+                               floor + r + _CLEARANCE])  # beside the right end
     c, sn = math.cos(phi), math.sin(phi)
     R = np.array([[c, -sn], [sn, c]])
     pivot = np.array([max(params["box_x"] - 0.5 * L, s.bin.wall_x[0] + T * sn + _CLEARANCE),
                       floor])
     box = pivot + R @ np.array([0.5 * L, 0.5 * T])
+    if not at_box:
+        return np.array([box[0], box[1], params["box_theta"] + phi]), None
     tool = pivot + R @ np.array([L - 2 * r, -(r + _CLEARANCE)])  # below the bottom face
     if tool[1] < floor + r + _CLEARANCE:
         tool = pivot + R @ np.array([L + r + _CLEARANCE, 0.0])    # beside the lower corner
