@@ -14,22 +14,32 @@ from safetensors.numpy import save_file
 from fingergym.policies.runner import METADATA_KEY, Policy, PolicyFormatError
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def _train_tiny(run_dir: Path, **changes):
     """A tiny PPO run (DummyVecEnv, a few hundred steps) with VecNormalize, exported."""
     from fingergym.policies.config import load_train_config
     from fingergym.policies.export import export
     from fingergym.policies.train import train
 
-    run_dir = tmp_path_factory.mktemp("run")
     cfg = load_train_config().replace(**{
         "total_timesteps": 256, "env.n_envs": 1, "ppo.n_steps": 128, "ppo.batch_size": 64,
         "ppo.n_epochs": 2, "warm_start.episodes": 1,
-        "warm_start.epochs": 2, "eval.freq": 0, "eval.episodes": 1, "checkpoint_freq": 0})
+        "warm_start.epochs": 2, "eval.freq": 0, "eval.episodes": 1, "checkpoint_freq": 0,
+        **changes})
     train(cfg, run_dir, progress_bar=False, subprocess_envs=False, log=lambda *a: None)
     out = run_dir / "policy.safetensors"
     policy = export(run_dir, out, "final")
     return run_dir, out, policy
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return _train_tiny(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def trained_bounded(tmp_path_factory):
+    """The same with the bounded mean (policy.bounded_mean: tanh on the Gaussian's mean)."""
+    return _train_tiny(tmp_path_factory.mktemp("run_bounded"), **{"policy.bounded_mean": True})
 
 
 OBS_DIM = 10
@@ -50,13 +60,14 @@ def _observations(n: int = 200) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
-def test_export_matches_sb3_predict(trained):
+@pytest.mark.parametrize("which", ["trained", "trained_bounded"])
+def test_export_matches_sb3_predict(which, request):
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     import fingergym
 
-    run_dir, _, policy = trained
+    run_dir, _, policy = request.getfixturevalue(which)
     venv = DummyVecEnv([fingergym.make_env])
     vecnorm = VecNormalize.load(str(run_dir / "final_vecnormalize.pkl"), venv)
     vecnorm.training = False
@@ -71,6 +82,8 @@ def test_export_matches_sb3_predict(trained):
     np.testing.assert_allclose(got, expected, atol=1e-5)
     np.testing.assert_allclose(policy(obs), expected, atol=1e-5)  # batched
     assert not np.allclose(got, got[0])  # the policy is not constant
+    last = policy.spec["layers"][-1]["activation"]
+    assert last == ("tanh" if which == "trained_bounded" else None)
 
 
 def test_spec_contents(trained):
