@@ -163,7 +163,7 @@ ROBOT_PARAMS = ("kp", "kd", GAIN)  # what the commanded joints' motion alone det
 
 def fit(episodes: list[Episode], scenario: Scenario, names: list[str], *,
         delays: list[int] | None = None, max_nfev: int = 30, horizon: float | None = 1.5,
-        progress: Any = None) -> Fit:
+        fit_seconds: float | None = None, progress: Any = None) -> Fit:
     """Fit ``names`` (EpisodeParams fields, task parameters, ``gain_scale``; ``delays`` profiles
     ``action_delay_periods`` when it is among them) to ``episodes`` from ``scenario``'s prior.
 
@@ -172,10 +172,16 @@ def fit(episodes: list[Episode], scenario: Scenario, names: list[str], *,
     over long episodes: on the first ``horizon`` seconds of each episode, (1) the controller's
     parameters and the delay on the commanded joints' positions alone (others at their prior),
     the delay profiled over ``delays``; (2) every continuous parameter on all positions at that
-    delay, from stage 1's values; then (3) the same on the whole episodes, from stage 2's."""
+    delay, from stage 1's values; then (3) the same on the first ``fit_seconds`` of each
+    episode (``None``: the whole episodes), from stage 2's. An open-loop replay through contact
+    is chaotic on long episodes (a 10 s flip-up diverges by centimetres whatever the
+    parameters), so the prior's cost there can be lower than any fit's; ``fit_seconds`` keeps
+    the fit to the stretch the replay can still follow."""
     from scipy.optimize import least_squares
 
     eps = [as_robot_bag(e) for e in episodes]
+    if fit_seconds:
+        eps = [head(e, max(1, round(fit_seconds / scenario.episode.step))) for e in eps]
     n_head = (max(1, round(horizon / scenario.episode.step)) if horizon
               else max(e.steps for e in eps))
     short = [head(e, n_head) for e in eps]
