@@ -396,34 +396,46 @@ class RosBridge:
                                 f"{timeout:.1f} s ({domain_hint(self.domain_id)})")
         return client
 
-    def _wait(self, future, what: str, timeout: float):
+    def _request(self, send, what: str, timeout: float, attempt: float = 1.0):
+        """``send()`` -> future, re-sent every ``attempt`` s until answered (an idempotent
+        request only). Upstream (ros2/ros2#1253, rmw_fastrtps): a service drops its response
+        when the client's response reader is not matched yet ("failed to send response
+        (timeout): client will not receive response"), so a client's first call after
+        creation can go unanswered however long it waits."""
         deadline = time.monotonic() + timeout
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise HardwareError(f"{what}: no answer in {timeout:.1f} s")
-            time.sleep(0.01)
-        return future.result()
+        while True:
+            future = send()
+            resend = min(time.monotonic() + attempt, deadline)
+            while not future.done():
+                if time.monotonic() > deadline:
+                    raise HardwareError(f"{what}: no answer in {timeout:.1f} s")
+                if time.monotonic() > resend:
+                    break
+                time.sleep(0.01)
+            if future.done():
+                return future.result()
 
     def get_remote_parameters(self, node: str, names: list[str],
-                              timeout: float = 5.0) -> dict[str, object]:
+                              timeout: float = 10.0) -> dict[str, object]:
         """Another node's parameters by name (rcl_interfaces/GetParameters); unset ones are
         ``None``."""
         from rclpy.parameter import parameter_value_to_python
 
         client = self._parameter_client(node, timeout)
-        result = self._wait(client.get_parameters(names), f"{node}/get_parameters", timeout)
+        result = self._request(lambda: client.get_parameters(names), f"{node}/get_parameters",
+                               timeout)
         return {n: parameter_value_to_python(v) for n, v in zip(names, result.values,
                                                                  strict=True)}
 
     def set_remote_parameters(self, node: str, values: dict[str, object],
-                              timeout: float = 5.0) -> None:
+                              timeout: float = 10.0) -> None:
         """Set another node's parameters (rcl_interfaces/SetParameters); raises if refused."""
         from rclpy.parameter import Parameter
 
         client = self._parameter_client(node, timeout)
-        result = self._wait(client.set_parameters([Parameter(k, value=v)
-                                                   for k, v in values.items()]),
-                            f"{node}/set_parameters", timeout)
+        params = [Parameter(k, value=v) for k, v in values.items()]
+        result = self._request(lambda: client.set_parameters(params), f"{node}/set_parameters",
+                               timeout)
         refused = [f"{k}: {r.reason}" for k, r in zip(values, result.results, strict=True)
                    if not r.successful]
         if refused:
