@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         with robot_env(scenario, config, virtual=args.virtual_robot, scenario_path=path,
                        robot_args=args.robot_arg, say=out.say) as env:
             station = env.station
-            truth = virtual_robot_ground_truth(station) if args.virtual_robot else None
+            truth = None  # the virtual robot's offsets: read once it answers (after homing)
             out.say(f"{scenario.task} on {scenario.robot}; policy: {name} (sha256 {sha[:12]}); "
                     f"{args.episodes} episode(s), scene reset: {reset_mode}; logs: "
                     f"{log_root or 'off'}")
@@ -181,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
                 out.say(f"episode {i + 1}/{args.episodes}: homing")
                 station.go_home()
                 reset_scene(reset_mode, station, out.say, args.reset_wait)
+                if args.virtual_robot and truth is None:
+                    truth = virtual_robot_ground_truth(station)
                 recorder = None
                 if log_root is not None:
                     recorder = open_recorder(log_root / f"episode_{i:03d}", {

@@ -391,9 +391,12 @@ class RosBridge:
         from rclpy.parameter_client import AsyncParameterClient
 
         client = AsyncParameterClient(self.node, node)
-        if not client.wait_for_services(timeout_sec=timeout):
-            raise HardwareError(f"node {node}: parameter services not available after "
-                                f"{timeout:.1f} s ({domain_hint(self.domain_id)})")
+        deadline = time.monotonic() + timeout
+        while not client.wait_for_services(timeout_sec=0.1):
+            self.check_abort()  # e.g. the virtual robot exited: say that, not a timeout
+            if time.monotonic() > deadline:
+                raise HardwareError(f"node {node}: parameter services not available after "
+                                    f"{timeout:.1f} s ({domain_hint(self.domain_id)})")
         return client
 
     def _request(self, send, what: str, timeout: float, attempt: float = 1.0):
@@ -407,6 +410,7 @@ class RosBridge:
             future = send()
             resend = min(time.monotonic() + attempt, deadline)
             while not future.done():
+                self.check_abort()
                 if time.monotonic() > deadline:
                     raise HardwareError(f"{what}: no answer in {timeout:.1f} s")
                 if time.monotonic() > resend:

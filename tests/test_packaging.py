@@ -30,6 +30,8 @@ def test_wheel_builds_quietly_with_its_data(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for shipped in ("policy.safetensors", "heldout.json", "config.yaml"):
         assert f"fingergym/policies/shipped/{shipped}" in names, shipped
+        assert f"fingergym/policies/shipped/gripper_lift/{shipped}" in names, shipped
+    assert "fingergym/tasks/gripper_lift/scenario.yaml" in names
     assert any(n.endswith("licenses/LICENSE") for n in names)
     data = "fingergym-0.1.0.data/data/share/"
     for launch in ROOT.glob("launch/*.launch.py"):
