@@ -361,12 +361,9 @@ class BoxFlip:
     # -- construction ----------------------------------------------------------------------
 
     def _build(self) -> None:
-        from pydrake.systems.framework import DiagramBuilder
 
-        from fingergym.scaling import ActionScaling
         from fingergym.scenario import load_scenario
         from fingergym.sim.params import nominal_params
-        from fingergym.sim.plant import add_world
 
         s = load_scenario(self.config.scenario)
         self.scenario = s
@@ -377,28 +374,20 @@ class BoxFlip:
         self.params = nominal_params(s)
         if self.params.action_delay_periods:
             raise ValueError("only the nominal (undelayed) set-point line is modelled")
-        builder = DiagramBuilder()
-        handles = add_world(builder, s, self.params)
-        self._diagram = builder.Build()
-        self._diagram_ad = self._diagram.ToAutoDiffXd()
-        self._plant_name = handles.plant.get_name()
-        self.x0 = np.array(handles.plant.GetPositionsAndVelocities(
-            handles.plant.GetMyContextFromRoot(self._diagram.CreateDefaultContext())))
-        self._select = np.argmax(handles.state_selector, axis=1)  # plant state -> obs
-        # the station's controller: InverseDynamicsController on the robot-only model
-        self.finger_mass_matrix, self.finger_gravity = robot_only_dynamics(self.robot)
-        self.scaling = ActionScaling.from_scenario(s)
-        self.dt = s.plant.time_step
-        self.period = s.controller.period
-        self.env_step = s.episode.step
-        self.home = np.asarray(self.robot.home(), dtype=np.float64)
+        # the same plant, controller model, scaling and clocks as EpisodePlant (which checks
+        # that the clocks divide each other)
+        ep = EpisodePlant(s, self.params)
+        self._diagram, self._diagram_ad, self._plant_name = ep.diagram, ep.diagram_ad, \
+            ep.plant_name
+        self.x0, self._select = ep.x0, ep.select
+        self.finger_mass_matrix, self.finger_gravity = ep.mass_matrix, ep.gravity
+        self.scaling, self.home = ep.scaling, ep.home
+        self.dt, self.period, self.env_step = ep.dt, ep.period, ep.env_step
         self.n_env_steps = int(round(self.config.horizon / self.env_step))
         self.n_periods = int(round(self.config.horizon / self.period))
-        for name, ratio in (("controller.period/plant.time_step", self.period / self.dt),
-                            ("episode.step/controller.period", self.env_step / self.period),
-                            ("horizon/episode.step", self.config.horizon / self.env_step)):
-            if abs(ratio - round(ratio)) > 1e-9:
-                raise ValueError(f"{name} = {ratio} must be an integer")
+        ratio = self.config.horizon / self.env_step
+        if abs(ratio - round(ratio)) > 1e-9:
+            raise ValueError(f"horizon/episode.step = {ratio} must be an integer")
 
     # -- set-points ------------------------------------------------------------------------
 
