@@ -92,3 +92,12 @@ def check_action(action: object, dim: int) -> np.ndarray:
     if not np.all(np.isfinite(a)):
         raise ValueError(f"action must be finite, got {a.tolist()}")
     return a
+
+
+def limit_step(last: np.ndarray, target: np.ndarray, max_step: np.ndarray) -> np.ndarray:
+    """The command after ``last`` (n,) that moves towards ``target`` (n,) by at most
+    ``max_step`` (n,) in every dimension (the command rate limit of the safety layer, and of
+    the sim's set-point with ``controller.rate_limit``)."""
+    delta = target - last
+    step = np.clip(delta, -max_step, max_step)
+    return np.where(step == delta, target, last + step)  # exactly ``target`` when within reach

@@ -88,6 +88,9 @@ class ControllerParams:
     kd: float = _f(20.0, 0.0, 1.0e4)
     ki: float = _f(0.0, 0.0, 1.0e4)
     period: float = _f(0.01, 0.0005, 0.1, doc="set-point/command period [s] (100 Hz on hardware)")
+    rate_limit: bool = _f(False, doc="sim: limit the set-point's change per period to the "
+                                     "model file's velocity limits x period, as the hardware "
+                                     "safety layer does to every command sent")
 
 
 @dataclass
@@ -228,6 +231,10 @@ def _check_value(value: Any, tp: Any, meta: dict[str, Any], where: str) -> Any:
         if meta.get("choices") and value not in meta["choices"]:
             raise ScenarioError(f"{where}: must be one of {list(meta['choices'])}, "
                                 f"got {show(value)}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ScenarioError(f"{where}: expected true or false, got {show(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

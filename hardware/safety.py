@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fingergym.scaling import ActionScaling
+from fingergym.scaling import ActionScaling, limit_step
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,9 @@ class SafetyFilter:
                 led = np.clip(safe, m - self.max_lead, m + self.max_lead)
                 if not np.array_equal(led, safe):
                     safe, reason = led, reason or "lead"
-        delta = safe - self.last
-        limited = np.clip(delta, -self.max_step, self.max_step)
-        if not np.array_equal(limited, delta):
-            safe = self.last + limited
+        limited = limit_step(self.last, safe, self.max_step)
+        if not np.array_equal(limited, safe):
+            safe = limited
             reason = reason or "rate_limit"
         self.last = safe
         return SafeCommand(safe.copy(), bool(reason), reason)

@@ -10,7 +10,10 @@ m = the robot's command size):
 - output ``rgb`` (image) when built with ``render=True``.
 
 The set-point reaches the controller through a hold of period ``controller.period``, delayed
-by ``params.action_delay_periods`` periods (the command latency of a real robot).
+by ``params.action_delay_periods`` periods (the command latency of a real robot). With
+``controller.rate_limit`` the hold is a :class:`RateLimitedHold`: the set-point moves towards
+the target by at most the hardware safety layer's step per period (the model file's velocity
+limits), so the sim's robot is no faster than the real one's command stream lets it be.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from pydrake.systems.primitives import (
 from pydrake.systems.sensors import CameraInfo, RgbdSensor
 
 from fingergym.interfaces import Region, Task
-from fingergym.scaling import ActionScaling, add_action_scaling
+from fingergym.scaling import ActionScaling, add_action_scaling, limit_step
 from fingergym.scenario import Scenario
 from fingergym.sim.params import EpisodeParams
 from fingergym.sim.plant import add_controller, add_world, command_positions
@@ -63,13 +66,14 @@ class SimStation:
     scenario: Scenario
     params: EpisodeParams
     scaling: ActionScaling
-    setpoint_hold: object  # ZeroOrderHold or DiscreteTimeDelay
+    setpoint_holds: list  # ZeroOrderHold, RateLimitedHold and/or DiscreteTimeDelay, in order
 
     def hold_setpoint(self, root_context: Context, target: np.ndarray) -> None:
         """Fill the set-point hold/delay line with ``target`` (no stale command at reset)."""
-        ctx = self.setpoint_hold.GetMyMutableContextFromRoot(root_context)
-        n = ctx.get_discrete_state_vector().size()
-        ctx.SetDiscreteState(np.tile(np.asarray(target, dtype=float), n // self.scaling.dim))
+        for hold in self.setpoint_holds:
+            ctx = hold.GetMyMutableContextFromRoot(root_context)
+            n = ctx.get_discrete_state_vector().size()
+            ctx.SetDiscreteState(np.tile(np.asarray(target, dtype=float), n // self.scaling.dim))
 
     def measured_command(self, root_context: Context) -> np.ndarray:
         """The robot's command joints' positions now (m,)."""
@@ -84,6 +88,26 @@ class SimStation:
         x = np.array(plant.GetPositionsAndVelocities(plant.GetMyContextFromRoot(root_context)))
         x[np.argmax(P, axis=1)] = np.asarray(state, dtype=float)
         plant.SetPositionsAndVelocities(plant.GetMyMutableContextFromRoot(root_context), x)
+
+
+class RateLimitedHold(LeafSystem):
+    """A zero-order hold of period ``period`` whose held value moves towards the input by at
+    most ``max_step`` (m,) per period (:func:`fingergym.scaling.limit_step`, the rule of the
+    hardware safety layer)."""
+
+    def __init__(self, period: float, max_step: np.ndarray):
+        super().__init__()
+        self._max_step = np.asarray(max_step, dtype=float)
+        m = len(self._max_step)
+        self.DeclareVectorInputPort("u", m)
+        state = self.DeclareDiscreteState(m)
+        self.DeclareStateOutputPort("y", state)
+        self.DeclarePeriodicDiscreteUpdateEvent(period, 0.0, self._update)
+
+    def _update(self, context: Context, discrete_state) -> None:
+        last = context.get_discrete_state_vector().get_value()
+        target = self.get_input_port().Eval(context)
+        discrete_state.set_value(limit_step(last, target, self._max_step))
 
 
 def _add_camera(builder: DiagramBuilder, scene_graph, region: Region):
@@ -124,7 +148,7 @@ class RewardSystem(LeafSystem):
 def build_sim_station(scenario: Scenario, params: EpisodeParams, *,
                       meshcat: Meshcat | None = None, render: bool = False) -> SimStation:
     """Build the simulated station Diagram for one episode's parameters."""
-    task, _ = scenario.plugins()
+    task, robot = scenario.plugins()
     spec = task.observation()
     n_obs = len(spec.sources)
     builder = DiagramBuilder()
@@ -137,13 +161,20 @@ def build_sim_station(scenario: Scenario, params: EpisodeParams, *,
     # actions [-1, 1]^m -> saturate -> affine map onto the workspace -> held/delayed set-point.
     actions, target = add_action_scaling(builder, scaling)
     period = scenario.controller.period
+    holds = []
+    if scenario.controller.rate_limit:
+        holds.append(RateLimitedHold(period, robot.max_step(period)))
     if params.action_delay_periods > 0:
-        hold = builder.AddSystem(DiscreteTimeDelay(period, params.action_delay_periods, m))
-    else:
-        hold = builder.AddSystem(ZeroOrderHold(period, m))
-    hold.set_name("setpoint_hold")
-    builder.Connect(target, hold.get_input_port())
-    builder.Connect(hold.get_output_port(), command)
+        holds.append(DiscreteTimeDelay(period, params.action_delay_periods, m))
+    elif not holds:
+        holds.append(ZeroOrderHold(period, m))
+    upstream = target
+    for k, hold in enumerate(holds):
+        builder.AddSystem(hold)
+        hold.set_name(f"setpoint_hold_{k}")
+        builder.Connect(upstream, hold.get_input_port())
+        upstream = hold.get_output_port()
+    builder.Connect(upstream, command)
     builder.ExportInput(actions, "actions")
 
     # True state in the observation layout; observations add Gaussian noise when configured.
@@ -187,7 +218,7 @@ def build_sim_station(scenario: Scenario, params: EpisodeParams, *,
         _add_camera(builder, handles.scene_graph, task.reach_region())
     diagram = builder.Build()
     diagram.set_name(f"{scenario.task}_sim_station")
-    return SimStation(diagram, scenario, params, scaling, hold)
+    return SimStation(diagram, scenario, params, scaling, holds)
 
 
 def add_meshcat(builder: DiagramBuilder, scene_graph, plant, meshcat: Meshcat,

@@ -236,6 +236,38 @@ def test_safety_limits_every_commanded_dimension(scenario):
     np.testing.assert_array_equal(f.filter([0.05, 0.1, 0.0]).target, last)
 
 
+def test_sim_setpoint_moves_as_the_safety_layer_sends_commands(scenario):
+    """controller.rate_limit: the sim's set-point follows the same rule as deploy's commands
+    (the drives' speed is then bounded as on the robot); without it the sim's drives outrun it."""
+    assert scenario.controller.rate_limit
+    period, dt = scenario.controller.period, scenario.episode.step
+    fixed = scenario.replace(**{"randomization.action_delay_periods": [0, 0]})
+    e = fingergym.make_env(fixed)
+    e.reset(seed=1)
+    ctx = e.simulator.get_context()
+    hold = e.station.setpoint_holds[0]
+    f = SafetyFilter(e.scaling, e.robot.max_step(period))
+    f.reset(e.station.measured_command(ctx))
+    v_limit = np.asarray(e.robot.limits.velocity)
+    lay = e.observation_layout
+    v = [lay.index(n) for n in ("gripper_vx", "gripper_vz", "jaw_v")]
+    for action in ([-1.0, -1.0, -1.0], [1.0, 1.0, 1.0], [0.3, -0.2, 0.5]):
+        e.step(action)
+        for _ in range(int(round(dt / period))):
+            expected = f.filter(e.scaling.to_target(action)).target
+        held = hold.GetMyContextFromRoot(ctx).get_discrete_state_vector().get_value()
+        np.testing.assert_allclose(held, expected, rtol=0, atol=1e-12)
+        assert np.all(np.abs(e.true_state()[v]) <= 1.05 * v_limit)
+    e.close()
+    free = fingergym.make_env(fixed.replace(**{"controller.rate_limit": False}))
+    free.reset(seed=1)
+    x = lay.index("gripper_x")
+    x0 = free.true_state()[x]
+    free.step([-1.0, -1.0, -1.0])  # farther in one step than the command stream may go
+    assert abs(free.true_state()[x] - x0) > 1.1 * v_limit[0] * dt
+    free.close()
+
+
 def test_safety_bounds_the_grip(scenario):
     """Closing on a box, the jaw command stays within max_squeeze of the measured jaw."""
     task, robot = scenario.plugins()

@@ -46,6 +46,8 @@ def test_default_file_loads_and_matches_dataclass_defaults():
         ("episode.time_limit", float("nan"), "episode.time_limit: must be finite"),
         ("box.x_range", [-0.3, 0.1], "box.x_range"),
         ("contact.resolution_hint", 0.0, "contact.resolution_hint: must be > 0"),
+        ("controller.rate_limit", 1, "controller.rate_limit: expected true or false"),
+        ("controller.rate_limit", "yes", "controller.rate_limit: expected true or false"),
         ("bin.headroom", -0.1, "bin.headroom: must be >= 0"),
     ],
 )
