@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", type=Path, default=None,
                         help="scenario YAML to replay with (default: the one logged in the bag); "
                              "must match the logged task, robot, layouts, workspace and step")
+    parser.add_argument("--policy", type=Path, default=None, metavar="POLICY.safetensors",
+                        help="--in sim: run this exported policy closed-loop from the logged "
+                             "start instead of the logged actions (would it have succeeded in "
+                             "sim from where the robot started?)")
     parser.add_argument("--every", type=int, default=10,
                         help="--in sim: print the divergence every N steps (default 10)")
     parser.add_argument("--on-robot", action="store_true",
@@ -106,10 +110,21 @@ def run(args: argparse.Namespace) -> int:
         if args.in_ == "sim":
             from .replay import format_sim_report, replay_in_sim
 
-            replay = replay_in_sim(ep, scenario=scenario, overrides=dict(args.param) or None)
+            policy = None
+            if args.policy is not None:
+                from fingergym.policies.runner import Policy, PolicyFormatError
+
+                try:
+                    policy = Policy.load(args.policy)
+                    policy.check_layout(ep.observation_layout, ep.action_layout)
+                except (PolicyFormatError, OSError, ValueError) as e:
+                    print(f"fingergym replay: {e}", file=sys.stderr)
+                    return 2
+            replay = replay_in_sim(ep, scenario=scenario, overrides=dict(args.param) or None,
+                                   policy=policy)
             print(format_sim_report(ep, replay, every=max(1, args.every)))
-        elif args.param:
-            print("fingergym replay: --param applies to --in sim", file=sys.stderr)
+        elif args.param or args.policy:
+            print("fingergym replay: --param and --policy apply to --in sim", file=sys.stderr)
             return 2
         if args.on_robot:
             try:

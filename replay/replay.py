@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,7 @@ class SimReplay:
     params: dict[str, Any]
     reference: str         # "noise-free state" or "observation"
     scenario: Scenario | None = None
+    closed_loop: bool = False  # a policy chose the actions (not the logged ones)
 
     @property
     def time(self) -> np.ndarray:
@@ -130,8 +132,11 @@ def replay_scenario(ep: Episode, scenario: Scenario | None) -> Scenario:
 
 
 def replay_in_sim(ep: Episode, *, scenario: Scenario | None = None,
-                  overrides: dict[str, float] | None = None) -> SimReplay:
-    """Re-simulate ``ep``'s actions open-loop from its first logged state."""
+                  overrides: dict[str, float] | None = None,
+                  policy: Callable[[np.ndarray], np.ndarray] | None = None) -> SimReplay:
+    """Re-simulate ``ep``'s actions open-loop from its first logged state; with ``policy``
+    (observation (n,) -> action (m,)), run that policy closed-loop from the same state instead
+    (would it have succeeded in sim from where the robot started?)."""
     scenario = replay_scenario(ep, scenario)
     params = episode_params_for(ep, scenario, overrides)
     env = replay_env(scenario, params)
@@ -143,9 +148,10 @@ def replay_in_sim(ep: Episode, *, scenario: Scenario | None = None,
     env.station.hold_setpoint(ctx, hold)
     env.action_port.FixValue(ctx, env.scaling.to_action(hold))
     env.simulator.Initialize()
+    obs = np.asarray(env.observation_port.Eval(ctx), dtype=np.float32)  # as reset() gives it
     states, rewards = [np.array(env.true_state())], []
     for a in ep.action:
-        _, r, *_ = env.step(a)
+        obs, r, *_ = env.step(a if policy is None else policy(obs))
         states.append(np.array(env.true_state()))
         rewards.append(r)
     env.close()
@@ -156,7 +162,7 @@ def replay_in_sim(ep: Episode, *, scenario: Scenario | None = None,
     error = states[: len(ref)] - ref
     reference = "noise-free state" if ep.state is not None else "observation"
     out = SimReplay(states, np.array(rewards), error, env.task.is_success(states[-1]),
-                    params.as_dict(), reference, scenario)
+                    params.as_dict(), reference, scenario, closed_loop=policy is not None)
     out._step = scenario.episode.step
     return out
 
@@ -165,8 +171,9 @@ def format_sim_report(ep: Episode, rep: SimReplay, every: int = 10) -> str:
     """Per-step (every ``every`` steps) and final divergence, and both outcomes, as text."""
     d = rep.divergence()
     step = rep._step
-    lines = [f"replayed {ep.steps} logged actions open-loop in sim "
-             f"(compared with the logged {rep.reference})",
+    what = ("ran the policy closed-loop in sim from the logged start" if rep.closed_loop
+            else f"replayed {ep.steps} logged actions open-loop in sim")
+    lines = [f"{what} (compared with the logged {rep.reference})",
              f"{'step':>5} {'t [s]':>6} " + " ".join(f"{_head(k):>16}" for k in d)]
     n = len(rep.error)
     for k in range(n):

@@ -64,6 +64,36 @@ def test_episodes_table(log_dir, tmp_path, capsys):
     assert "2 ok, 1 incomplete, 0 damaged, 1 unreadable" in text
 
 
+def test_policy_rerun_in_sim_from_a_logged_start_reproduces_its_episode(tmp_path, capsys):
+    """``--in sim --policy``: the policy closed-loop from the bag's start. On a noise-free sim
+    bag of that policy it is the same episode; a policy of another task is refused."""
+    from fingergym.policies.runner import load_shipped_policy, shipped_policy_path
+    from fingergym.replay.replay import replay_in_sim
+    from fingergym.scenario import load_scenario
+
+    quiet = load_scenario().replace(**{"randomization.obs_noise_position": [0.0, 0.0],
+                                       "randomization.obs_noise_velocity": [0.0, 0.0]})
+    policy = load_shipped_policy()
+    env = RecordEpisodes(make_env(quiet), tmp_path, metadata={"policy": "shipped"})
+    obs, _ = env.reset(seed=100_003)
+    done = False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(policy(obs))
+        done = terminated or truncated
+    env.close()
+    ep = read_episode(env.bags[0])
+    rerun = replay_in_sim(ep, policy=policy)
+    assert rerun.closed_loop and rerun.success == ep.success == info["success"]
+    assert np.abs(rerun.error).max() < 1e-6
+    assert main(["replay", str(env.bags[0]), "--in", "sim", "--policy",
+                 str(shipped_policy_path())]) == 0
+    assert "ran the policy closed-loop in sim" in capsys.readouterr().out
+    assert main(["replay", str(env.bags[0]), "--in", "sim", "--policy",
+                 str(shipped_policy_path("gripper_lift"))]) == 2
+    assert "another task or robot" in capsys.readouterr().err
+    assert main(["replay", str(env.bags[0]), "--policy", str(shipped_policy_path())]) == 2
+
+
 def test_replay_cli_errors(tmp_path, capsys):
     assert main(["replay", str(tmp_path / "nope")]) == 2
     assert "no such bag" in capsys.readouterr().err
