@@ -1,11 +1,12 @@
 """A robot's model file, read once: joints, limits and ros2_control controllers, plus the Drake
 pieces every robot shares (parse into a plant, inverse-dynamics position controller).
 
-The URDF is the one description of a robot: Drake parses it for the sim and the virtual robot,
-and :class:`RobotModel` reads from it (with the standard library's XML parser) what the hardware
-side needs: joint names, position and velocity limits, and the ``<ros2_control>`` block's
-position-commanded joints. ``controllers.yaml`` next to it names the forward position
-controller, whose ``/<name>/commands`` topic the hardware station publishes to.
+The model file (URDF or SDF) is the one description of a robot: Drake parses it for the sim and
+the virtual robot, and :class:`RobotModel` reads from it (with the standard library's XML
+parser) what the hardware side needs: joint names, position and velocity limits, and, in a
+URDF, the ``<ros2_control>`` block's position-commanded joints. ``controllers.yaml`` next to it
+names the forward position controller, whose ``/<name>/commands`` topic the hardware station
+publishes to (and, for an SDF, which has no ``<ros2_control>`` block, the commanded joints).
 """
 
 from __future__ import annotations
@@ -51,8 +52,45 @@ def _load(path: Path, controllers: Path | None) -> RobotModel:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError) as e:
         raise RobotModelError(f"{path}: cannot read the robot model: {e}") from e
-    if root.tag != "robot":
-        raise RobotModelError(f"{path}: expected a URDF <robot> element, got <{root.tag}>")
+    controller, order = _forward_controller(path, controllers)
+    if root.tag == "robot":
+        name, limits, commanded, stated = _urdf(path, root)
+    elif root.tag == "sdf":
+        name, limits, commanded, stated = _sdf(path, root, controllers, order)
+    else:
+        raise RobotModelError(f"{path}: expected a URDF <robot> or an SDF <sdf> element, got "
+                              f"<{root.tag}>")
+    if order:
+        unknown = [n for n in order if n not in commanded]
+        if unknown:
+            raise RobotModelError(f"{controllers}: {controller}.joints {unknown} have no position "
+                                  f"command interface in {path.name}")
+        commanded = list(order)
+    if not commanded:
+        raise RobotModelError(f"{path}: no joint with a position command interface")
+    lower, upper, velocity = [], [], []
+    for joint in commanded:
+        if joint not in limits:
+            raise RobotModelError(f"{path}: joint {joint!r} has no <limit>")
+        try:
+            lo, hi, v = (float(x) for x in limits[joint])
+        except (TypeError, ValueError) as e:
+            raise RobotModelError(f"{path}: joint {joint!r}: its limit needs numeric lower, "
+                                  f"upper and velocity") from e
+        lower.append(lo)
+        upper.append(hi)
+        velocity.append(v)
+    state = commanded + [n for n in stated if n not in commanded]
+    return RobotModel(path, name, tuple(commanded), tuple(state),
+                      JointLimits(np.array(lower), np.array(upper), np.array(velocity)),
+                      controller)
+
+
+Limits = dict[str, tuple[Any, Any, Any]]  # joint -> (lower, upper, velocity) as written
+
+
+def _urdf(path: Path, root: ET.Element) -> tuple[str, Limits, list[str], list[str]]:
+    """Name, limits, and the ``<ros2_control>`` block's position-commanded and stated joints."""
     joints = {j.get("name"): j for j in root.findall("joint")}
     block = root.find("ros2_control")
     if block is None:
@@ -66,31 +104,32 @@ def _load(path: Path, controllers: Path | None) -> RobotModel:
             commanded.append(name)
         if j.findall("state_interface"):
             stated.append(name)
-    controller, order = _forward_controller(path, controllers)
-    if order:
-        unknown = [n for n in order if n not in commanded]
-        if unknown:
-            raise RobotModelError(f"{controllers}: {controller}.joints {unknown} have no position "
-                                  f"command interface in {path.name}'s <ros2_control> block")
-        commanded = list(order)
-    if not commanded:
-        raise RobotModelError(f"{path}: no joint with a position command interface")
-    lower, upper, velocity = [], [], []
-    for name in commanded:
-        limit = joints[name].find("limit")
-        if limit is None:
-            raise RobotModelError(f"{path}: joint {name!r} has no <limit>")
-        try:
-            lower.append(float(limit.get("lower")))
-            upper.append(float(limit.get("upper")))
-            velocity.append(float(limit.get("velocity")))
-        except (TypeError, ValueError) as e:
-            raise RobotModelError(f"{path}: joint {name!r}: <limit> needs numeric lower, upper "
-                                  f"and velocity") from e
-    state = commanded + [n for n in stated if n not in commanded]
-    return RobotModel(path, root.get("name", path.stem), tuple(commanded), tuple(state),
-                      JointLimits(np.array(lower), np.array(upper), np.array(velocity)),
-                      controller)
+    limits = {n: (lim.get("lower"), lim.get("upper"), lim.get("velocity"))
+              for n, j in joints.items() if (lim := j.find("limit")) is not None}
+    return root.get("name", path.stem), limits, commanded, stated
+
+
+def _sdf(path: Path, root: ET.Element, controllers: Path | None,
+         order: list[str]) -> tuple[str, Limits, list[str], list[str]]:
+    """Name, limits and joints of an SDF's first ``<model>``. SDF has no ``<ros2_control>``
+    block: the commanded joints are the forward controller's ``joints`` in controllers.yaml;
+    every moving joint is a state joint."""
+    model = root.find("model")
+    if model is None:
+        raise RobotModelError(f"{path}: the SDF has no <model>")
+    if not order:
+        raise RobotModelError(f"{path}: an SDF has no <ros2_control> block, so the commanded "
+                              f"joints come from controllers.yaml's forward position controller "
+                              f"'joints' list; {controllers or 'no controllers file'} gives none")
+    joints = [j for j in model.findall("joint") if j.get("type") != "fixed"]
+    limits = {}
+    for j in joints:
+        lim = j.find("axis/limit")
+        if lim is not None:
+            limits[j.get("name")] = tuple(getattr(lim.find(k), "text", None)
+                                          for k in ("lower", "upper", "velocity"))
+    names = [j.get("name") for j in joints]
+    return model.get("name", path.stem), limits, list(names), names
 
 
 def _forward_controller(path: Path, controllers: Path | None) -> tuple[str, list[str]]:

@@ -10,6 +10,7 @@ import pytest
 from fingergym.layout import Layout, LayoutError
 from fingergym.registry import RegistryError, robot_class, task_class
 from fingergym.robot_model import RobotModel, RobotModelError
+from fingergym.scenario import load_scenario
 
 
 def test_layout_names_groups_and_json_round_trip():
@@ -64,6 +65,59 @@ def test_robot_model_errors_name_the_file(tmp_path):
                    "</ros2_control></robot>")
     with pytest.raises(RobotModelError, match="joint 'j' has no <limit>"):
         RobotModel.load(bad)
+
+
+FINGER_SDF = """<?xml version="1.0"?>
+<sdf version="1.9">
+  <model name="sdf_finger">
+    <link name="carriage"><inertial><mass>0.1</mass></inertial></link>
+    <link name="finger">
+      <inertial><mass>1.0</mass><inertia><ixx>4e-5</ixx><iyy>4e-5</iyy><izz>4e-5</izz>
+        <ixy>0</ixy><ixz>0</ixz><iyz>0</iyz></inertia></inertial>
+      <collision name="finger"><geometry><sphere><radius>0.01</radius></sphere></geometry>
+      </collision>
+      <visual name="finger"><geometry><sphere><radius>0.01</radius></sphere></geometry></visual>
+    </link>
+    <joint name="finger_x" type="prismatic"><parent>world</parent><child>carriage</child>
+      <axis><xyz>1 0 0</xyz><limit><lower>-0.3</lower><upper>0.3</upper><velocity>2.0</velocity>
+      <effort>1e6</effort></limit></axis></joint>
+    <joint name="finger_z" type="prismatic"><parent>carriage</parent><child>finger</child>
+      <axis><xyz>0 0 1</xyz><limit><lower>0.0</lower><upper>0.5</upper><velocity>3.0</velocity>
+      <effort>1e6</effort></limit></axis></joint>
+  </model>
+</sdf>
+"""
+
+
+def test_an_sdf_robot_takes_its_joints_from_controllers_yaml_and_runs_the_task(tmp_path):
+    """A robot described by an SDF: limits from the file, commanded joints (and order) from
+    controllers.yaml (SDF has no <ros2_control> block); Drake parses it and the task runs."""
+    import fingergym
+    from fingergym.robots.finger import HERE
+
+    (tmp_path / "finger.sdf").write_text(FINGER_SDF)
+    (tmp_path / "controllers.yaml").write_text(
+        (HERE / "controllers.yaml").read_text().replace("finger_controller", "sdf_controller"))
+    model = RobotModel.load(tmp_path / "finger.sdf", tmp_path / "controllers.yaml")
+    assert model.name == "sdf_finger" and model.controller_name == "sdf_controller"
+    assert model.command_joints == ("finger_x", "finger_z") == model.state_joints
+    np.testing.assert_array_equal(model.limits.velocity, [2.0, 3.0])
+    np.testing.assert_array_equal(model.limits.upper, [0.3, 0.5])
+    with pytest.raises(RobotModelError, match="commanded joints come from controllers.yaml"):
+        RobotModel.load(tmp_path / "finger.sdf")
+    (tmp_path / "sdf_finger.py").write_text(
+        "from pathlib import Path\nfrom fingergym.robots.finger import Finger\n"
+        "class SdfFinger(Finger):\n    name = 'sdf_finger'\n"
+        "    model_file = Path(__file__).parent / 'finger.sdf'\n"
+        "    controllers_file = Path(__file__).parent / 'controllers.yaml'\n"
+        "    def __init__(self, scenario):\n"
+        "        super(Finger, self).__init__(scenario)\n        self.radius = 0.01\n")
+    scenario = load_scenario().replace(robot=f"{tmp_path / 'sdf_finger.py'}:SdfFinger")
+    env = fingergym.make_env(scenario)
+    env.reset(seed=0)
+    *_, info = env.step(np.array([0.5, -0.5], dtype=np.float32))
+    assert env.robot.model.path.suffix == ".sdf" and np.isfinite(info["angle_from_vertical"])
+    env.close()
 
 
 def test_registry_resolves_names_module_refs_and_files(tmp_path):
