@@ -37,3 +37,20 @@ def test_wheel_builds_quietly_with_its_data(tmp_path):
     for launch in ROOT.glob("launch/*.launch.py"):
         assert f"{data}fingergym/launch/{launch.name}" in names
     assert f"{data}ament_index/resource_index/packages/fingergym" in names
+
+
+def test_every_package_folder_is_in_the_wheel_list():
+    """A new task or robot folder works from a checkout at once (discovery); a wheel carries
+    it only once pyproject's ``packages`` lists it: this names the folder to add."""
+    import tomllib
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(tool["packages"])
+    missing = []
+    for package, folder in tool["package-dir"].items():
+        for init in sorted((ROOT / folder).rglob("__init__.py")):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            name = ".".join((package, *rel))
+            if "__pycache__" not in rel and name not in listed:
+                missing.append(name)
+    assert not missing, f"add {missing} to [tool.setuptools] packages in pyproject.toml"
