@@ -115,7 +115,7 @@ class BoxFlipUp(scene.BoxInBinTask):
 
     def potentials(self) -> dict[str, Callable[[np.ndarray], float]]:
         """``reach``: minus the tool-to-box-centre distance [m]; ``upright``: minus |angle
-        from vertical| [rad]."""
+        from vertical| [rad]; ``reach_upright``: their sum (1 m of distance weighs as 1 rad)."""
         box = [self._spec.layout.index("box_x"), self._spec.layout.index("box_z")]
 
         def reach(obs: np.ndarray) -> float:
@@ -124,7 +124,10 @@ class BoxFlipUp(scene.BoxInBinTask):
         def upright(obs: np.ndarray) -> float:
             return -float(abs(angle_from_vertical(obs[self._theta])))
 
-        return {"reach": reach, "upright": upright}
+        def reach_upright(obs: np.ndarray) -> float:
+            return reach(obs) + upright(obs)
+
+        return {"reach": reach, "upright": upright, "reach_upright": reach_upright}
 
     def easy_starts(self) -> dict[str, Any]:
         """The box already tilted against the left wall with the tool under it. Towards the
