@@ -312,9 +312,10 @@ def test_shipped_policy_lifts_the_box_on_held_out_seeds(env):
 @pytest.mark.slow
 def test_shipped_policy_lifts_the_box_on_the_virtual_robot(request, tmp_path):
     """deploy --task ... --virtual-robot (default latency and noise): 3 episodes run to their
-    time limit without a fault, the policy acts (every return above what holding still at home
-    earns, ~8), logged with the gripper's topics, and the bag replays in sim. (Not asserted:
-    how many lift; on the virtual robot the shipped policy lifts 5 of 10, docs/gripper_lift.md.)"""
+    time limit without a fault, the policy acts (every return 1.5x above what holding still at
+    home earns in sim), logged with the gripper's topics, and the bag replays in sim. (Not
+    asserted: how many lift, a rate over 3 episodes; the 10-episode number is in
+    docs/gripper_lift.md.)"""
     import json
     import subprocess
     import sys
@@ -323,7 +324,14 @@ def test_shipped_policy_lifts_the_box_on_the_virtual_robot(request, tmp_path):
     from fingergym.hardware.testing import Processes, unique_domain_id
     from fingergym.replay.reader import read_episode
 
+    from fingergym.policies.evaluate import evaluate
+
     _shipped()
+    scenario = load_scenario(scenario_of(ENV_ID))
+    still = fingergym.make_env(scenario)
+    hold_return = evaluate(still, lambda _obs: still.hold_action(), [100_000])["mean_return"]
+    still.close()
+    steps = int(round(scenario.episode.time_limit / scenario.episode.step))
     domain = unique_domain_id(request.node.nodeid)
     # A box left hanging in the open jaw after a failed lift weighs on the z drive (1 kg on
     # 2000 N/m: ~5 mm of sag), so homing within the default 5 mm can fail: allow 15 mm.
@@ -339,9 +347,10 @@ def test_shipped_policy_lifts_the_box_on_the_virtual_robot(request, tmp_path):
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     episodes, summary = lines[:-1], lines[-1]["summary"]
     assert summary["episodes"] == 3 and summary["faulted"] == 0, out
-    assert all(e["end_reason"] == "time_limit" and e["return"] > 12 for e in episodes), out
+    assert all(e["end_reason"] == "time_limit" and e["return"] > 1.5 * hold_return
+               for e in episodes), (hold_return, out)
     ep = read_episode(tmp_path / "logs" / "episode_000")
-    assert ep.finished and ep.steps == 20 and ep.scenario.task == "gripper_lift"
+    assert ep.finished and ep.steps == steps and ep.scenario.task == "gripper_lift"
     for topic in ("/joint_states", "/box/pose", "/gripper_controller/commands"):
         assert ep.topic_counts.get(topic, 0) > 50, ep.topic_counts
     replay = subprocess.run([sys.executable, "-m", "fingergym.cli", "replay",
