@@ -2,6 +2,9 @@
 difficulties (deterministic episodes, seeds 3 000 000...; never used in training or selection).
 
     .venv/bin/python bench/curriculum_levels.py runs/E --which interrupted --levels 0 0.6 1
+    # the same starts with the finger at home (or under the box: 1.0)
+    .venv/bin/python bench/curriculum_levels.py runs/v3 --which step_80000 --levels 0.5 \
+        --set box.tool_start_probability=0.0
 """
 
 from __future__ import annotations
@@ -22,7 +25,12 @@ def main(argv: list[str] | None = None) -> int:
                    "define the starts (default: configs/train_expertfree.yaml)")
     p.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="scenario key set after the curriculum's (repeatable)")
     args = p.parse_args(argv)
+    import yaml
+
+    fixed = {k: yaml.safe_load(v) for k, _, v in (a.partition("=") for a in args.set)}
 
     from fingergym.env import make_env
     from fingergym.policies.config import load_train_config
@@ -38,12 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         policy = export(args.run_dir, Path(tmp) / "p.safetensors", args.which)
         for d in args.levels:
-            env = make_env(scenario_at(cfg.eval_scenario(), cfg.curriculum_keys(), d))
-            out[d] = {"policy": evaluate(env, policy, seeds)["success_rate"],
+            scenario = scenario_at(cfg.eval_scenario(), cfg.curriculum_keys(), d)
+            env = make_env(scenario.replace(**fixed) if fixed else scenario)
+            result = evaluate(env, policy, seeds)
+            out[d] = {"policy": result["success_rate"],
                       "hold": evaluate(env, lambda _obs, e=env: e.hold_action(),
-                                       seeds)["success_rate"]}
+                                       seeds)["success_rate"],
+                      "failures": [{k: v for k, v in r.items() if k.startswith("final_")}
+                                   for r in result["per_episode"] if not r["success"]]}
             print(f"difficulty {d}: policy {out[d]['policy']:.0%}, hold still "
-                  f"{out[d]['hold']:.0%} ({args.episodes} episodes)", flush=True)
+                  f"{out[d]['hold']:.0%} ({args.episodes} episodes); the policy's failures "
+                  f"ended at {out[d]['failures']}", flush=True)
     print(json.dumps(out))
     return 0
 
