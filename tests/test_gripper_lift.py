@@ -322,9 +322,8 @@ def test_shipped_policy_lifts_the_box_on_the_virtual_robot(request, tmp_path):
 
     pytest.importorskip("rclpy")
     from fingergym.hardware.testing import Processes, unique_domain_id
-    from fingergym.replay.reader import read_episode
-
     from fingergym.policies.evaluate import evaluate
+    from fingergym.replay.reader import read_episode
 
     _shipped()
     scenario = load_scenario(scenario_of(ENV_ID))
