@@ -23,6 +23,13 @@ from .flipup import FlipUpConfig, FlipUpPlanner, run_episode
 JUMP = 0.05  # [m or rad] a change of the configuration between two calls that means a reset
 
 
+def plans(scenario: Scenario) -> bool:
+    """Whether the planner knows this scenario's task: the box flip-up with a point tool
+    ([x, z] command), the problem :mod:`~fingergym.planning.flipup` states."""
+    task, robot = scenario.plugins()
+    return task.name == "box_flipup" and robot.command_layout.size == 2
+
+
 class PlannerExpert:
     """``expert(state) -> action``: the closed-loop planner as a state-feedback expert."""
 

@@ -242,6 +242,14 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfi
             raise ScenarioError(f"{source}: env.overrides: {e}") from e
     if cfg.curriculum_keys():
         _check_curriculum(cfg, source)
+    if cfg.warm_start.episodes > 0 and cfg.warm_start.expert == "planner":
+        from fingergym.planning.demos import plans
+
+        if not plans(cfg.train_scenario()):
+            task, robot = cfg.train_scenario().plugins()
+            raise ScenarioError(f"{source}: warm_start.expert: planner: fingergym.planning plans "
+                                f"the box flip-up with a point finger, not task {task.name!r} on "
+                                f"robot {robot.name!r}")
     if cfg.shaping.potential:
         task, _ = cfg.train_scenario().plugins()
         if cfg.shaping.potential not in task.potentials():

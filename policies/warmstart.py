@@ -126,8 +126,8 @@ def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, 
         scripted = task.expert()
         if scripted is None:
             raise ScenarioError(f"task {task.name!r} on robot {robot.name!r} has no scripted "
-                                f"expert to warm-start from: set warm_start.episodes: 0 or "
-                                f"warm_start.expert: planner")
+                                f"expert to warm-start from: set warm_start.episodes: 0 (or, "
+                                f"for the box flip-up, warm_start.expert: planner)")
         data = collect(venv, scripted, episodes, seed)
     summary = {"episodes": len(data.success), "expert_success": float(np.mean(data.success))}
     log(f"warm start: expert success {summary['expert_success']:.0%} on {len(data.success)} "

@@ -139,3 +139,12 @@ def test_warm_start_expert_is_a_config_choice():
     assert config_from_dict({"warm_start": {"expert": "planner"}}).warm_start.expert == "planner"
     with pytest.raises(ScenarioError, match="warm_start.expert"):
         config_from_dict({"warm_start": {"expert": "oracle"}})
+    shipped = load_train_config(load_train_config().source.replace("train.yaml",
+                                                                   "train_planner.yaml"))
+    assert shipped.warm_start.expert == "planner" and shipped.warm_start.episodes > 0
+    # the planner states the flip-up only: another task is refused at load, naming the key
+    with pytest.raises(ScenarioError, match="warm_start.expert: planner: .*'gripper_lift'"):
+        config_from_dict({"warm_start": {"expert": "planner"},
+                          "env": {"scenario": "gripper_lift"}})
+    assert config_from_dict({"warm_start": {"expert": "planner", "episodes": 0},
+                             "env": {"scenario": "gripper_lift"}}).warm_start.episodes == 0
