@@ -23,11 +23,14 @@ from .flipup import FlipUpConfig, FlipUpPlanner, run_episode
 JUMP = 0.05  # [m or rad] a change of the configuration between two calls that means a reset
 
 
-def plans(scenario: Scenario) -> bool:
-    """Whether the planner knows this scenario's task: the box flip-up with a point tool
-    ([x, z] command), the problem :mod:`~fingergym.planning.flipup` states."""
+def cannot_plan(scenario: Scenario) -> str:
+    """Why the planner cannot demonstrate this scenario's task ("" if it can): it states one
+    problem, the box flip-up with a point tool ([x, z] command; :mod:`.flipup`)."""
     task, robot = scenario.plugins()
-    return task.name == "box_flipup" and robot.command_layout.size == 2
+    if task.name == "box_flipup" and robot.command_layout.size == 2:
+        return ""
+    return (f"fingergym.planning plans the box flip-up with a point finger, not task "
+            f"{task.name!r} on robot {robot.name!r}")
 
 
 class PlannerExpert:

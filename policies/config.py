@@ -243,13 +243,11 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfi
     if cfg.curriculum_keys():
         _check_curriculum(cfg, source)
     if cfg.warm_start.episodes > 0 and cfg.warm_start.expert == "planner":
-        from fingergym.planning.demos import plans
+        from fingergym.planning.demos import cannot_plan
 
-        if not plans(cfg.train_scenario()):
-            task, robot = cfg.train_scenario().plugins()
-            raise ScenarioError(f"{source}: warm_start.expert: planner: fingergym.planning plans "
-                                f"the box flip-up with a point finger, not task {task.name!r} on "
-                                f"robot {robot.name!r}")
+        why = cannot_plan(cfg.train_scenario())
+        if why:
+            raise ScenarioError(f"{source}: warm_start.expert: planner: {why}")
     if cfg.shaping.potential:
         task, _ = cfg.train_scenario().plugins()
         if cfg.shaping.potential not in task.potentials():
