@@ -5,8 +5,11 @@ periodic held-out evaluation >= 80% (wall-clock and env steps) and that snapshot
     # train 3 seeds of the expert-free recipe, 60 min each, two at a time, then report
     .venv/bin/python bench/time_to_80.py --label expert-free --seeds 0 1 2 --minutes 60 \\
         --parallel 2 --plot docs/training_expertfree.png
+    # the flip-up without its expert: planner demonstrations (fingergym train --expert-free)
+    .venv/bin/python bench/time_to_80.py --label planner --config configs/train_planner.yaml \
+        --parallel 2
     # the expert warm start, same table
-    .venv/bin/python bench/time_to_80.py --label warm-start --config configs/train_warmstart.yaml
+    .venv/bin/python bench/time_to_80.py --label warm-start --config configs/train.yaml
     # report existing runs only (no training)
     .venv/bin/python bench/time_to_80.py --label expert-free --runs runs/a runs/b runs/c
 

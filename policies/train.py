@@ -33,7 +33,8 @@ from fingergym.policies.config import TrainConfig, load_train_config, scenario_r
 from fingergym.scenario import ScenarioError
 
 RUNS_DIR = Path("runs")
-EXPERT_FREE_CONFIG = "train_expertfree.yaml"  # the default for a task without an expert
+EXPERT_FREE_CONFIG = "train_expertfree.yaml"  # a task without an expert the planner cannot plan
+PLANNER_CONFIG = "train_planner.yaml"  # a task without an expert that fingergym.planning plans
 
 
 # ---------------------------------------------------------------------------- environments
@@ -377,8 +378,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--config", type=Path, default=None,
-                        help="training config YAML (default: the shipped configs/train.yaml; "
-                             "configs/train_expertfree.yaml for a task without a scripted expert)")
+                        help="training config YAML (default: configs/train.yaml for a task "
+                             "with a scripted expert; without one, configs/train_planner.yaml "
+                             "if fingergym.planning plans the task, else "
+                             "configs/train_expertfree.yaml)")
+    parser.add_argument("--expert-free", action="store_true",
+                        help="ignore the task's scripted expert: train with the default of a "
+                             "task without one (planner demonstrations or reset curriculum)")
     parser.add_argument("--task", default=None, metavar="ID_OR_TASK",
                         help="a registered gym id or task (`fingergym tasks`): trains on its "
                              "default scenario (sets env.scenario)")
@@ -405,19 +411,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no progress bars: one line per phase instead (for logs)")
 
 
-def _default_config_for(cfg: TrainConfig, scenario: str) -> TrainConfig:
-    """The shipped default config for the scenario's task: ``configs/train.yaml`` (expert warm
-    start) if the task has a scripted expert, else ``configs/train_expertfree.yaml`` (hold
-    prior + the task's reset curriculum)."""
+def _default_config_for(cfg: TrainConfig, scenario: str, *,
+                        expert_free: bool = False) -> TrainConfig:
+    """The shipped default config for the scenario's task.
+
+    - ``configs/train.yaml`` (behaviour cloning of the task's scripted expert, then PPO) if
+      the task has one and ``expert_free`` is false;
+    - else ``configs/train_planner.yaml`` (the same warm start from closed-loop planner
+      demonstrations) if :mod:`fingergym.planning` can plan the task;
+    - else ``configs/train_expertfree.yaml`` (hold prior + the task's reset curriculum).
+    """
+    from fingergym.planning.demos import cannot_plan
     from fingergym.scenario import as_scenario
 
-    task, _ = as_scenario(scenario_ref_path(scenario)).plugins()
-    if task.expert() is not None:
+    loaded = as_scenario(scenario_ref_path(scenario))
+    task, _ = loaded.plugins()
+    if task.expert() is not None and not expert_free:
         return cfg
-    path = Path(str(resources.files("fingergym.configs").joinpath(EXPERT_FREE_CONFIG)))
-    print(f"task {task.name!r} has no scripted expert: training with {EXPERT_FREE_CONFIG} "
-          "(hold prior + the task's reset curriculum; docs/training.md)")
-    return load_train_config(path)
+    why = ("--expert-free" if task.expert() is not None
+           else f"task {task.name!r} has no scripted expert")
+    no_plan = cannot_plan(loaded)
+    name = EXPERT_FREE_CONFIG if no_plan else PLANNER_CONFIG
+    recipe = (f"hold prior + the task's reset curriculum; {no_plan}" if no_plan
+              else "behaviour cloning of planner demonstrations, then PPO")
+    print(f"{why}: training with {name} ({recipe}; docs/training.md)")
+    return load_train_config(Path(str(resources.files("fingergym.configs").joinpath(name))))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -439,7 +457,11 @@ def run(args: argparse.Namespace) -> int:
             path = scenario_path(args.task, None)
             changes["env.scenario"] = str(path) if path else ""
         if args.config is None and resume is None:
-            cfg = _default_config_for(cfg, changes.get("env.scenario", cfg.env.scenario))
+            cfg = _default_config_for(cfg, changes.get("env.scenario", cfg.env.scenario),
+                                      expert_free=getattr(args, "expert_free", False))
+        elif getattr(args, "expert_free", False):
+            raise ScenarioError("--expert-free picks the default config; it cannot be combined "
+                                "with --config or --resume")
         if getattr(args, "ray", None) is not None:
             changes["env.backend"] = "ray"
             changes["env.ray_address"] = args.ray

@@ -201,6 +201,25 @@ def test_train_defaults_to_the_expert_free_recipe_for_a_task_without_an_expert(c
 
     shipped = load_train_config()
     assert _default_config_for(shipped, "") is shipped  # the flip-up has an expert
-    cfg = _default_config_for(shipped, scenario_of("gripper_lift"))
+    cfg = _default_config_for(shipped, scenario_of("gripper_lift"))  # the planner cannot plan it
     assert cfg.warm_start.episodes == 0 and cfg.curriculum.task_starts
-    assert "no scripted expert" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no scripted expert" in out and "train_expertfree.yaml" in out
+    assert "fingergym.planning plans the box flip-up" in out  # says why not the planner
+    # Without its expert the flip-up gets the planner's demonstrations (issue 11).
+    cfg = _default_config_for(shipped, "", expert_free=True)
+    assert cfg.warm_start.expert == "planner" and cfg.warm_start.episodes > 0
+    assert not cfg.curriculum_keys()
+    assert "train_planner.yaml" in capsys.readouterr().out
+
+
+def test_train_cli_expert_free_refuses_an_explicit_config(capsys):
+    import argparse
+
+    from fingergym.policies.train import add_arguments, run
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--expert-free", "--config", "configs/train.yaml"])
+    assert run(args) == 2
+    assert "--expert-free" in capsys.readouterr().err
