@@ -6,7 +6,7 @@ periodic held-out evaluation >= 80% (wall-clock and env steps) and that snapshot
     .venv/bin/python bench/time_to_80.py --label expert-free --seeds 0 1 2 --minutes 60 \\
         --parallel 2 --plot docs/training_expertfree.png
     # the flip-up without its expert: planner demonstrations (fingergym train --expert-free)
-    .venv/bin/python bench/time_to_80.py --label planner --config configs/train_planner.yaml \
+    .venv/bin/python bench/time_to_80.py --label planner --config configs/train_planner.yaml \\
         --parallel 2
     # the expert warm start, same table
     .venv/bin/python bench/time_to_80.py --label warm-start --config configs/train.yaml
