@@ -52,28 +52,73 @@ class PlannerExpert:
         return self.scaling.to_action(self.target(state)).astype(np.float32)
 
 
+# One env and one planner per process, built once by the pool's initializer.
+_WORKER: tuple | None = None
+
+
+def _init_worker(scenario: Scenario, config: FlipUpConfig | None, randomize: bool) -> None:
+    global _WORKER
+    from fingergym.env import make_env
+
+    _WORKER = (make_env(scenario, randomize=randomize),
+               FlipUpPlanner(scenario, config or FlipUpConfig()))
+
+
+def _demonstrate(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """One closed-loop planner episode in this process's env: (obs seen before each step,
+    actions sent, rewards, success)."""
+    env, planner = _WORKER
+    r = run_episode(env, planner, seed, closed_loop=True)
+    return r.observations[:-1], r.actions, np.asarray(r.rewards)[:, None], r.success
+
+
 def collect_demonstrations(scenario: Scenario, episodes: int, seed: int, *,
                            config: FlipUpConfig | None = None, randomize: bool = True,
+                           workers: int = 1,
                            progress: Callable[[int, bool], None] | None = None):
     """Closed-loop planner episodes (seeds ``seed, seed+1, ...``) in ``fingergym.make_env``
     as :class:`~fingergym.policies.warmstart.Rollouts`: obs (N, 10) as the env returned them,
-    expert actions (N, 2) as sent, one reward array (T, 1) per episode, success per episode."""
-    from fingergym.env import make_env
+    expert actions (N, 2) as sent, one reward array (T, 1) per episode, success per episode.
+
+    ``workers`` > 1 plans that many episodes at a time in worker processes (started from
+    multiprocessing's fork server where there is one, so they ignore the signals the trainer
+    ignores). Each episode depends on its seed only, so the result, in seed order, is the same
+    for any number of workers. ``progress(env_steps, success)`` is called as each episode ends
+    (in completion order); an exception it raises (e.g. a stop request) cancels the rest.
+    """
     from fingergym.policies.warmstart import Rollouts
 
-    env = make_env(scenario, randomize=randomize)
-    planner = FlipUpPlanner(scenario, config or FlipUpConfig())
-    obs, acts, rewards, success = [], [], [], []
-    try:
-        for i in range(episodes):
-            r = run_episode(env, planner, seed + i, closed_loop=True)
-            obs.append(r.observations[:-1])
-            acts.append(r.actions)
-            rewards.append(np.asarray(r.rewards)[:, None])
-            success.append(r.success)
-            if progress is not None:
-                progress(i, r.success)
-    finally:
-        env.close()
-    return Rollouts(np.concatenate(obs).astype(np.float32), np.concatenate(acts), rewards,
-                    success)
+    seeds = [seed + i for i in range(episodes)]
+    done: dict[int, tuple] = {}
+    if workers <= 1:
+        _init_worker(scenario, config, randomize)
+        try:
+            for s in seeds:
+                done[s] = _demonstrate(s)
+                if progress is not None:
+                    progress(len(done[s][1]), done[s][3])
+        finally:
+            _WORKER[0].close()
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        pool = ProcessPoolExecutor(min(workers, episodes), context,
+                                   initializer=_init_worker,
+                                   initargs=(scenario, config, randomize))
+        try:
+            futures = {pool.submit(_demonstrate, s): s for s in seeds}
+            for f in as_completed(futures):
+                done[futures[f]] = f.result()
+                if progress is not None:
+                    progress(len(done[futures[f]][1]), done[futures[f]][3])
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+    rows = [done[s] for s in seeds]
+    return Rollouts(np.concatenate([r[0] for r in rows]).astype(np.float32),
+                    np.concatenate([r[1] for r in rows]), [r[2] for r in rows],
+                    [r[3] for r in rows])

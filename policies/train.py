@@ -253,15 +253,22 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                     w = cfg.warm_start
                     if w.episodes > 0:
                         ep = cfg.train_scenario().episode
-                        steps = (-(-w.episodes // n_envs) * n_envs
-                                 * int(round(ep.time_limit / ep.step)))
+                        per_episode = int(round(ep.time_limit / ep.step))
+                        steps = (w.episodes if w.expert == "planner"  # no VecEnv rounding
+                                 else -(-w.episodes // n_envs) * n_envs) * per_episode
+
+                        def planner_progress(env_steps: int, success: bool) -> None:
+                            control.tick(env_steps)  # and stops here if asked
+
                         with control.phase("warm start (expert episodes, then cloning)",
                                            total=steps):
                             warm = warm_start(model, vecnorm, cfg.train_scenario(),
                                               episodes=w.episodes, epochs=w.epochs,
                                               batch_size=w.batch_size, lr=w.learning_rate,
                                               log_std=w.log_std, seed=w.seed,
-                                              expert=w.expert, log=control.log)
+                                              expert=w.expert, log=control.log,
+                                              workers=min(n_envs, os.cpu_count() or 1),
+                                              progress=planner_progress)
                         (run_dir / "warm_start.json").write_text(json.dumps(warm, indent=1))
                 e = cfg.eval
                 evaluator = HeldOutEvalCallback(run_dir, cfg.eval_scenario(), vecnorm,

@@ -106,11 +106,13 @@ def fit(model: PPO, obs: np.ndarray, actions: np.ndarray, values: np.ndarray | N
 
 def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, episodes: int,
                epochs: int, batch_size: int, lr: float, log_std: float, seed: int,
-               expert: str = "task", log=print) -> dict:
+               expert: str = "task", log=print, workers: int = 1,
+               progress: Callable[[int, bool], None] | None = None) -> dict:
     """Clone the expert into ``model`` (actor and critic); returns a summary.
 
     ``expert="task"`` runs the task's scripted expert in the training VecEnv; ``"planner"``
-    collects closed-loop planner episodes one at a time
+    collects closed-loop planner episodes, ``workers`` at a time, calling
+    ``progress(env_steps, success)`` after each
     (:func:`fingergym.planning.demos.collect_demonstrations`; no hand-written expert).
     Also feeds the expert observations into ``vecnorm``'s statistics, so PPO starts with the
     normalization the clone was fitted under.
@@ -120,7 +122,8 @@ def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, 
     if expert == "planner":
         from fingergym.planning.demos import collect_demonstrations
 
-        data = collect_demonstrations(scenario, episodes, seed)
+        data = collect_demonstrations(scenario, episodes, seed, workers=workers,
+                                      progress=progress)
     else:
         task, robot = scenario.plugins()
         scripted = task.expert()

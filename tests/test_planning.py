@@ -148,3 +148,36 @@ def test_warm_start_expert_is_a_config_choice():
                           "env": {"scenario": "gripper_lift"}})
     assert config_from_dict({"warm_start": {"expert": "planner", "episodes": 0},
                              "env": {"scenario": "gripper_lift"}}).warm_start.episodes == 0
+
+
+def test_planner_demonstrations_are_the_same_from_any_number_of_workers():
+    """The warm start plans its demonstrations in parallel; each episode depends on its seed
+    only, so two workers return exactly what one does, in seed order."""
+    from fingergym.planning.demos import collect_demonstrations
+
+    scenario = load_scenario().replace(**{"episode.time_limit": 2.0})
+    n = int(round(2.0 / scenario.episode.step))
+    ticks = []
+    one = collect_demonstrations(scenario, 3, 1_000_000)
+    two = collect_demonstrations(scenario, 3, 1_000_000, workers=2,
+                                 progress=lambda steps, ok: ticks.append(steps))
+    assert one.obs.shape == (3 * n, 10) and ticks == [n, n, n]
+    np.testing.assert_array_equal(one.obs, two.obs)
+    np.testing.assert_array_equal(one.expert, two.expert)
+    for a, b in zip(one.rewards, two.rewards, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert list(one.success) == list(two.success)
+
+
+def test_a_stop_request_during_planner_demonstrations_cancels_the_rest():
+    from fingergym.planning.demos import collect_demonstrations
+
+    class Stop(Exception):
+        pass
+
+    def stop(steps, ok):
+        raise Stop
+
+    scenario = load_scenario().replace(**{"episode.time_limit": 0.4})
+    with pytest.raises(Stop):
+        collect_demonstrations(scenario, 50, 1_000_000, workers=2, progress=stop)
