@@ -3,8 +3,10 @@ resume, the expert used for the warm start."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -310,3 +312,22 @@ def test_robot_side_and_trainer_import_no_ray():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
+
+
+def test_time_to_80_benchmark_passes_the_default_recipe_choice_to_train(tmp_path):
+    """bench/time_to_80.py times what `fingergym train --task/--expert-free` picks itself."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "time_to_80.py"
+    spec = importlib.util.spec_from_file_location("time_to_80", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--help"])
+    assert e.value.code == 0
+    args = argparse.Namespace(task="fingergym/GripperLift-v0", expert_free=False)
+    assert bench.train_args(args) == ("--task", "fingergym/GripperLift-v0")
+    args = argparse.Namespace(task=None, expert_free=True)
+    assert bench.train_args(args) == ("--expert-free",)
+    rows = [{"success_rate": r, "timesteps": i} for i, r in enumerate([0.0, 0.75, 0.8, 0.9])]
+    assert bench.first_at(rows)["timesteps"] == 2
