@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,12 +37,19 @@ def normalize_stats(vecnorm: VecNormalize | None) -> dict:
 
 
 def save_snapshot(model: PPO, vecnorm: VecNormalize | None, stem: Path) -> Path:
-    """Write ``stem``.zip, ``stem``_vecnormalize.pkl and ``stem``_normalize.json."""
+    """Write ``stem``_vecnormalize.pkl, ``stem``_normalize.json and then ``stem``.zip, each
+    through a temporary file and a rename: a ``.zip`` exists only once its normalization does,
+    so a run killed while saving (a second Ctrl-C, ``timeout -k``) never leaves a snapshot
+    that would resume or export without it."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    model.save(stem.with_suffix(".zip"))
+    partial = stem.parent / f".partial-{stem.name}"  # matched by no snapshot glob
     if vecnorm is not None:
-        vecnorm.save(str(stem) + "_vecnormalize.pkl")
-    Path(str(stem) + "_normalize.json").write_text(json.dumps(normalize_stats(vecnorm)))
+        vecnorm.save(str(partial) + "_vecnormalize.pkl")
+        os.replace(str(partial) + "_vecnormalize.pkl", str(stem) + "_vecnormalize.pkl")
+    Path(str(partial) + "_normalize.json").write_text(json.dumps(normalize_stats(vecnorm)))
+    os.replace(str(partial) + "_normalize.json", str(stem) + "_normalize.json")
+    model.save(partial.with_suffix(".zip"))
+    os.replace(partial.with_suffix(".zip"), stem.with_suffix(".zip"))
     return stem.with_suffix(".zip")
 
 

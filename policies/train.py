@@ -147,6 +147,20 @@ def latest_snapshot(path: Path) -> Path:
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
+def normalization_of(snapshot: Path, cfg: TrainConfig) -> Path | None:
+    """The snapshot's VecNormalize file (None if the config normalizes nothing). Resuming a
+    normalizing run without it would feed the policy raw observations (it then keeps still:
+    seen once, after a snapshot was cut short while saving), so that is an error."""
+    if not (cfg.normalize.obs or cfg.normalize.reward):
+        return None
+    pkl = Path(str(snapshot.with_suffix("")) + "_vecnormalize.pkl")
+    if not pkl.exists():
+        raise ScenarioError(f"{snapshot}: its normalization {pkl.name} is missing (the run was "
+                            f"stopped while saving it?): resume from another snapshot, e.g. "
+                            f"{run_dir_of(snapshot) / 'best.zip'} or one in checkpoints/")
+    return pkl
+
+
 def run_dir_of(snapshot: Path) -> Path:
     return snapshot.parent.parent if snapshot.parent.name == "checkpoints" else snapshot.parent
 
@@ -228,8 +242,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                     venv = StepTicker(_start_workers(cfg, n_envs, subprocess_envs, control),
                                       control)
                 if resume is not None:
-                    pkl = Path(str(resume.with_suffix("")) + "_vecnormalize.pkl")
-                    vecnorm = VecNormalize.load(str(pkl), venv) if pkl.exists() else None
+                    pkl = normalization_of(resume, cfg)
+                    vecnorm = VecNormalize.load(str(pkl), venv) if pkl else None
                     model = PPO.load(resume, env=vecnorm or venv, device="cpu",
                                      tensorboard_log=str(run_dir / "tb"))
                     control.log(f"resumed from {resume} at {model.num_timesteps} steps")
@@ -463,6 +477,8 @@ def run(args: argparse.Namespace) -> int:
 
             path = scenario_path(args.task, None)
             changes["env.scenario"] = str(path) if path else ""
+        if resume is not None:
+            normalization_of(resume, cfg)  # refuse a snapshot cut short before starting workers
         if args.config is None and resume is None:
             cfg = _default_config_for(cfg, changes.get("env.scenario", cfg.env.scenario),
                                       expert_free=getattr(args, "expert_free", False))

@@ -331,3 +331,38 @@ def test_time_to_80_benchmark_passes_the_default_recipe_choice_to_train(tmp_path
     assert bench.train_args(args) == ("--expert-free",)
     rows = [{"success_rate": r, "timesteps": i} for i, r in enumerate([0.0, 0.75, 0.8, 0.9])]
     assert bench.first_at(rows)["timesteps"] == 2
+
+
+def test_a_snapshot_cut_short_while_saving_is_never_resumed_without_its_normalization(
+        tmp_path, capsys):
+    """The normalization is written before the .zip (each through a rename), and resume
+    refuses a .zip whose normalization is missing instead of training on raw observations."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from fingergym.cli import main
+    from fingergym.env import make_env
+    from fingergym.policies.callbacks import save_snapshot
+    from fingergym.policies.train import build_model
+
+    cfg = load_train_config()
+    vecnorm = VecNormalize(DummyVecEnv([make_env]))
+    model = build_model(cfg, vecnorm, tmp_path)
+
+    def killed(path):
+        raise KeyboardInterrupt  # a second Ctrl-C in the middle of the save
+
+    vecnorm.save = killed
+    with pytest.raises(KeyboardInterrupt):
+        save_snapshot(model, vecnorm, tmp_path / "run" / "interrupted")
+    assert not list((tmp_path / "run").glob("*.zip"))  # no snapshot without its statistics
+    del vecnorm.save
+    save_snapshot(model, vecnorm, tmp_path / "run" / "interrupted")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "interrupted.zip", "interrupted_normalize.json", "interrupted_vecnormalize.pkl"]
+    vecnorm.close()
+
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    (tmp_path / "run" / "interrupted_vecnormalize.pkl").unlink()  # an older run's cut-short save
+    assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "interrupted_vecnormalize.pkl is missing" in err and len(err.strip().splitlines()) == 1
