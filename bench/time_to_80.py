@@ -250,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         summary["validated"] = summarize(args.label, runs, "first_80_validated")
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[args.label] = {"summary": summary, "runs": runs,
-                           "config": str(args.config or "the default of fingergym train"),
+                           "config": ("each run's config.yaml" if args.runs
+                                      else str(args.config or "the default of fingergym train")),
                            "train_args": list(train_args(args)), "set": args.set}
     RESULTS.write_text(json.dumps(results, indent=1))
     print(f"| {args.label} | seed | first eval >= 80%: min (steps) | held out at that point "
