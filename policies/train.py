@@ -475,8 +475,9 @@ def run(args: argparse.Namespace) -> int:
         if args.task:
             from fingergym.registry import scenario_path
 
-            path = scenario_path(args.task, None)
-            changes["env.scenario"] = str(path) if path else ""
+            path = scenario_path(args.task, None)  # refuses an unknown name
+            # the name, not this machine's path: config.yaml resumes wherever it is installed
+            changes["env.scenario"] = args.task if path else ""
         if resume is not None:
             normalization_of(resume, cfg)  # refuse a snapshot cut short before starting workers
         if args.config is None and resume is None:

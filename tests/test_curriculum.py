@@ -223,3 +223,29 @@ def test_train_cli_expert_free_refuses_an_explicit_config(capsys):
     args = parser.parse_args(["--expert-free", "--config", "configs/train.yaml"])
     assert run(args) == 2
     assert "--expert-free" in capsys.readouterr().err
+
+
+def test_train_task_records_the_task_name_not_this_machines_path(monkeypatch, tmp_path, capsys):
+    import argparse
+
+    from fingergym.policies import train as train_module
+
+    seen = {}
+
+    def fake_train(cfg, run_dir, **kw):
+        seen["cfg"] = cfg
+        return {"timesteps": 0, "wall_s": 0.0, "final_eval": None, "best_eval": None,
+                "interrupted": False, "signal": None, "error": None}
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    parser = argparse.ArgumentParser()
+    train_module.add_arguments(parser)
+    args = parser.parse_args(["--task", "fingergym/GripperLift-v0", "--run-dir",
+                              str(tmp_path / "run")])
+    assert train_module.run(args) == 0
+    cfg = seen["cfg"]
+    assert cfg.env.scenario == "fingergym/GripperLift-v0"  # resolves wherever installed
+    assert cfg.train_scenario().plugins()[0].name == "gripper_lift"
+    assert cfg.curriculum.task_starts  # the lift's default: the curriculum recipe
+    args = parser.parse_args(["--task", "no/Such-v0"])
+    assert train_module.run(args) == 2
