@@ -56,6 +56,7 @@ from fingergym.sim.station import RewardSystem
 
 DISCOVERY_SETTLE = 0.5  # [s] after the first matching, before the first commander check
 ESTOP_LATCH_WAIT = 2.0  # [s] for a matched e-stop publisher's latched value, once
+HOMING_GRACE = 0.25  # [s] invalid messages stamped this soon after an episode end are its own
 
 
 class RosStateSource(LeafSystem):
@@ -334,7 +335,11 @@ class HardwareStation:
         e-stop, blocked). Returns the measured command joints' positions.
         """
         if self.bridge.validity is not None:
-            self.bridge.validity.new_episode(since=time.time())  # counts, faults per episode
+            # counts, faults per episode; an invalid message stamped within HOMING_GRACE of
+            # the end of the last episode still belongs to it (a burst straddling the end,
+            # in flight when it ended). It is rejected all the same: it never reaches the
+            # robot, and an invalid state that persists past the grace refuses homing.
+            self.bridge.validity.new_episode(since=time.time() + HOMING_GRACE)
         self.wait_for_robot()
         _, robot = self.scenario.plugins()
         home = np.asarray(robot.home(), dtype=float)
