@@ -62,9 +62,15 @@ def test_replay_on_virtual_robot(short_bag, tmp_path, monkeypatch, capfd):
     assert ep.topic_counts.get("/finger_controller/commands", 0) > ep.steps
     assert logged.steps == STEPS
     # the virtual robot put the box where the logged episode started (reset_pose), not at a
-    # random pose of its own: within tracker noise (and the box at rest)
-    names = ("box_x", "box_z", "box_theta")
+    # random pose of its own: within 5 std of its tracker noise (and the box at rest). (2 std
+    # of the angle noise, the old 0.01 rad, failed about one run in twenty.)
+    from fingergym.hardware.config import load_hardware_config
+
+    vr = load_hardware_config().virtual_robot
+    tolerance = {"box_x": max(0.01, 5 * vr.pose_noise_position),
+                 "box_z": max(0.01, 5 * vr.pose_noise_position),
+                 "box_theta": max(0.01, 5 * vr.pose_noise_angle)}
     first, start = ep.observation_layout.as_dict(ep.observation[0]), \
         logged.observation_layout.as_dict(logged.true_state[0])
-    assert all(abs(first[n] - start[n]) < 0.01 for n in names), (first, start)
+    assert all(abs(first[n] - start[n]) < tol for n, tol in tolerance.items()), (first, start)
     assert "box at x=" in text and "logged start: box" in text
