@@ -60,8 +60,9 @@ def first_at(rows: list[dict], threshold: float = THRESHOLD) -> dict | None:
     return next((r for r in rows if r["success_rate"] >= threshold), None)
 
 
-def held_out(run_dir: Path, which: str, episodes: int) -> dict:
-    """Export snapshot ``which`` and run it (numpy runner, as deployed) on held-out seeds."""
+def run_snapshot(run_dir: Path, which: str, first_seed: int, episodes: int) -> dict:
+    """Export snapshot ``which`` and run it (numpy runner, as deployed) on the run's own
+    evaluation scenario, episodes ``first_seed ...``."""
     import tempfile
 
     from fingergym.env import make_env
@@ -70,11 +71,19 @@ def held_out(run_dir: Path, which: str, episodes: int) -> dict:
     from fingergym.policies.export import export
 
     scenario = load_train_config(run_dir / "config.yaml").eval_scenario()  # the run's task
-    with tempfile.TemporaryDirectory() as tmp:
-        policy = export(run_dir, Path(tmp) / "p.safetensors", which)
-        res = evaluate(make_env(scenario), policy,
-                       range(HELD_OUT_SEED, HELD_OUT_SEED + episodes))
+    env = make_env(scenario)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            policy = export(run_dir, Path(tmp) / "p.safetensors", which)
+            res = evaluate(env, policy, range(first_seed, first_seed + episodes))
+    finally:
+        env.close()
     return {k: res[k] for k in ("episodes", "success_rate", "mean_return", "min_return")}
+
+
+def held_out(run_dir: Path, which: str, episodes: int) -> dict:
+    """Snapshot ``which`` on the held-out seeds."""
+    return run_snapshot(run_dir, which, HELD_OUT_SEED, episodes)
 
 
 def validate(run_dir: Path, episodes: int) -> list[dict]:
@@ -83,32 +92,20 @@ def validate(run_dir: Path, episodes: int) -> list[dict]:
     the reported number), with the wall clock of the run's evaluation at the same step. A finer
     selection than the training-time evaluation's 20 episodes; the held-out seeds stay
     untouched."""
-    import tempfile
-
-    from fingergym.env import make_env
     from fingergym.policies.config import load_train_config
-    from fingergym.policies.evaluate import evaluate
-    from fingergym.policies.export import export
 
-    cfg = load_train_config(run_dir / "config.yaml")
-    rows = json.loads((run_dir / "eval.json").read_text())
-    wall = {r["timesteps"]: r["wall_s"] for r in rows}
+    first_seed = load_train_config(run_dir / "config.yaml").eval.seed
+    wall = {r["timesteps"]: r["wall_s"] for r in json.loads((run_dir / "eval.json").read_text())}
     steps = sorted(int(z.stem.split("_")[1]) for z in (run_dir / "checkpoints").glob("step_*.zip"))
-    env = make_env(cfg.eval_scenario())
     out = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for n in steps:
-            if n not in wall:  # no evaluation at this step: no wall clock to report
-                continue
-            policy = export(run_dir, Path(tmp) / "p.safetensors", f"step_{n}")
-            res = evaluate(env, policy, range(cfg.eval.seed, cfg.eval.seed + episodes))
-            out.append({"timesteps": n, "wall_s": wall[n], "episodes": episodes,
-                        "success_rate": res["success_rate"], "mean_return": res["mean_return"]})
-            print(f"  {run_dir.name} step {n}: {res['success_rate']:.0%} of {episodes} "
-                  f"validation episodes", flush=True)
-            if res["success_rate"] >= THRESHOLD:  # the clock stops here: no need to go on
-                break
-    env.close()
+    for n in (n for n in steps if n in wall):  # no evaluation there: no wall clock to report
+        res = run_snapshot(run_dir, f"step_{n}", first_seed, episodes)
+        out.append({"timesteps": n, "wall_s": wall[n], "episodes": episodes,
+                    "success_rate": res["success_rate"], "mean_return": res["mean_return"]})
+        print(f"  {run_dir.name} step {n}: {res['success_rate']:.0%} of {episodes} "
+              f"validation episodes", flush=True)
+        if res["success_rate"] >= THRESHOLD:  # the clock stops here: no need to go on
+            break
     return out
 
 

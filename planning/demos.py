@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -72,6 +73,37 @@ def _demonstrate(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     return r.observations[:-1], r.actions, np.asarray(r.rewards)[:, None], r.success
 
 
+def _episodes(scenario: Scenario, seeds: list[int], config: FlipUpConfig | None,
+              randomize: bool, workers: int) -> Iterator[tuple[int, tuple]]:
+    """(seed, :func:`_demonstrate`'s row) as each episode ends: here, or on ``workers``
+    processes. Closing the generator early cancels the episodes not started."""
+    global _WORKER
+    if workers <= 1:
+        _init_worker(scenario, config, randomize)
+        try:
+            for s in seeds:
+                yield s, _demonstrate(s)
+        finally:
+            _WORKER[0].close()
+            _WORKER = None
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    pool = ProcessPoolExecutor(min(workers, len(seeds)), context, initializer=_init_worker,
+                               initargs=(scenario, config, randomize))
+    try:
+        futures = {pool.submit(_demonstrate, s): s for s in seeds}
+        for f in as_completed(futures):
+            yield futures[f], f.result()
+    except BaseException:  # includes GeneratorExit: the caller stopped early
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
 def collect_demonstrations(scenario: Scenario, episodes: int, seed: int, *,
                            config: FlipUpConfig | None = None, randomize: bool = True,
                            workers: int = 1,
@@ -90,34 +122,11 @@ def collect_demonstrations(scenario: Scenario, episodes: int, seed: int, *,
 
     seeds = [seed + i for i in range(episodes)]
     done: dict[int, tuple] = {}
-    if workers <= 1:
-        _init_worker(scenario, config, randomize)
-        try:
-            for s in seeds:
-                done[s] = _demonstrate(s)
-                if progress is not None:
-                    progress(len(done[s][1]), done[s][3])
-        finally:
-            _WORKER[0].close()
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        pool = ProcessPoolExecutor(min(workers, episodes), context,
-                                   initializer=_init_worker,
-                                   initargs=(scenario, config, randomize))
-        try:
-            futures = {pool.submit(_demonstrate, s): s for s in seeds}
-            for f in as_completed(futures):
-                done[futures[f]] = f.result()
-                if progress is not None:
-                    progress(len(done[futures[f]][1]), done[futures[f]][3])
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
+    with contextlib.closing(_episodes(scenario, seeds, config, randomize, workers)) as finished:
+        for s, row in finished:
+            done[s] = row
+            if progress is not None:
+                progress(len(row[1]), row[3])
     rows = [done[s] for s in seeds]
     return Rollouts(np.concatenate([r[0] for r in rows]).astype(np.float32),
                     np.concatenate([r[1] for r in rows]), [r[2] for r in rows],

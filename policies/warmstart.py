@@ -128,9 +128,12 @@ def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, 
         task, robot = scenario.plugins()
         scripted = task.expert()
         if scripted is None:
+            from fingergym.planning.demos import cannot_plan
+
+            planner = ("" if cannot_plan(scenario)
+                       else " or warm_start.expert: planner (the planner plans this task)")
             raise ScenarioError(f"task {task.name!r} on robot {robot.name!r} has no scripted "
-                                f"expert to warm-start from: set warm_start.episodes: 0 (or, "
-                                f"for the box flip-up, warm_start.expert: planner)")
+                                f"expert to warm-start from: set warm_start.episodes: 0{planner}")
         data = collect(venv, scripted, episodes, seed)
     summary = {"episodes": len(data.success), "expert_success": float(np.mean(data.success))}
     log(f"warm start: expert success {summary['expert_success']:.0%} on {len(data.success)} "
