@@ -130,4 +130,5 @@ def collect_demonstrations(scenario: Scenario, episodes: int, seed: int, *,
     rows = [done[s] for s in seeds]
     return Rollouts(np.concatenate([r[0] for r in rows]).astype(np.float32),
                     np.concatenate([r[1] for r in rows]), [r[2] for r in rows],
-                    [r[3] for r in rows])
+                    [r[3] for r in rows],
+                    np.concatenate([np.full(len(r[1]), i) for i, r in enumerate(rows)]))

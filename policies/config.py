@@ -88,6 +88,8 @@ class WarmStartConfig:
     learning_rate: float = _f(1e-3, 0.0, 1.0, lo_open=True)
     log_std: float = _f(-2.0, -10.0, 5.0, doc="policy log std after cloning")
     seed: int = _f(1_000_000, 0, 2**31 - 1, doc="first episode seed of the expert data")
+    successful_only: bool = _f(False, doc="clone the actor on the episodes the expert "
+                               "succeeded in only (the critic learns from all of them)")
     expert: str = _f("task", choices=("task", "planner"),
                      doc="task: the task's scripted expert; planner: closed-loop smoothed-iLQR "
                          "demonstrations (fingergym.planning, ~20 s of planning per episode)")

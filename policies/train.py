@@ -280,7 +280,9 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                                               episodes=w.episodes, epochs=w.epochs,
                                               batch_size=w.batch_size, lr=w.learning_rate,
                                               log_std=w.log_std, seed=w.seed,
-                                              expert=w.expert, log=control.log,
+                                              expert=w.expert,
+                                              successful_only=w.successful_only,
+                                              log=control.log,
                                               workers=min(n_envs, os.cpu_count() or 1),
                                               progress=planner_progress)
                         (run_dir / "warm_start.json").write_text(json.dumps(warm, indent=1))

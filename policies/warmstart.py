@@ -25,12 +25,18 @@ from fingergym.scenario import Scenario, ScenarioError
 @dataclass
 class Rollouts:
     """Expert rollouts: obs (N, n) raw, expert actions (N, m), rewards (one (T, E) array per
-    batch of E envs), success (one per episode)."""
+    batch of E envs), success (one per episode), episode (N,): each row's index into
+    ``success``."""
 
     obs: np.ndarray
     expert: np.ndarray
     rewards: list[np.ndarray]
     success: list[bool]
+    episode: np.ndarray
+
+    def successful_rows(self) -> np.ndarray:
+        """Boolean mask (N,): the rows of episodes the expert succeeded in."""
+        return np.asarray(self.success, dtype=bool)[self.episode]
 
 
 def collect(venv: VecEnv, expert: Callable[[np.ndarray], np.ndarray], episodes: int,
@@ -38,7 +44,7 @@ def collect(venv: VecEnv, expert: Callable[[np.ndarray], np.ndarray], episodes: 
     """Run the expert for ``episodes`` episodes (rounded up to whole batches of
     ``venv.num_envs``, seeds ``seed, seed+1, ...``); label each observation with its action."""
     n = venv.num_envs
-    obs_l, exp_l, rew_l, succ = [], [], [], []
+    obs_l, exp_l, rew_l, succ, ep_l = [], [], [], [], []
     for b in range(int(np.ceil(episodes / n))):
         venv.seed(seed + b * n)
         obs = venv.reset()
@@ -48,12 +54,14 @@ def collect(venv: VecEnv, expert: Callable[[np.ndarray], np.ndarray], episodes: 
             labels = np.stack([expert(s) for s in states]).astype(np.float32)
             obs_l.append(obs.copy())
             exp_l.append(labels)
+            ep_l.append(b * n + np.arange(n))
             obs, rew, dones, infos = venv.step(labels)
             rewards.append(rew)
             done = bool(dones.all())
         rew_l.append(np.asarray(rewards))
         succ += [bool(i.get("is_success", False)) for i in infos]
-    return Rollouts(np.concatenate(obs_l), np.concatenate(exp_l), rew_l, succ)
+    return Rollouts(np.concatenate(obs_l), np.concatenate(exp_l), rew_l, succ,
+                    np.concatenate(ep_l))
 
 
 def _value_targets(rewards: list[np.ndarray], vecnorm: VecNormalize | None,
@@ -79,13 +87,17 @@ def _value_targets(rewards: list[np.ndarray], vecnorm: VecNormalize | None,
 
 
 def fit(model: PPO, obs: np.ndarray, actions: np.ndarray, values: np.ndarray | None, *,
-        epochs: int, batch_size: int, lr: float, seed: int) -> float:
-    """Regress the actor mean onto ``actions`` (and the critic onto ``values``); returns MSE."""
+        epochs: int, batch_size: int, lr: float, seed: int,
+        actor_rows: np.ndarray | None = None) -> float:
+    """Regress the actor mean onto ``actions`` (and the critic onto ``values``); returns the
+    actor's MSE. ``actor_rows`` (N,) bool: the actor learns from these rows only, the critic
+    from all."""
     policy = model.policy
     opt = th.optim.Adam(policy.parameters(), lr=lr)
     x = th.as_tensor(obs, dtype=th.float32)
     y = mean_targets(policy, th.as_tensor(actions, dtype=th.float32))
     v = None if values is None else th.as_tensor(values, dtype=th.float32)
+    w = th.ones(len(x)) if actor_rows is None else th.as_tensor(actor_rows, dtype=th.float32)
     gen = th.Generator().manual_seed(seed)
     loss_a = th.tensor(0.0)
     for _ in range(epochs):
@@ -94,7 +106,8 @@ def fit(model: PPO, obs: np.ndarray, actions: np.ndarray, values: np.ndarray | N
             idx = perm[i:i + batch_size]
             features = policy.extract_features(x[idx], policy.pi_features_extractor)
             latent_pi, latent_vf = policy.mlp_extractor(features)
-            loss_a = th.mean((action_mean(policy, latent_pi) - y[idx]) ** 2)
+            err = ((action_mean(policy, latent_pi) - y[idx]) ** 2).mean(-1)
+            loss_a = (err * w[idx]).sum() / w[idx].sum().clamp(min=1.0)
             loss = loss_a
             if v is not None:
                 loss = loss + 0.5 * th.mean((policy.value_net(latent_vf).squeeze(-1) - v[idx]) ** 2)
@@ -106,7 +119,8 @@ def fit(model: PPO, obs: np.ndarray, actions: np.ndarray, values: np.ndarray | N
 
 def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, episodes: int,
                epochs: int, batch_size: int, lr: float, log_std: float, seed: int,
-               expert: str = "task", log=print, workers: int = 1,
+               expert: str = "task", successful_only: bool = False, log=print,
+               workers: int = 1,
                progress: Callable[[int, bool], None] | None = None) -> dict:
     """Clone the expert into ``model`` (actor and critic); returns a summary.
 
@@ -114,6 +128,9 @@ def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, 
     collects closed-loop planner episodes, ``workers`` at a time, calling
     ``progress(env_steps, success)`` after each
     (:func:`fingergym.planning.demos.collect_demonstrations`; no hand-written expert).
+    ``successful_only`` fits the actor on the episodes the expert succeeded in only (a
+    demonstrator's failures are often erratic and pull the clone's mean towards keeping
+    still); the critic still learns the returns of all of them.
     Also feeds the expert observations into ``vecnorm``'s statistics, so PPO starts with the
     normalization the clone was fitted under.
     """
@@ -143,8 +160,15 @@ def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, 
         vecnorm.obs_rms.update(obs)
         obs = vecnorm.normalize_obs(obs)
     values = _value_targets(data.rewards, vecnorm, model.gamma)
+    cloned = None
+    if successful_only:
+        cloned = data.successful_rows()
+        if not cloned.any():
+            raise ScenarioError(f"warm_start.successful_only: the expert succeeded in none of "
+                                f"its {len(data.success)} episodes; nothing to clone")
+    summary["cloned_episodes"] = int(np.sum(data.success)) if successful_only else len(data.success)
     summary["action_mse"] = fit(model, obs, data.expert, values, epochs=epochs,
-                                batch_size=batch_size, lr=lr, seed=seed)
+                                batch_size=batch_size, lr=lr, seed=seed, actor_rows=cloned)
     with th.no_grad():
         model.policy.log_std.fill_(log_std)
     summary["seconds"] = time.perf_counter() - t0

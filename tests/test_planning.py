@@ -167,6 +167,8 @@ def test_planner_demonstrations_are_the_same_from_any_number_of_workers():
     for a, b in zip(one.rewards, two.rewards, strict=True):
         np.testing.assert_array_equal(a, b)
     assert list(one.success) == list(two.success)
+    # each row knows its episode (the warm start's successful_only picks rows by it)
+    assert one.episode.tolist() == two.episode.tolist() == [0] * n + [1] * n + [2] * n
 
 
 def test_a_stop_request_during_planner_demonstrations_cancels_the_rest():
