@@ -39,7 +39,9 @@ def launch(config: Path | None, seed: int, run_dir: Path, minutes: float,
     """``nice -n 10 timeout -s INT <minutes> fingergym train ...`` in the background."""
     cmd = ["nice", "-n", "10", "timeout", "-s", "INT", "-k", "120", f"{minutes * 60:.0f}",
            str(Path(sys.executable).parent / "fingergym"), "train", "--run-dir", str(run_dir),
-           "--seed", str(seed), "--no-progress", *train_args]
+           "--seed", str(seed), "--no-progress", *train_args,
+           # every run pays for its own planner demonstrations: the clock starts cold
+           "--set", "warm_start.cache=false"]
     if config is not None:
         cmd += ["--config", str(config)]
     for s in sets:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -107,7 +108,8 @@ def _episodes(scenario: Scenario, seeds: list[int], config: FlipUpConfig | None,
 def collect_demonstrations(scenario: Scenario, episodes: int, seed: int, *,
                            config: FlipUpConfig | None = None, randomize: bool = True,
                            workers: int = 1,
-                           progress: Callable[[int, bool], None] | None = None):
+                           progress: Callable[[int, bool], None] | None = None,
+                           cache_dir: Path | None = None, log: Callable[[str], None] = print):
     """Closed-loop planner episodes (seeds ``seed, seed+1, ...``) in ``fingergym.make_env``
     as :class:`~fingergym.policies.warmstart.Rollouts`: obs (N, 10) as the env returned them,
     expert actions (N, 2) as sent, one reward array (T, 1) per episode, success per episode.
@@ -117,18 +119,54 @@ def collect_demonstrations(scenario: Scenario, episodes: int, seed: int, *,
     ignores). Each episode depends on its seed only, so the result, in seed order, is the same
     for any number of workers. ``progress(env_steps, success)`` is called as each episode ends
     (in completion order); an exception it raises (e.g. a stop request) cancels the rest.
+    ``cache_dir``: reuse the same demonstrations from there if an earlier call planned them
+    (:mod:`.demo_cache`), else plan them and store them there.
     """
     from fingergym.policies.warmstart import Rollouts
 
+    from . import demo_cache
+
+    config = config or FlipUpConfig()
     seeds = [seed + i for i in range(episodes)]
-    done: dict[int, tuple] = {}
-    with contextlib.closing(_episodes(scenario, seeds, config, randomize, workers)) as finished:
-        for s, row in finished:
-            done[s] = row
-            if progress is not None:
-                progress(len(row[1]), row[3])
-    rows = [done[s] for s in seeds]
+    rows = None
+    cached = None
+    if cache_dir is not None:
+        key = demo_cache.cache_key(scenario, episodes, seed, config, randomize)
+        cached = demo_cache.path_for(cache_dir, key, episodes, seed)
+        if cached.exists():
+            ep = scenario.episode
+            try:
+                rows = demo_cache.load(cached, episodes, int(round(ep.time_limit / ep.step)) + 1,
+                                       *_dims(scenario))
+                log(f"planner demonstrations: reused {cached} (same seeds, scenario, planner "
+                    f"and code)")
+                for r in rows:
+                    if progress is not None:
+                        progress(len(r[1]), r[3])
+            except ValueError as e:
+                log(f"{e}; planning them again")
+                rows = None
+    if rows is None:
+        done: dict[int, tuple] = {}
+        with contextlib.closing(_episodes(scenario, seeds, config, randomize,
+                                          workers)) as finished:
+            for s, row in finished:
+                done[s] = row
+                if progress is not None:
+                    progress(len(row[1]), row[3])
+        rows = [done[s] for s in seeds]
+        if cached is not None:
+            try:
+                demo_cache.save(cached, rows)
+            except OSError as e:  # the run goes on without the cache
+                log(f"planner demonstrations: not cached ({cached}: {e.strerror or e})")
     return Rollouts(np.concatenate([r[0] for r in rows]).astype(np.float32),
                     np.concatenate([r[1] for r in rows]), [r[2] for r in rows],
                     [r[3] for r in rows],
                     np.concatenate([np.full(len(r[1]), i) for i, r in enumerate(rows)]))
+
+
+def _dims(scenario: Scenario) -> tuple[int, int]:
+    """(observation size, action size) of the scenario's task and robot."""
+    task, robot = scenario.plugins()
+    return task.observation_layout.size, robot.command_layout.size

@@ -90,6 +90,9 @@ class WarmStartConfig:
     seed: int = _f(1_000_000, 0, 2**31 - 1, doc="first episode seed of the expert data")
     successful_only: bool = _f(False, doc="clone the actor on the episodes the expert "
                                "succeeded in only (the critic learns from all of them)")
+    cache: bool = _f(True, doc="planner: reuse the same demonstrations planned by an earlier "
+                                "run (fingergym.planning.demo_cache; $FINGERGYM_CACHE or "
+                                "~/.cache/fingergym)")
     expert: str = _f("task", choices=("task", "planner"),
                      doc="task: the task's scripted expert; planner: closed-loop smoothed-iLQR "
                          "demonstrations (fingergym.planning, ~20 s of planning per episode)")

@@ -282,6 +282,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                                               log_std=w.log_std, seed=w.seed,
                                               expert=w.expert,
                                               successful_only=w.successful_only,
+                                              cache=w.cache,
                                               log=control.log,
                                               workers=min(n_envs, os.cpu_count() or 1),
                                               progress=planner_progress)

@@ -120,14 +120,15 @@ def fit(model: PPO, obs: np.ndarray, actions: np.ndarray, values: np.ndarray | N
 def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, episodes: int,
                epochs: int, batch_size: int, lr: float, log_std: float, seed: int,
                expert: str = "task", successful_only: bool = False, log=print,
-               workers: int = 1,
+               workers: int = 1, cache: bool = False,
                progress: Callable[[int, bool], None] | None = None) -> dict:
     """Clone the expert into ``model`` (actor and critic); returns a summary.
 
     ``expert="task"`` runs the task's scripted expert in the training VecEnv; ``"planner"``
     collects closed-loop planner episodes, ``workers`` at a time, calling
     ``progress(env_steps, success)`` after each
-    (:func:`fingergym.planning.demos.collect_demonstrations`; no hand-written expert).
+    (:func:`fingergym.planning.demos.collect_demonstrations`; no hand-written expert;
+    ``cache``: reused from, or stored in, :func:`fingergym.planning.demo_cache.default_dir`).
     ``successful_only`` fits the actor on the episodes the expert succeeded in only (a
     demonstrator's failures are often erratic and pull the clone's mean towards keeping
     still); the critic still learns the returns of all of them.
@@ -137,10 +138,12 @@ def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, 
     venv = vecnorm.venv if vecnorm is not None else model.get_env()
     t0 = time.perf_counter()
     if expert == "planner":
+        from fingergym.planning.demo_cache import default_dir
         from fingergym.planning.demos import collect_demonstrations
 
         data = collect_demonstrations(scenario, episodes, seed, workers=workers,
-                                      progress=progress)
+                                      progress=progress, log=log,
+                                      cache_dir=default_dir() if cache else None)
     else:
         task, robot = scenario.plugins()
         scripted = task.expert()
