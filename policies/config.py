@@ -90,6 +90,8 @@ class WarmStartConfig:
     seed: int = _f(1_000_000, 0, 2**31 - 1, doc="first episode seed of the expert data")
     successful_only: bool = _f(False, doc="clone the actor on the episodes the expert "
                                "succeeded in only (the critic learns from all of them)")
+    critic_updates: int = _f(0, 0, 100_000, doc="the first PPO updates after the warm start "
+                             "train the critic only (policies/critic_warmup.py)")
     cache: bool = _f(True, doc="planner: reuse the same demonstrations planned by an earlier "
                                 "run (fingergym.planning.demo_cache; $FINGERGYM_CACHE or "
                                 "~/.cache/fingergym)")

@@ -302,6 +302,11 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                         window=c.window, t_start=t_start, log=control.log))
                 if cfg.checkpoint_freq:
                     callbacks.append(SnapshotCallback(run_dir, cfg.checkpoint_freq, vecnorm))
+                if warm is not None and cfg.warm_start.critic_updates:
+                    from fingergym.policies.critic_warmup import CriticWarmupCallback
+
+                    callbacks.append(CriticWarmupCallback(cfg.warm_start.critic_updates,
+                                                          log=control.log))
                 if resume is None and warm is not None:
                     # Measure the clone before PPO touches it (step 0 of the learning curve).
                     evaluator.init_callback(model)

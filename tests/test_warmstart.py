@@ -49,3 +49,27 @@ def test_actor_rows_clone_only_those_rows_and_the_critic_sees_all():
     with th.no_grad():
         v = successful.policy.predict_values(th.as_tensor(data.obs[:50])).mean().item()
     assert abs(v - 1.0) < 0.3
+
+
+def _params(module) -> list[np.ndarray]:
+    return [p.detach().clone().numpy() for p in module.parameters()]
+
+
+def test_critic_warmup_holds_the_actor_for_its_updates_then_lets_go():
+    from fingergym.policies.critic_warmup import CriticWarmupCallback, actor_parameters
+
+    def run(steps: int) -> tuple[bool, bool]:
+        model = PPO("MlpPolicy", gym.make("Pendulum-v1"), n_steps=64, batch_size=32,
+                    n_epochs=2, seed=0, device="cpu", policy_kwargs={"net_arch": [16]})
+        actor = [p.detach().clone() for p in actor_parameters(model.policy)]
+        critic = _params(model.policy.value_net)
+        model.learn(steps, callback=CriticWarmupCallback(1, log=lambda _: None))
+        assert all(p.requires_grad for p in model.policy.parameters())
+        actor_moved = any(not th.equal(a, p) for a, p in
+                          zip(actor, actor_parameters(model.policy), strict=True))
+        critic_moved = any(not np.array_equal(a, b) for a, b in
+                           zip(critic, _params(model.policy.value_net), strict=True))
+        return actor_moved, critic_moved
+
+    assert run(64) == (False, True)   # one update: the critic's only
+    assert run(128) == (True, True)   # the second moves the actor too
