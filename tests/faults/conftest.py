@@ -254,7 +254,19 @@ class Run:
         while time.monotonic() < deadline:
             if any(ln.startswith(end) for ln in list(self.err.lines)):
                 return
-            inject()
+            if self.proc.poll() is not None:
+                # After the last episode deploy exits at once; its end line may still be in
+                # the reader thread (a loaded machine) while we inject into nobody.
+                self.err._thread.join(5.0)
+                if any(ln.startswith(end) for ln in list(self.err.lines)):
+                    return
+                raise RuntimeError(f"deploy exited ({self.proc.returncode}) before episode "
+                                   f"{episode} ended: {self.err.text()[-2000:]}")
+            try:
+                inject()
+            except TimeoutError:  # nobody subscribed: fine only if deploy has exited
+                if self.proc.poll() is None:
+                    raise
             time.sleep(0.02)
         raise TimeoutError(f"episode {episode} did not end within {timeout} s")
 
