@@ -163,7 +163,10 @@ def plot(groups: dict[str, list[Path]], path: Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
+    curricula = any((d / "curriculum.json").exists() for ds in groups.values() for d in ds)
+    fig, axes = plt.subplots(2 if curricula else 1, 1, figsize=(8, 6.5 if curricula else 4),
+                             sharex=True, squeeze=False)
+    axes = axes[:, 0]
     for i, (label, dirs) in enumerate(groups.items()):
         for j, d in enumerate(dirs):
             kw = {"color": f"C{i}", "alpha": 0.85, "marker": ".",
@@ -182,13 +185,14 @@ def plot(groups: dict[str, list[Path]], path: Path,
                 axes[1].step(steps, level, where="post", **{**kw, "ls": "-" if i % 2 else "--"})
     axes[0].axhline(THRESHOLD, ls="--", c="gray", lw=0.8)
     axes[0].set_ylabel("success, 20 eval episodes\n(task's own starts)")
-    axes[1].set_ylabel("curriculum difficulty\n(1 = task's own starts)")
-    axes[1].set_xlabel("env steps")
+    if curricula:
+        axes[1].set_ylabel("curriculum difficulty\n(1 = task's own starts)")
+        axes[1].legend(loc="upper right", fontsize=7)
+    axes[-1].set_xlabel("env steps")
     for ax in axes:
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="center right", fontsize=7)
-    axes[1].legend(loc="upper right", fontsize=7)
+    axes[0].legend(loc="lower right", fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
