@@ -98,6 +98,11 @@ class EpisodeParams:
     step: float = _f(0.1, 0.001, 10.0, lo_open=True, doc="seconds of simulated time per gym step")
     time_limit: float = _f(10.0, 0.0, 3600.0, lo_open=True, doc="episode length [s] (truncation)")
 
+    @property
+    def steps(self) -> int:
+        """Gym steps in an episode that runs to its time limit."""
+        return int(round(self.time_limit / self.step))
+
 
 @dataclass
 class RandomizationParams:

@@ -134,18 +134,17 @@ def collect_demonstrations(scenario: Scenario, episodes: int, seed: int, *,
         key = demo_cache.cache_key(scenario, episodes, seed, config, randomize)
         cached = demo_cache.path_for(cache_dir, key, episodes, seed)
         if cached.exists():
-            ep = scenario.episode
             try:
-                rows = demo_cache.load(cached, episodes, int(round(ep.time_limit / ep.step)) + 1,
+                rows = demo_cache.load(cached, episodes, scenario.episode.steps + 1,
                                        *_dims(scenario))
+            except ValueError as e:
+                log(f"{e}; planning them again")
+            else:
                 log(f"planner demonstrations: reused {cached} (same seeds, scenario, planner "
                     f"and code)")
                 for r in rows:
                     if progress is not None:
                         progress(len(r[1]), r[3])
-            except ValueError as e:
-                log(f"{e}; planning them again")
-                rows = None
     if rows is None:
         done: dict[int, tuple] = {}
         with contextlib.closing(_episodes(scenario, seeds, config, randomize,

@@ -3,8 +3,8 @@
 A cloned actor is only as good as the advantages PPO computes for it, and those come from a
 critic fitted to the demonstrator's returns, not the clone's. Until the critic has seen the
 clone's own rollouts, its advantages are mostly noise, and PPO's first updates move a good clone
-in random directions: on the flip-up, a 65% clone fell to 20-35% in 40 k steps in 3 of 4 seeds
-(docs/training.md, fifth round). Holding the actor still for a few updates (its parameters
+in random directions (measured: a clone at 65% success fell to 20-35% within 40 k steps in 3 of
+4 seeds; docs/training.md, fifth round). Holding the actor still for a few updates (its parameters
 receive no gradient; Adam skips them) lets the critic catch up first.
 """
 

@@ -266,8 +266,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                         (run_dir / "prior.json").write_text(json.dumps(prior, indent=1))
                     w = cfg.warm_start
                     if w.episodes > 0:
-                        ep = cfg.train_scenario().episode
-                        per_episode = int(round(ep.time_limit / ep.step))
+                        per_episode = cfg.train_scenario().episode.steps
                         steps = (w.episodes if w.expert == "planner"  # no VecEnv rounding
                                  else -(-w.episodes // n_envs) * n_envs) * per_episode
 
