@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -74,16 +75,40 @@ def _demonstrate(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     return r.observations[:-1], r.actions, np.asarray(r.rewards)[:, None], r.success
 
 
+def _label(seed: int, policy: Callable[[np.ndarray], np.ndarray]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """One episode in this process's env driven by ``policy`` (observation -> action), the
+    closed-loop planner alongside labelling each observation with the action it would send
+    there (DAgger): (obs seen before each step, the planner's actions, rewards, the POLICY's
+    success)."""
+    env, planner = _WORKER
+    base = env.unwrapped
+    obs, _ = env.reset(seed=seed)
+    planner.reset(np.asarray(obs, dtype=float))
+    obs_l, labels, rewards, done = [], [], [], False
+    while not done:
+        labels.append(base.scaling.to_action(planner.target(np.asarray(obs, dtype=float))))
+        obs_l.append(np.asarray(obs))
+        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        rewards.append(float(reward))
+        done = terminated or truncated
+    return (np.asarray(obs_l), np.asarray(labels, dtype=np.float32),
+            np.asarray(rewards)[:, None], bool(base.task.is_success(base.true_state())))
+
+
 def _episodes(scenario: Scenario, seeds: list[int], config: FlipUpConfig | None,
-              randomize: bool, workers: int) -> Iterator[tuple[int, tuple]]:
-    """(seed, :func:`_demonstrate`'s row) as each episode ends: here, or on ``workers``
-    processes. Closing the generator early cancels the episodes not started."""
+              randomize: bool, workers: int, policy: Callable | None = None
+              ) -> Iterator[tuple[int, tuple]]:
+    """(seed, row) as each episode ends, row from :func:`_demonstrate` (or :func:`_label` when
+    a ``policy`` is given): here, or on ``workers`` processes. Closing the generator early
+    cancels the episodes not started."""
     global _WORKER
+    run = _demonstrate if policy is None else functools.partial(_label, policy=policy)
     if workers <= 1:
         _init_worker(scenario, config, randomize)
         try:
             for s in seeds:
-                yield s, _demonstrate(s)
+                yield s, run(s)
         finally:
             _WORKER[0].close()
             _WORKER = None
@@ -96,7 +121,7 @@ def _episodes(scenario: Scenario, seeds: list[int], config: FlipUpConfig | None,
     pool = ProcessPoolExecutor(min(workers, len(seeds)), context, initializer=_init_worker,
                                initargs=(scenario, config, randomize))
     try:
-        futures = {pool.submit(_demonstrate, s): s for s in seeds}
+        futures = {pool.submit(run, s): s for s in seeds}
         for f in as_completed(futures):
             yield futures[f], f.result()
     except BaseException:  # includes GeneratorExit: the caller stopped early
@@ -122,8 +147,6 @@ def collect_demonstrations(scenario: Scenario, episodes: int, seed: int, *,
     ``cache_dir``: reuse the same demonstrations from there if an earlier call planned them
     (:mod:`.demo_cache`), else plan them and store them there.
     """
-    from fingergym.policies.warmstart import Rollouts
-
     from . import demo_cache
 
     config = config or FlipUpConfig()
@@ -146,19 +169,48 @@ def collect_demonstrations(scenario: Scenario, episodes: int, seed: int, *,
                     if progress is not None:
                         progress(len(r[1]), r[3])
     if rows is None:
-        done: dict[int, tuple] = {}
-        with contextlib.closing(_episodes(scenario, seeds, config, randomize,
-                                          workers)) as finished:
-            for s, row in finished:
-                done[s] = row
-                if progress is not None:
-                    progress(len(row[1]), row[3])
-        rows = [done[s] for s in seeds]
+        rows = _rows(scenario, seeds, config, randomize, workers, progress)
         if cached is not None:
             try:
                 demo_cache.save(cached, rows)
             except OSError as e:  # the run goes on without the cache
                 log(f"planner demonstrations: not cached ({cached}: {e.strerror or e})")
+    return _rollouts(rows)
+
+
+def label_policy_episodes(scenario: Scenario, policy: Callable[[np.ndarray], np.ndarray],
+                          episodes: int, seed: int, *, config: FlipUpConfig | None = None,
+                          randomize: bool = True, workers: int = 1,
+                          progress: Callable[[int, bool], None] | None = None):
+    """DAgger's data: ``episodes`` episodes (seeds ``seed, seed+1, ...``) driven by
+    ``policy`` (picklable, observation -> action, e.g.
+    :func:`fingergym.policies.export.live_policy`), each observation labelled with the
+    closed-loop planner's action there, as
+    :class:`~fingergym.policies.warmstart.Rollouts` (success: the policy's). ``workers``,
+    ``progress``: as in :func:`collect_demonstrations`. Not cached: they depend on the
+    policy."""
+    return _rollouts(_rows(scenario, [seed + i for i in range(episodes)],
+                           config or FlipUpConfig(), randomize, workers, progress, policy))
+
+
+def _rows(scenario: Scenario, seeds: list[int], config: FlipUpConfig, randomize: bool,
+          workers: int, progress: Callable[[int, bool], None] | None,
+          policy: Callable | None = None) -> list[tuple]:
+    """:func:`_episodes`' rows in seed order, calling ``progress`` as each ends."""
+    done: dict[int, tuple] = {}
+    with contextlib.closing(_episodes(scenario, seeds, config, randomize, workers,
+                                      policy)) as finished:
+        for s, row in finished:
+            done[s] = row
+            if progress is not None:
+                progress(len(row[1]), row[3])
+    return [done[s] for s in seeds]
+
+
+def _rollouts(rows: list[tuple]):
+    """Rows (obs, actions, rewards (T, 1), success), one per episode, as ``Rollouts``."""
+    from fingergym.policies.warmstart import Rollouts
+
     return Rollouts(np.concatenate([r[0] for r in rows]).astype(np.float32),
                     np.concatenate([r[1] for r in rows]), [r[2] for r in rows],
                     [r[3] for r in rows],

@@ -71,6 +71,43 @@ def actor_layers(state: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndar
     return layers + [(state["action_net.weight"], state["action_net.bias"])]
 
 
+def actor_tensors(layers: list[tuple[np.ndarray, np.ndarray]], activation: str,
+                  bounded_mean: bool) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """The policy file's tensors and its ``layers`` spec for ``actor_layers``' (W, b) list."""
+    last = "tanh" if bounded_mean else None  # the mean's squashing is the last activation
+    tensors, layer_spec = {}, []
+    for i, (w, b) in enumerate(layers):
+        tensors[f"actor.{i}.weight"] = np.ascontiguousarray(w, dtype=np.float32)
+        tensors[f"actor.{i}.bias"] = np.ascontiguousarray(b, dtype=np.float32)
+        layer_spec.append({"weight": f"actor.{i}.weight", "bias": f"actor.{i}.bias",
+                           "activation": activation if i < len(layers) - 1 else last})
+    return tensors, layer_spec
+
+
+def policy_spec(scenario, layer_spec: list[dict], norm: dict) -> dict:
+    """The spec entries the runner reads: format, sizes, layouts, layers, normalization."""
+    task, robot = scenario.plugins()
+    obs_layout, act_layout = task.observation_layout, robot.command_layout
+    return {"format": FORMAT, "version": VERSION,
+            "obs_dim": obs_layout.size, "action_dim": act_layout.size,
+            "obs_names": list(obs_layout.names),
+            "observation_layout": obs_layout.to_dict(), "action_layout": act_layout.to_dict(),
+            "task": scenario.task, "robot": scenario.robot,
+            "layers": layer_spec, "normalization": norm}
+
+
+def live_policy(model, vecnorm, scenario, activation: str, bounded_mean: bool) -> Policy:
+    """The model's actor now, with ``vecnorm``'s statistics now, as the :class:`Policy` that
+    :func:`export` would write (same forward pass, numpy, picklable): e.g. to roll the policy
+    in training out in other processes."""
+    from fingergym.policies.callbacks import normalize_stats
+
+    state = {k: v.detach().cpu().numpy() for k, v in model.policy.state_dict().items()}
+    tensors, layer_spec = actor_tensors(actor_layers(state), activation, bounded_mean)
+    spec = policy_spec(scenario, layer_spec, normalize_stats(vecnorm))
+    return Policy.from_parts(Path("<policy in training>"), spec, tensors)
+
+
 def export(run_dir: Path, out: Path, which: str = "best") -> Policy:
     """Write ``out`` from a run's snapshot; returns it loaded back through the runner."""
     from safetensors.numpy import save_file
@@ -95,28 +132,15 @@ def export(run_dir: Path, out: Path, which: str = "best") -> Policy:
         raise ValueError(f"{snap}: actor maps {layers[0][0].shape[1]} -> "
                          f"{layers[-1][0].shape[0]}, expected {obs_layout.size} -> "
                          f"{act_layout.size} ({task.name} on {robot.name})")
-    # the mean's squashing (policy.bounded_mean) is the last layer's activation
-    last = "tanh" if cfg["policy"].get("bounded_mean") else None
-    tensors, layer_spec = {}, []
-    for i, (w, b) in enumerate(layers):
-        tensors[f"actor.{i}.weight"] = np.ascontiguousarray(w, dtype=np.float32)
-        tensors[f"actor.{i}.bias"] = np.ascontiguousarray(b, dtype=np.float32)
-        layer_spec.append({"weight": f"actor.{i}.weight", "bias": f"actor.{i}.bias",
-                           "activation": activation if i < len(layers) - 1 else last})
+    tensors, layer_spec = actor_tensors(layers, activation, cfg["policy"].get("bounded_mean"))
     scaling = ActionScaling.from_scenario(scenario)
     evals = []
     eval_json = run_dir / "eval.json"
     if eval_json.exists():
         evals = json.loads(eval_json.read_text())
     spec = {
-        "format": FORMAT, "version": VERSION,
-        "obs_dim": obs_layout.size, "action_dim": act_layout.size,
-        "obs_names": list(obs_layout.names),
-        "observation_layout": obs_layout.to_dict(), "action_layout": act_layout.to_dict(),
-        "task": scenario.task, "robot": scenario.robot,
-        "layers": layer_spec, "activation": activation,
+        **policy_spec(scenario, layer_spec, norm), "activation": activation,
         "output": f"clip(last layer, -1, 1): the agent action in [-1, 1]^{act_layout.size}",
-        "normalization": norm,
         "action_scaling": {"note": "information only; the station maps actions to commands",
                            "units": "m or rad (per command joint)", **scaling.as_dict()},
         "training": {"snapshot": snap.name, "run_dir": str(run_dir),

@@ -230,6 +230,14 @@ class Policy:
         except OSError as e:
             raise PolicyFormatError(f"{path}: cannot read policy file: {e.strerror or e}") from e
         spec, tensors = _parse(path, blob)
+        return cls.from_parts(path, spec, tensors, hashlib.sha256(blob).hexdigest())
+
+    @classmethod
+    def from_parts(cls, path: Path, spec: Any, tensors: dict[str, np.ndarray],
+                   sha256: str = "") -> Policy:
+        """A policy from a parsed spec and its tensors, validated as :meth:`load` does
+        (``path`` names the source in errors; :func:`fingergym.policies.export.live_policy`
+        builds one in memory from a model in training)."""
         try:
             layers = _check_spec(path, spec, tensors)
             norm = _check_norm(path, spec.get("normalization"), spec["obs_dim"])
@@ -237,7 +245,7 @@ class Policy:
             raise
         except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as e:
             raise _fail(path, f"malformed spec ({type(e).__name__}: {_short(e)})") from None
-        return cls(path, hashlib.sha256(blob).hexdigest(), spec, layers, norm)
+        return cls(path, sha256, spec, layers, norm)
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         """VecNormalize's observation transform (float64 in, float32 out)."""

@@ -38,6 +38,22 @@ class Rollouts:
         """Boolean mask (N,): the rows of episodes the expert succeeded in."""
         return np.asarray(self.success, dtype=bool)[self.episode]
 
+    def subset(self, episodes: list[int]) -> Rollouts:
+        """These episodes (ascending indices), renumbered from 0; for one-env rollouts (one
+        reward array per episode, as the planner's)."""
+        new = np.full(len(self.success), -1)
+        new[episodes] = np.arange(len(episodes))
+        rows = new[self.episode] >= 0
+        return Rollouts(self.obs[rows], self.expert[rows], [self.rewards[i] for i in episodes],
+                        [self.success[i] for i in episodes], new[self.episode[rows]])
+
+    def __add__(self, other: Rollouts) -> Rollouts:
+        """Both sets of episodes, ``other``'s renumbered after these."""
+        return Rollouts(np.concatenate([self.obs, other.obs]),
+                        np.concatenate([self.expert, other.expert]),
+                        self.rewards + other.rewards, self.success + other.success,
+                        np.concatenate([self.episode, other.episode + len(self.success)]))
+
 
 def collect(venv: VecEnv, expert: Callable[[np.ndarray], np.ndarray], episodes: int,
             seed: int) -> Rollouts:
@@ -158,9 +174,25 @@ def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, 
     summary = {"episodes": len(data.success), "expert_success": float(np.mean(data.success))}
     log(f"warm start: expert success {summary['expert_success']:.0%} on {len(data.success)} "
         f"episodes ({time.perf_counter() - t0:.0f} s)")
+    summary.update(clone(model, vecnorm, data, epochs=epochs, batch_size=batch_size, lr=lr,
+                         log_std=log_std, seed=seed, successful_only=successful_only))
+    summary["seconds"] = time.perf_counter() - t0
+    log(f"warm start: cloned, action mse {summary['action_mse']:.4f} "
+        f"({summary['seconds']:.0f} s)")
+    return summary
+
+
+def clone(model: PPO, vecnorm: VecNormalize | None, data: Rollouts, *, epochs: int,
+          batch_size: int, lr: float, log_std: float, seed: int,
+          successful_only: bool = False, update_stats: bool = True) -> dict:
+    """Fit ``model``'s actor to ``data``'s expert actions and its critic to their returns,
+    then set the policy's log std; returns ``cloned_episodes`` and ``action_mse``.
+    ``update_stats`` first feeds the observations into ``vecnorm``'s statistics (False keeps
+    the normalization an earlier fit used, e.g. when refitting on more data)."""
     obs = data.obs
     if vecnorm is not None and vecnorm.norm_obs:
-        vecnorm.obs_rms.update(obs)
+        if update_stats:
+            vecnorm.obs_rms.update(obs)
         obs = vecnorm.normalize_obs(obs)
     values = _value_targets(data.rewards, vecnorm, model.gamma)
     cloned = None
@@ -169,12 +201,10 @@ def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, 
         if not cloned.any():
             raise ScenarioError(f"warm_start.successful_only: the expert succeeded in none of "
                                 f"its {len(data.success)} episodes; nothing to clone")
-    summary["cloned_episodes"] = int(np.sum(data.success)) if successful_only else len(data.success)
+    summary = {"cloned_episodes": int(np.sum(data.success)) if successful_only
+               else len(data.success)}
     summary["action_mse"] = fit(model, obs, data.expert, values, epochs=epochs,
                                 batch_size=batch_size, lr=lr, seed=seed, actor_rows=cloned)
     with th.no_grad():
         model.policy.log_std.fill_(log_std)
-    summary["seconds"] = time.perf_counter() - t0
-    log(f"warm start: cloned, action mse {summary['action_mse']:.4f} "
-        f"({summary['seconds']:.0f} s)")
     return summary

@@ -86,6 +86,26 @@ def test_export_matches_sb3_predict(which, request):
     assert last == ("tanh" if which == "trained_bounded" else None)
 
 
+def test_live_policy_is_the_exported_function_in_memory(trained):
+    """``live_policy`` (the model in training, as DAgger rolls it out in worker processes)
+    computes what its exported file computes, and survives the trip to a worker."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    import fingergym
+    from fingergym.policies.export import live_policy
+
+    run_dir, _, policy = trained
+    vecnorm = VecNormalize.load(str(run_dir / "final_vecnormalize.pkl"),
+                                DummyVecEnv([fingergym.make_env]))
+    model = PPO.load(run_dir / "final.zip", device="cpu")
+    live = pickle.loads(pickle.dumps(live_policy(model, vecnorm, fingergym.load_scenario(),
+                                                 "tanh", bounded_mean=False)))
+    obs = _observations()
+    np.testing.assert_allclose(live(obs), policy(obs), atol=1e-6)
+    assert live.observation_layout.same_names(policy.observation_layout)
+
+
 def test_spec_contents(trained):
     import fingergym
     from fingergym.layout import Layout

@@ -183,3 +183,32 @@ def test_a_stop_request_during_planner_demonstrations_cancels_the_rest():
     scenario = load_scenario().replace(**{"episode.time_limit": 0.4})
     with pytest.raises(Stop):
         collect_demonstrations(scenario, 50, 1_000_000, workers=2, progress=stop)
+
+
+def test_planner_labels_the_states_of_the_policy_that_drives():
+    """DAgger's data: the env is driven by the given policy and each observation is labelled
+    with the planner's action there. Driven by the planner itself, that is exactly a planner
+    demonstration; driven by a policy that keeps still, the labels still show the planner's
+    moves while the success is the still policy's."""
+    from fingergym.planning.demos import collect_demonstrations, label_policy_episodes
+    from fingergym.planning.flipup import FlipUpPlanner
+
+    scenario = load_scenario().replace(**{"episode.time_limit": 1.0})
+    planner = FlipUpPlanner(scenario)
+
+    def plan(obs: np.ndarray) -> np.ndarray:  # the planner as a policy, from the first obs
+        if not planner.phases:
+            planner.reset(obs)
+        return planner.scaling.to_action(planner.target(obs)).astype(np.float32)
+
+    demo = collect_demonstrations(scenario, 1, 1_000_000)
+    own = label_policy_episodes(scenario, plan, 1, 1_000_000)
+    np.testing.assert_array_equal(own.obs, demo.obs)
+    np.testing.assert_allclose(own.expert, demo.expert, atol=1e-6)
+
+    still = label_policy_episodes(scenario, lambda obs: np.zeros(2, np.float32), 1, 1_000_000)
+    assert still.obs.shape == demo.obs.shape and still.success == [False]
+    assert np.all(np.abs(still.expert) <= 1.0)
+    np.testing.assert_allclose(still.expert[0], demo.expert[0], atol=1e-6)  # same start
+    finger = [scenario.plugins()[0].observation_layout.index(n) for n in ("finger_x", "finger_z")]
+    assert np.ptp(still.obs[:, finger], axis=0).max() < np.ptp(demo.obs[:, finger], axis=0).max()

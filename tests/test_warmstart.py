@@ -35,6 +35,18 @@ def test_successful_rows_pick_the_successful_episode():
     assert data.successful_rows().tolist() == [True] * 50 + [False] * 50
 
 
+def test_subset_and_sum_keep_each_row_with_its_episode():
+    data = _rollouts()
+    failed = data.subset([1])
+    assert failed.success == [False] and failed.episode.tolist() == [0] * 50
+    np.testing.assert_array_equal(failed.expert, np.full((50, 1), -0.5))
+    swapped = failed + data.subset([0])
+    assert swapped.success == [False, True]
+    assert swapped.episode.tolist() == [0] * 50 + [1] * 50
+    np.testing.assert_array_equal(swapped.successful_rows(), ~data.successful_rows())
+    np.testing.assert_array_equal(swapped.rewards[1], data.rewards[0])
+
+
 def test_actor_rows_clone_only_those_rows_and_the_critic_sees_all():
     data = _rollouts()
     values = np.r_[np.full(50, 3.0), np.full(50, -1.0)].astype(np.float32)

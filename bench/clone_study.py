@@ -1,0 +1,190 @@
+"""The warm start's clone alone: how often it succeeds before any PPO, against how many
+planner demonstrations it learned from, and after rounds of DAgger.
+
+    # clones of the first 75, 150 and 300 demonstrations, then 2 DAgger rounds on the last
+    .venv/bin/python bench/clone_study.py --demos 75 150 300 --dagger-rounds 2
+
+Plans the largest number of demonstrations once (closed-loop planner, seeds ``warm_start.seed``
+..., on every core; reused from and stored in the demonstration cache when
+``warm_start.cache``), then for each count N clones the first N into a fresh policy exactly as
+``fingergym train`` does (the config's ``warm_start`` and ``policy`` sections) and evaluates
+the clone deterministically on ``--eval-episodes`` episodes from ``--eval-seed`` (the training
+evaluation's seeds 10000...; the held-out seeds 100000... are not touched).
+
+``--dagger-rounds R`` then runs DAgger on the last clone: it drives ``--per-round`` episodes
+(seeds 2 000 000...) while the planner labels each observation with its own action there; the
+clone is refitted on the successful demonstrations plus every labelled episode so far and
+evaluated again. Prints a table (or ``--json``) and can draw it (``--plot``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DAGGER_SEED = 2_000_000  # training-only seeds: no demonstration, evaluation or held-out seed
+
+
+def fresh_model(cfg):
+    """An untrained PPO and its VecNormalize, built as ``fingergym train`` builds them."""
+    import tempfile
+
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from fingergym.env import make_env
+    from fingergym.policies.train import build_model
+
+    n = cfg.normalize
+    venv = DummyVecEnv([lambda: make_env(cfg.train_scenario(), randomize=cfg.env.randomize)])
+    vecnorm = (VecNormalize(venv, norm_obs=n.obs, norm_reward=n.reward, clip_obs=n.clip_obs,
+                            clip_reward=n.clip_reward, gamma=cfg.ppo.gamma)
+               if (n.obs or n.reward) else None)
+    return build_model(cfg, vecnorm or venv, Path(tempfile.mkdtemp())), vecnorm
+
+
+def success_of(cfg, model, vecnorm, episodes: int, seed: int) -> float:
+    """The clone's deterministic success on ``episodes`` evaluation episodes."""
+    from fingergym.env import make_env
+    from fingergym.policies.callbacks import make_predict
+    from fingergym.policies.evaluate import evaluate
+
+    env = make_env(cfg.eval_scenario(), randomize=True)
+    try:
+        return evaluate(env, make_predict(model, vecnorm),
+                        range(seed, seed + episodes))["success_rate"]
+    finally:
+        env.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--config", type=Path, default=ROOT / "configs" / "train_planner.yaml",
+                   help="training config whose warm start is studied (%(default)s)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides, as fingergym train --set")
+    p.add_argument("--demos", type=int, nargs="+", default=[75, 150],
+                   help="demonstration counts to clone (%(default)s)")
+    p.add_argument("--dagger-rounds", type=int, default=0, help="DAgger rounds on the last clone")
+    p.add_argument("--per-round", type=int, default=50, help="episodes per DAgger round")
+    p.add_argument("--eval-episodes", type=int, default=50)
+    p.add_argument("--eval-seed", type=int, default=10_000)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="planning processes (%(default)s)")
+    p.add_argument("--json", action="store_true", help="one JSON line instead of the table")
+    p.add_argument("--plot", type=Path, help="also draw the table as this PNG")
+    args = p.parse_args(argv)
+    if min(args.demos) < 1 or args.dagger_rounds < 0 or args.per_round < 1:
+        p.error("--demos, --per-round must be >= 1 and --dagger-rounds >= 0")
+
+    import torch
+    from tqdm import tqdm
+
+    from fingergym.planning.demo_cache import default_dir
+    from fingergym.planning.demos import collect_demonstrations, label_policy_episodes
+    from fingergym.policies.config import load_train_config
+    from fingergym.policies.export import live_policy
+    from fingergym.policies.train import _parse_set
+    from fingergym.policies.warmstart import clone
+
+    torch.set_num_threads(1)
+    cfg = load_train_config(args.config)
+    if args.set:
+        cfg = cfg.replace(**_parse_set(args.set))
+    w, scenario = cfg.warm_start, cfg.train_scenario()
+    fit_args = dict(epochs=w.epochs, batch_size=w.batch_size, lr=w.learning_rate,
+                    log_std=w.log_std, seed=w.seed)
+    counts = sorted(set(args.demos))
+    t0 = time.perf_counter()
+    with tqdm(total=counts[-1], desc="planner demonstrations", unit="ep",
+              file=sys.stderr) as bar:
+        data = collect_demonstrations(scenario, counts[-1], w.seed, workers=args.workers,
+                                      cache_dir=default_dir() if w.cache else None,
+                                      progress=lambda steps, ok: bar.update(), log=bar.write)
+    rows = [{"stage": "planner", "demonstrations": counts[-1], "success": float(np.mean(
+        data.success)), "episodes": counts[-1], "seconds": round(time.perf_counter() - t0)}]
+    for n in counts:
+        t0 = time.perf_counter()
+        model, vecnorm = fresh_model(cfg)
+        clone(model, vecnorm, data.subset(list(range(n))), successful_only=w.successful_only,
+              **fit_args)
+        rows.append({"stage": "clone", "demonstrations": n, "episodes": args.eval_episodes,
+                     "success": success_of(cfg, model, vecnorm, args.eval_episodes,
+                                           args.eval_seed),
+                     "seconds": round(time.perf_counter() - t0)})
+        print(json.dumps(rows[-1]), flush=True)
+    demos = data.subset([i for i in range(counts[-1])
+                         if data.success[i] or not w.successful_only])
+    labelled = None
+    for r in range(args.dagger_rounds):
+        t0 = time.perf_counter()
+        policy = live_policy(model, vecnorm, scenario, cfg.policy.activation,
+                             cfg.policy.bounded_mean)
+        with tqdm(total=args.per_round, desc=f"DAgger round {r + 1}", unit="ep",
+                  file=sys.stderr) as bar:
+            new = label_policy_episodes(scenario, policy, args.per_round,
+                                        DAGGER_SEED + r * args.per_round, workers=args.workers,
+                                        progress=lambda steps, ok: bar.update())
+        labelled = new if labelled is None else labelled + new
+        # the planner's labels count whether or not the clone succeeded; the normalization
+        # stays the one the first clone was fitted under
+        clone(model, vecnorm, demos + labelled, successful_only=False, update_stats=False,
+              **{**fit_args, "seed": w.seed + r + 1})
+        rows.append({"stage": f"DAgger {r + 1}", "demonstrations": counts[-1],
+                     "labelled": len(labelled.success), "driving_success": float(np.mean(
+                         new.success)), "episodes": args.eval_episodes,
+                     "success": success_of(cfg, model, vecnorm, args.eval_episodes,
+                                           args.eval_seed),
+                     "seconds": round(time.perf_counter() - t0)})
+        print(json.dumps(rows[-1]), flush=True)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print("| stage | demonstrations | DAgger-labelled episodes | success | of | s |")
+        print("|---|---|---|---|---|---|")
+        for row in rows:
+            print(f"| {row['stage']} | {row['demonstrations']} | {row.get('labelled', 0)} | "
+                  f"{row['success']:.0%} | {row['episodes']} | {row['seconds']} |")
+    if args.plot:
+        plot(rows, args.plot)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    """Bars: the planner's success, each clone's and each DAgger round's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"planner\n({r['demonstrations']} ep)" if r["stage"] == "planner"
+              else f"clone of\n{r['demonstrations']}" if r["stage"] == "clone"
+              else f"{r['stage']}\n(+{r['labelled']})" for r in rows]
+    colors = ["0.6" if r["stage"] == "planner" else "C0" if r["stage"] == "clone" else "C1"
+              for r in rows]
+    fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2, 3.6))
+    bars = ax.bar(range(len(rows)), [100 * r["success"] for r in rows], color=colors)
+    ax.bar_label(bars, [f"{r['success']:.0%}" for r in rows])
+    ax.axhline(80, color="k", lw=0.8, ls="--")
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("success [%]")
+    ax.set_title("the clone before PPO (deterministic; evaluation seeds)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
