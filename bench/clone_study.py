@@ -49,16 +49,26 @@ def fresh_model(cfg):
     return build_model(cfg, vecnorm or venv, Path(tempfile.mkdtemp())), vecnorm
 
 
-def success_of(cfg, model, vecnorm, episodes: int, seed: int) -> float:
-    """The clone's deterministic success on ``episodes`` evaluation episodes."""
+def success_of(cfg, model, vecnorm, episodes: int, seed: int, by: str = "") -> dict:
+    """The clone's deterministic success on ``episodes`` evaluation episodes; with ``by`` (an
+    observation element's name) also per third of the episodes, sorted by that element's
+    absolute value at the start: ``{"success", "by": [[low, high, success, n], ...]}``."""
     from fingergym.env import make_env
     from fingergym.policies.callbacks import make_predict
     from fingergym.policies.evaluate import evaluate
 
     env = make_env(cfg.eval_scenario(), randomize=True)
     try:
-        return evaluate(env, make_predict(model, vecnorm),
-                        range(seed, seed + episodes))["success_rate"]
+        res = evaluate(env, make_predict(model, vecnorm), range(seed, seed + episodes))
+        out = {"success": res["success_rate"]}
+        if by:
+            i = env.unwrapped.observation_layout.index(by)
+            start = np.array([abs(env.reset(seed=e["seed"])[0][i]) for e in res["per_episode"]])
+            ok = np.array([e["success"] for e in res["per_episode"]])
+            order = np.argsort(start)
+            out["by"] = [[float(start[k[0]]), float(start[k[-1]]), float(ok[k].mean()), len(k)]
+                         for k in np.array_split(order, 3) if len(k)]
+        return out
     finally:
         env.close()
 
@@ -77,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-round", type=int, default=50, help="episodes per DAgger round")
     p.add_argument("--eval-episodes", type=int, default=50)
     p.add_argument("--eval-seed", type=int, default=10_000)
+    p.add_argument("--by", default="", metavar="NAME",
+                   help="also report success per third of the episodes by |NAME| at the start "
+                        "(an observation element, e.g. box_x)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="planning processes (%(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON line instead of the table")
@@ -89,17 +102,26 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from fingergym.planning.demo_cache import default_dir
-    from fingergym.planning.demos import collect_demonstrations, label_policy_episodes
+    from fingergym.planning.demos import cannot_plan, collect_demonstrations, label_policy_episodes
     from fingergym.policies.config import load_train_config
     from fingergym.policies.export import live_policy
-    from fingergym.policies.train import _parse_set
+    from fingergym.policies.train import parse_set
     from fingergym.policies.warmstart import clone
+    from fingergym.scenario import ScenarioError
 
     torch.set_num_threads(1)
-    cfg = load_train_config(args.config)
-    if args.set:
-        cfg = cfg.replace(**_parse_set(args.set))
-    w, scenario = cfg.warm_start, cfg.train_scenario()
+    try:
+        cfg = load_train_config(args.config)
+        if args.set:
+            cfg = cfg.replace(**parse_set(args.set))
+        w, scenario = cfg.warm_start, cfg.train_scenario()
+    except (ScenarioError, OSError) as e:
+        p.error(str(e))
+    if cannot_plan(scenario):
+        p.error(cannot_plan(scenario))
+    names = scenario.plugins()[0].observation_layout.names
+    if args.by and args.by not in names:
+        p.error(f"--by {args.by}: not an observation element ({', '.join(names)})")
     fit_args = dict(epochs=w.epochs, batch_size=w.batch_size, lr=w.learning_rate,
                     log_std=w.log_std, seed=w.seed)
     counts = sorted(set(args.demos))
@@ -117,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         clone(model, vecnorm, data.subset(list(range(n))), successful_only=w.successful_only,
               **fit_args)
         rows.append({"stage": "clone", "demonstrations": n, "episodes": args.eval_episodes,
-                     "success": success_of(cfg, model, vecnorm, args.eval_episodes,
-                                           args.eval_seed),
+                     **success_of(cfg, model, vecnorm, args.eval_episodes, args.eval_seed,
+                                  args.by),
                      "seconds": round(time.perf_counter() - t0)})
         print(json.dumps(rows[-1]), flush=True)
     demos = data.subset([i for i in range(counts[-1])
@@ -141,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"stage": f"DAgger {r + 1}", "demonstrations": counts[-1],
                      "labelled": len(labelled.success), "driving_success": float(np.mean(
                          new.success)), "episodes": args.eval_episodes,
-                     "success": success_of(cfg, model, vecnorm, args.eval_episodes,
-                                           args.eval_seed),
+                     **success_of(cfg, model, vecnorm, args.eval_episodes, args.eval_seed,
+                                  args.by),
                      "seconds": round(time.perf_counter() - t0)})
         print(json.dumps(rows[-1]), flush=True)
     if args.json:
@@ -153,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             print(f"| {row['stage']} | {row['demonstrations']} | {row.get('labelled', 0)} | "
                   f"{row['success']:.0%} | {row['episodes']} | {row['seconds']} |")
+        for row in rows:
+            if row.get("by"):
+                thirds = ", ".join(f"{lo:.3f}-{hi:.3f}: {ok:.0%} of {n}"
+                                   for lo, hi, ok, n in row["by"])
+                print(f"{row['stage']} {row['demonstrations']}, by |{args.by}|: {thirds}")
     if args.plot:
         plot(rows, args.plot)
         print(f"plot: {args.plot}")

@@ -381,7 +381,8 @@ def _start_workers(cfg: TrainConfig, n_envs: int, subprocess_envs: bool, control
 
 
 # ---------------------------------------------------------------------------- CLI
-def _parse_set(items: list[str]) -> dict[str, Any]:
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as config changes (values parsed as YAML)."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -474,7 +475,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             config_path = args.config
         cfg = load_train_config(config_path)
-        changes = _parse_set(args.set)
+        changes = parse_set(args.set)
         for key, attr in (("total_timesteps", "total_timesteps"), ("seed", "seed"),
                           ("env.n_envs", "n_envs")):
             if getattr(args, attr) is not None:

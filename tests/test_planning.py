@@ -212,3 +212,22 @@ def test_planner_labels_the_states_of_the_policy_that_drives():
     np.testing.assert_allclose(still.expert[0], demo.expert[0], atol=1e-6)  # same start
     finger = [scenario.plugins()[0].observation_layout.index(n) for n in ("finger_x", "finger_z")]
     assert np.ptp(still.obs[:, finger], axis=0).max() < np.ptp(demo.obs[:, finger], axis=0).max()
+
+
+def test_clone_study_refuses_bad_arguments_in_one_line(capsys):
+    """bench/clone_study.py checks its config, task and --by before planning anything."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "clone_study.py"
+    spec = importlib.util.spec_from_file_location("clone_study", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for argv, why in [(["--by", "box_colour"], "not an observation element"),
+                      (["--set", "warm_start.epochs=-1"], "warm_start.epochs"),
+                      (["--set", "env.scenario=gripper_lift"], "plans the box flip-up")]:
+        with pytest.raises(SystemExit) as e:
+            bench.main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert why in err, err
