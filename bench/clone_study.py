@@ -11,10 +11,11 @@ Plans the largest number of demonstrations once (closed-loop planner, seeds ``wa
 the clone deterministically on ``--eval-episodes`` episodes from ``--eval-seed`` (the training
 evaluation's seeds 10000...; the held-out seeds 100000... are not touched).
 
-``--dagger-rounds R`` then runs DAgger on the last clone: it drives ``--per-round`` episodes
-(seeds 2 000 000...) while the planner labels each observation with its own action there; the
-clone is refitted on the successful demonstrations plus every labelled episode so far and
-evaluated again. Prints a table (or ``--json``) and can draw it (``--plot``).
+``--dagger-rounds R`` then runs DAgger on the last clone, as ``warm_start.dagger_rounds`` does
+in training (:func:`fingergym.policies.warmstart.dagger`): it drives ``--per-round`` episodes
+(seeds ``warm_start.seed`` + 1 000 000...) while the planner labels each observation with its
+own action there; the clone is refitted on the successful demonstrations plus every labelled
+episode so far and evaluated again. Prints a table (or ``--json``) and can draw it (``--plot``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DAGGER_SEED = 2_000_000  # training-only seeds: no demonstration, evaluation or held-out seed
 
 
 def fresh_model(cfg):
@@ -102,11 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from fingergym.planning.demo_cache import default_dir
-    from fingergym.planning.demos import cannot_plan, collect_demonstrations, label_policy_episodes
+    from fingergym.planning.demos import cannot_plan, collect_demonstrations
     from fingergym.policies.config import load_train_config
-    from fingergym.policies.export import live_policy
     from fingergym.policies.train import parse_set
-    from fingergym.policies.warmstart import clone
+    from fingergym.policies.warmstart import clone, dagger
     from fingergym.scenario import ScenarioError
 
     torch.set_num_threads(1)
@@ -145,28 +144,27 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows[-1]), flush=True)
     demos = data.subset([i for i in range(counts[-1])
                          if data.success[i] or not w.successful_only])
-    labelled = None
-    for r in range(args.dagger_rounds):
-        t0 = time.perf_counter()
-        policy = live_policy(model, vecnorm, scenario, cfg.policy.activation,
-                             cfg.policy.bounded_mean)
-        with tqdm(total=args.per_round, desc=f"DAgger round {r + 1}", unit="ep",
-                  file=sys.stderr) as bar:
-            new = label_policy_episodes(scenario, policy, args.per_round,
-                                        DAGGER_SEED + r * args.per_round, workers=args.workers,
-                                        progress=lambda steps, ok: bar.update())
-        labelled = new if labelled is None else labelled + new
-        # the planner's labels count whether or not the clone succeeded; the normalization
-        # stays the one the first clone was fitted under
-        clone(model, vecnorm, demos + labelled, successful_only=False, update_stats=False,
-              **{**fit_args, "seed": w.seed + r + 1})
-        rows.append({"stage": f"DAgger {r + 1}", "demonstrations": counts[-1],
-                     "labelled": len(labelled.success), "driving_success": float(np.mean(
-                         new.success)), "episodes": args.eval_episodes,
+    t0 = time.perf_counter()
+
+    def evaluate_round(r: dict) -> None:
+        nonlocal t0
+        rows.append({"stage": f"DAgger {r['round']}", "demonstrations": counts[-1],
+                     "labelled": r["labelled_episodes"],
+                     "driving_success": r["driving_success"], "episodes": args.eval_episodes,
                      **success_of(cfg, model, vecnorm, args.eval_episodes, args.eval_seed,
                                   args.by),
                      "seconds": round(time.perf_counter() - t0)})
         print(json.dumps(rows[-1]), flush=True)
+        t0 = time.perf_counter()
+
+    if args.dagger_rounds:
+        with tqdm(total=args.dagger_rounds * args.per_round, desc="DAgger episodes",
+                  unit="ep", file=sys.stderr) as bar:
+            dagger(model, vecnorm, scenario, demos, rounds=args.dagger_rounds,
+                   episodes=args.per_round, workers=args.workers,
+                   activation=cfg.policy.activation, bounded_mean=cfg.policy.bounded_mean,
+                   progress=lambda steps, ok: bar.update(), on_round=evaluate_round,
+                   log=bar.write, **fit_args)
     if args.json:
         print(json.dumps(rows))
     else:

@@ -92,6 +92,9 @@ class WarmStartConfig:
                                "succeeded in only (the critic learns from all of them)")
     critic_updates: int = _f(0, 0, 100_000, doc="the first PPO updates after the warm start "
                              "train the critic only (policies/critic_warmup.py)")
+    dagger_rounds: int = _f(0, 0, 100, doc="planner: DAgger rounds after cloning (the clone "
+                            "drives, the planner labels its states, the clone is refitted)")
+    dagger_episodes: int = _f(50, 1, 100_000, doc="planner: episodes per DAgger round")
     cache: bool = _f(True, doc="planner: reuse the same demonstrations planned by an earlier "
                                 "run (fingergym.planning.demo_cache; $FINGERGYM_CACHE or "
                                 "~/.cache/fingergym)")
@@ -255,6 +258,9 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfi
         why = cannot_plan(cfg.train_scenario())
         if why:
             raise ScenarioError(f"{source}: warm_start.expert: planner: {why}")
+    if cfg.warm_start.dagger_rounds and cfg.warm_start.expert != "planner":
+        raise ScenarioError(f"{source}: warm_start.dagger_rounds: only with warm_start.expert: "
+                            f"planner (the labeller)")
     if cfg.shaping.potential:
         task, _ = cfg.train_scenario().plugins()
         if cfg.shaping.potential not in task.potentials():

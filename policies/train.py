@@ -267,7 +267,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                     w = cfg.warm_start
                     if w.episodes > 0:
                         per_episode = cfg.train_scenario().episode.steps
-                        steps = (w.episodes if w.expert == "planner"  # no VecEnv rounding
+                        steps = (w.episodes + w.dagger_rounds * w.dagger_episodes
+                                 if w.expert == "planner"  # no VecEnv rounding
                                  else -(-w.episodes // n_envs) * n_envs) * per_episode
 
                         def planner_progress(env_steps: int, success: bool) -> None:
@@ -282,6 +283,11 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                                               expert=w.expert,
                                               successful_only=w.successful_only,
                                               cache=w.cache,
+                                              dagger_rounds=w.dagger_rounds,
+                                              dagger_episodes=w.dagger_episodes,
+                                              policy_kwargs={
+                                                  "activation": cfg.policy.activation,
+                                                  "bounded_mean": cfg.policy.bounded_mean},
                                               log=control.log,
                                               workers=min(n_envs, os.cpu_count() or 1),
                                               progress=planner_progress)

@@ -136,7 +136,8 @@ def fit(model: PPO, obs: np.ndarray, actions: np.ndarray, values: np.ndarray | N
 def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, episodes: int,
                epochs: int, batch_size: int, lr: float, log_std: float, seed: int,
                expert: str = "task", successful_only: bool = False, log=print,
-               workers: int = 1, cache: bool = False,
+               workers: int = 1, cache: bool = False, dagger_rounds: int = 0,
+               dagger_episodes: int = 50, policy_kwargs: dict | None = None,
                progress: Callable[[int, bool], None] | None = None) -> dict:
     """Clone the expert into ``model`` (actor and critic); returns a summary.
 
@@ -148,6 +149,7 @@ def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, 
     ``successful_only`` fits the actor on the episodes the expert succeeded in only (a
     demonstrator's failures are often erratic and pull the clone's mean towards keeping
     still); the critic still learns the returns of all of them.
+    ``dagger_rounds`` (planner only) then runs :func:`dagger` that many times.
     Also feeds the expert observations into ``vecnorm``'s statistics, so PPO starts with the
     normalization the clone was fitted under.
     """
@@ -174,12 +176,57 @@ def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, 
     summary = {"episodes": len(data.success), "expert_success": float(np.mean(data.success))}
     log(f"warm start: expert success {summary['expert_success']:.0%} on {len(data.success)} "
         f"episodes ({time.perf_counter() - t0:.0f} s)")
-    summary.update(clone(model, vecnorm, data, epochs=epochs, batch_size=batch_size, lr=lr,
-                         log_std=log_std, seed=seed, successful_only=successful_only))
-    summary["seconds"] = time.perf_counter() - t0
+    fit_args = dict(epochs=epochs, batch_size=batch_size, lr=lr, log_std=log_std, seed=seed)
+    summary.update(clone(model, vecnorm, data, successful_only=successful_only, **fit_args))
     log(f"warm start: cloned, action mse {summary['action_mse']:.4f} "
-        f"({summary['seconds']:.0f} s)")
+        f"({time.perf_counter() - t0:.0f} s)")
+    if dagger_rounds:
+        kept = [i for i, ok in enumerate(data.success) if ok or not successful_only]
+        summary["dagger"] = dagger(model, vecnorm, scenario, data.subset(kept),
+                                   rounds=dagger_rounds, episodes=dagger_episodes,
+                                   workers=workers, progress=progress, log=log,
+                                   **(policy_kwargs or {}), **fit_args)
+    summary["seconds"] = time.perf_counter() - t0
     return summary
+
+
+DAGGER_SEEDS = 1_000_000  # DAgger's episodes: seed + this + ... (after the demonstrations')
+
+
+def dagger(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, demos: Rollouts, *,
+           rounds: int, episodes: int, epochs: int, batch_size: int, lr: float,
+           log_std: float, seed: int, activation: str = "tanh", bounded_mean: bool = False,
+           workers: int = 1, progress: Callable[[int, bool], None] | None = None,
+           on_round: Callable[[dict], None] | None = None, log=print) -> list[dict]:
+    """DAgger (Ross, Gordon and Bagnell 2011) with the closed-loop planner as the labeller:
+    each round the current clone drives ``episodes`` episodes (seeds ``seed + DAGGER_SEEDS``
+    ...), the planner labels every observation with its own action there
+    (:func:`fingergym.planning.demos.label_policy_episodes`), and the clone is refitted on
+    ``demos`` plus every labelled episode so far (the normalization stays the first fit's).
+    Returns per round the clone's success while driving (also handed to ``on_round`` after
+    each refit)."""
+    from fingergym.planning.demos import label_policy_episodes
+    from fingergym.policies.export import live_policy
+
+    labelled, out = None, []
+    for r in range(rounds):
+        t0 = time.perf_counter()
+        policy = live_policy(model, vecnorm, scenario, activation, bounded_mean)
+        new = label_policy_episodes(scenario, policy, episodes,
+                                    seed + DAGGER_SEEDS + r * episodes, workers=workers,
+                                    progress=progress)
+        labelled = new if labelled is None else labelled + new
+        fit = clone(model, vecnorm, demos + labelled, update_stats=False, epochs=epochs,
+                    batch_size=batch_size, lr=lr, log_std=log_std, seed=seed + r + 1)
+        out.append({"round": r + 1, "driving_success": float(np.mean(new.success)),
+                    "labelled_episodes": len(labelled.success), **fit})
+        log(f"warm start: DAgger round {r + 1}: the clone drove {episodes} episodes "
+            f"({out[-1]['driving_success']:.0%} success), refitted on "
+            f"{len(demos.success)} + {len(labelled.success)} "
+            f"({time.perf_counter() - t0:.0f} s)")
+        if on_round is not None:
+            on_round(out[-1])
+    return out
 
 
 def clone(model: PPO, vecnorm: VecNormalize | None, data: Rollouts, *, epochs: int,
