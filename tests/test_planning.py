@@ -148,6 +148,10 @@ def test_warm_start_expert_is_a_config_choice():
                           "env": {"scenario": "gripper_lift"}})
     assert config_from_dict({"warm_start": {"expert": "planner", "episodes": 0},
                              "env": {"scenario": "gripper_lift"}}).warm_start.episodes == 0
+    # DAgger needs the planner as its labeller
+    assert shipped.warm_start.dagger_rounds > 0
+    with pytest.raises(ScenarioError, match="warm_start.dagger_rounds: only with .*planner"):
+        config_from_dict({"warm_start": {"dagger_rounds": 1}})
 
 
 def test_planner_demonstrations_are_the_same_from_any_number_of_workers():
@@ -231,3 +235,34 @@ def test_clone_study_refuses_bad_arguments_in_one_line(capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert why in err, err
+
+
+def test_dagger_refits_the_clone_on_the_planner_labels_of_its_own_episodes():
+    """warm_start.dagger_rounds: each round the clone drives, the planner labels, the clone is
+    refitted on the demonstrations plus every labelled episode so far."""
+    import torch as th
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from fingergym.env import make_env
+    from fingergym.planning.demos import collect_demonstrations
+    from fingergym.policies.warmstart import clone, dagger
+
+    scenario = load_scenario().replace(**{"episode.time_limit": 1.0})
+    vecnorm = VecNormalize(DummyVecEnv([lambda: make_env(scenario)]))
+    model = PPO("MlpPolicy", vecnorm, seed=0, device="cpu", policy_kwargs={"net_arch": [16]})
+    demos = collect_demonstrations(scenario, 2, 1_000_000)
+    fit_args = dict(epochs=2, batch_size=64, lr=1e-3, log_std=-3.0, seed=1_000_000)
+    clone(model, vecnorm, demos, **fit_args)
+    mean = vecnorm.obs_rms.mean.copy()
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    ticks, seen = [], []
+    out = dagger(model, vecnorm, scenario, demos, rounds=2, episodes=1, log=lambda m: None,
+                 progress=lambda steps, ok: ticks.append(steps), on_round=seen.append,
+                 **fit_args)
+    assert seen == out and [r["labelled_episodes"] for r in out] == [1, 2]
+    assert [r["cloned_episodes"] for r in out] == [3, 4] and ticks == [10, 10]
+    assert all(r["driving_success"] in (0.0, 1.0) for r in out)
+    assert any(not th.equal(a, b) for a, b in zip(before, model.policy.parameters()))
+    assert th.all(model.policy.log_std == -3.0)
+    np.testing.assert_array_equal(vecnorm.obs_rms.mean, mean)  # the first fit's normalization
