@@ -179,31 +179,45 @@ def main(argv: list[str] | None = None) -> int:
                                    for lo, hi, ok, n in row["by"])
                 print(f"{row['stage']} {row['demonstrations']}, by |{args.by}|: {thirds}")
     if args.plot:
-        plot(rows, args.plot)
+        plot(rows, args.plot, args.by)
         print(f"plot: {args.plot}")
     return 0
 
 
-def plot(rows: list[dict], path: Path) -> Path:
-    """Bars: the planner's success, each clone's and each DAgger round's."""
+def plot(rows: list[dict], path: Path, by: str = "") -> Path:
+    """Bars: the planner's success, each clone's and each DAgger round's; with ``by``, also
+    the third of the episodes that start with the smallest |by|."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"planner\n({r['demonstrations']} ep)" if r["stage"] == "planner"
+    labels = [f"planner\n(its own {r['demonstrations']} ep)" if r["stage"] == "planner"
               else f"clone of\n{r['demonstrations']}" if r["stage"] == "clone"
               else f"{r['stage']}\n(+{r['labelled']})" for r in rows]
     colors = ["0.6" if r["stage"] == "planner" else "C0" if r["stage"] == "clone" else "C1"
               for r in rows]
-    fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2, 3.6))
-    bars = ax.bar(range(len(rows)), [100 * r["success"] for r in rows], color=colors)
-    ax.bar_label(bars, [f"{r['success']:.0%}" for r in rows])
+    x = np.arange(len(rows))
+    third = [r["by"][0] if r.get("by") else None for r in rows]
+    w = 0.4 if any(third) else 0.8
+    fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2, 3.8))
+    bars = ax.bar(x - (w / 2 if any(third) else 0), [100 * r["success"] for r in rows], w,
+                  color=colors, label="all episodes")
+    ax.bar_label(bars, [f"{r['success']:.0%}" for r in rows], fontsize=8)
+    if any(third):
+        k = [i for i, t in enumerate(third) if t]
+        bars = ax.bar(x[k] + w / 2, [100 * third[i][2] for i in k], w, color="none",
+                      edgecolor=[colors[i] for i in k], hatch="//",
+                      label=f"the third with the smallest |{by}| "
+                            f"(< {third[k[0]][1]:.3f})")
+        ax.bar_label(bars, [f"{third[i][2]:.0%}" for i in k], fontsize=8)
+        ax.legend(loc="upper left", fontsize=8)
     ax.axhline(80, color="k", lw=0.8, ls="--")
-    ax.set_xticks(range(len(rows)), labels, fontsize=8)
-    ax.set_ylim(0, 105)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylim(0, 110)
     ax.set_ylabel("success [%]")
-    ax.set_title("the clone before PPO (deterministic; evaluation seeds)", fontsize=10)
+    ax.set_title(f"the clone before PPO (deterministic; {rows[-1]['episodes']} evaluation "
+                 f"episodes)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
