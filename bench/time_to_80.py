@@ -11,6 +11,8 @@ periodic held-out evaluation >= 80% (wall-clock and env steps) and that snapshot
     .venv/bin/python bench/time_to_80.py --label warm-start --config configs/train.yaml
     # report existing runs only (no training)
     .venv/bin/python bench/time_to_80.py --label expert-free --runs runs/a runs/b runs/c
+    # only draw recorded labels' curves (no training, no evaluation)
+    .venv/bin/python bench/time_to_80.py --plot-only --plot docs/x.png --plot-labels a b
 
 Seeds: training uses the run's seed; the periodic evaluation (which also picks ``best``) uses
 episodes 10000..10019; the reported success uses 100000..100049, never used by training or
@@ -204,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--label", required=True, help="name of this configuration in the table")
+    p.add_argument("--label", help="name of this configuration in the table (required "
+                   "unless --plot-only)")
     p.add_argument("--config", type=Path, default=None, help="training config (default: the "
                    "shipped configs/train.yaml)")
     p.add_argument("--task", default=None, help="fingergym train --task: a gym id or task; "
@@ -230,8 +233,21 @@ def main(argv: list[str] | None = None) -> int:
                    "in bench/results.json)")
     p.add_argument("--plot-labels", nargs="+", default=None, metavar="LABEL",
                    help="labels of bench/results.json to plot (default: all)")
+    p.add_argument("--plot-only", action="store_true", help="only draw --plot from "
+                   "bench/results.json (no training, no evaluation)")
     p.add_argument("--title", default="training without an expert: learning curves")
     args = p.parse_args(argv)
+    if args.plot_only:
+        if not args.plot:
+            p.error("--plot-only needs --plot PNG")
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        unknown = sorted(set(args.plot_labels or []) - set(results))
+        if unknown:
+            p.error(f"not in {RESULTS}: {', '.join(unknown)} (it has: {', '.join(results)})")
+        plot_results(results, args.plot_labels or list(results), args.plot, args.title)
+        return 0
+    if not args.label:
+        p.error("--label is required (or --plot-only)")
 
     if args.runs:
         dirs = list(args.runs)
@@ -276,10 +292,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| | {Path(r['run_dir']).name} | {first} | {at} |")
     print(json.dumps(summary))
     if args.plot:
-        labels = args.plot_labels or list(results)
-        plot({k: [Path(r["run_dir"]) for r in results[k]["runs"]] for k in labels},
-             args.plot, args.title)
+        plot_results(results, args.plot_labels or list(results), args.plot, args.title)
     return 0
+
+
+def plot_results(results: dict, labels: list[str], path: Path, title: str) -> None:
+    """:func:`plot` of these labels' runs in ``results`` (run directories relative to the
+    repository, as recorded)."""
+    plot({k: [ROOT / r["run_dir"] for r in results[k]["runs"]] for k in labels}, path, title)
 
 
 if __name__ == "__main__":

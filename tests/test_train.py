@@ -325,6 +325,13 @@ def test_time_to_80_benchmark_passes_the_default_recipe_choice_to_train(tmp_path
     with pytest.raises(SystemExit) as e:
         bench.main(["--help"])
     assert e.value.code == 0
+    # without --label it neither trains nor reports; --plot-only only draws recorded labels
+    for argv in ([], ["--plot-only"], ["--plot-only", "--plot", str(tmp_path / "x.png"),
+                                       "--plot-labels", "no such label"]):
+        with pytest.raises(SystemExit) as e:
+            bench.main(argv)
+        assert e.value.code == 2
+    assert not (tmp_path / "x.png").exists()
     args = argparse.Namespace(task="fingergym/GripperLift-v0", expert_free=False)
     assert bench.train_args(args) == ("--task", "fingergym/GripperLift-v0")
     args = argparse.Namespace(task=None, expert_free=True)
