@@ -14,6 +14,7 @@ import json
 import sys
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
@@ -21,7 +22,11 @@ import yaml
 from fingergym.policies.config import scenario_ref_path
 from fingergym.policies.runner import FORMAT, METADATA_KEY, VERSION, Policy, PolicyFormatError
 from fingergym.scaling import ActionScaling
-from fingergym.scenario import as_scenario
+from fingergym.scenario import Scenario, as_scenario
+
+if TYPE_CHECKING:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecNormalize
 
 
 def snapshot_path(run_dir: Path, which: str = "best") -> Path:
@@ -84,7 +89,7 @@ def actor_tensors(layers: list[tuple[np.ndarray, np.ndarray]], activation: str,
     return tensors, layer_spec
 
 
-def policy_spec(scenario, layer_spec: list[dict], norm: dict) -> dict:
+def policy_spec(scenario: Scenario, layer_spec: list[dict], norm: dict) -> dict:
     """The spec entries the runner reads: format, sizes, layouts, layers, normalization."""
     task, robot = scenario.plugins()
     obs_layout, act_layout = task.observation_layout, robot.command_layout
@@ -96,7 +101,8 @@ def policy_spec(scenario, layer_spec: list[dict], norm: dict) -> dict:
             "layers": layer_spec, "normalization": norm}
 
 
-def live_policy(model, vecnorm, scenario, activation: str, bounded_mean: bool) -> Policy:
+def live_policy(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, activation: str,
+                bounded_mean: bool) -> Policy:
     """The model's actor now, with ``vecnorm``'s statistics now, as the :class:`Policy` that
     :func:`export` would write (same forward pass, numpy, picklable): e.g. to roll the policy
     in training out in other processes."""
