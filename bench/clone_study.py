@@ -36,16 +36,13 @@ def fresh_model(cfg):
     """An untrained PPO and its VecNormalize, built as ``fingergym train`` builds them."""
     import tempfile
 
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+    from stable_baselines3.common.vec_env import DummyVecEnv
 
     from fingergym.env import make_env
-    from fingergym.policies.train import build_model
+    from fingergym.policies.train import build_model, wrap_normalize
 
-    n = cfg.normalize
     venv = DummyVecEnv([lambda: make_env(cfg.train_scenario(), randomize=cfg.env.randomize)])
-    vecnorm = (VecNormalize(venv, norm_obs=n.obs, norm_reward=n.reward, clip_obs=n.clip_obs,
-                            clip_reward=n.clip_reward, gamma=cfg.ppo.gamma)
-               if (n.obs or n.reward) else None)
+    vecnorm = wrap_normalize(cfg, venv)
     return build_model(cfg, vecnorm or venv, Path(tempfile.mkdtemp())), vecnorm
 
 
@@ -142,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                                   args.by),
                      "seconds": round(time.perf_counter() - t0)})
         print(json.dumps(rows[-1]), flush=True)
-    demos = data.subset([i for i in range(counts[-1])
-                         if data.success[i] or not w.successful_only])
+    demos = data.successful_episodes() if w.successful_only else data
     t0 = time.perf_counter()
 
     def evaluate_round(r: dict) -> None:
@@ -162,7 +158,6 @@ def main(argv: list[str] | None = None) -> int:
                   unit="ep", file=sys.stderr) as bar:
             dagger(model, vecnorm, scenario, demos, rounds=args.dagger_rounds,
                    episodes=args.per_round, workers=args.workers,
-                   activation=cfg.policy.activation, bounded_mean=cfg.policy.bounded_mean,
                    progress=lambda steps, ok: bar.update(), on_round=evaluate_round,
                    log=bar.write, **fit_args)
     if args.json:

@@ -101,13 +101,19 @@ def policy_spec(scenario: Scenario, layer_spec: list[dict], norm: dict) -> dict:
             "layers": layer_spec, "normalization": norm}
 
 
-def live_policy(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, activation: str,
-                bounded_mean: bool) -> Policy:
+def live_policy(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario) -> Policy:
     """The model's actor now, with ``vecnorm``'s statistics now, as the :class:`Policy` that
     :func:`export` would write (same forward pass, numpy, picklable): e.g. to roll the policy
-    in training out in other processes."""
+    in training out in other processes. The activation and the mean's squashing are read off
+    the model."""
+    import torch
+
+    from fingergym.policies.bounded import BoundedMeanPolicy
     from fingergym.policies.callbacks import normalize_stats
 
+    names = {torch.nn.Tanh: "tanh", torch.nn.ReLU: "relu"}
+    activation = names[model.policy.activation_fn]
+    bounded_mean = isinstance(model.policy, BoundedMeanPolicy)
     state = {k: v.detach().cpu().numpy() for k, v in model.policy.state_dict().items()}
     tensors, layer_spec = actor_tensors(actor_layers(state), activation, bounded_mean)
     spec = policy_spec(scenario, layer_spec, normalize_stats(vecnorm))

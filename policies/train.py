@@ -170,6 +170,17 @@ def _linear(initial: float, progress_remaining: float) -> float:
     return initial * progress_remaining
 
 
+def wrap_normalize(cfg: TrainConfig, venv):
+    """``venv`` in the config's VecNormalize, or None when it normalizes nothing."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    n = cfg.normalize
+    if not (n.obs or n.reward):
+        return None
+    return VecNormalize(venv, norm_obs=n.obs, norm_reward=n.reward, clip_obs=n.clip_obs,
+                        clip_reward=n.clip_reward, gamma=cfg.ppo.gamma)
+
+
 def build_model(cfg: TrainConfig, venv, run_dir: Path):
     """A fresh PPO model on ``venv`` from the config."""
     import torch
@@ -230,7 +241,6 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
         # the wall clock continues from where the previous start ended
         t_start -= json.loads((run_dir / "summary.json").read_text()).get("wall_s") or 0.0
 
-    n = cfg.normalize
     model = vecnorm = evaluator = warm = None
     interrupted = False
     error = None
@@ -248,10 +258,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                                      tensorboard_log=str(run_dir / "tb"))
                     control.log(f"resumed from {resume} at {model.num_timesteps} steps")
                 else:
-                    vecnorm = (VecNormalize(venv, norm_obs=n.obs, norm_reward=n.reward,
-                                            clip_obs=n.clip_obs, clip_reward=n.clip_reward,
-                                            gamma=cfg.ppo.gamma)
-                               if (n.obs or n.reward) else None)
+                    vecnorm = wrap_normalize(cfg, venv)
                     model = build_model(cfg, vecnorm or venv, run_dir)
                     pr = cfg.prior
                     if pr.hold_steps > 0:
@@ -285,9 +292,6 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: Path | None = None,
                                               cache=w.cache,
                                               dagger_rounds=w.dagger_rounds,
                                               dagger_episodes=w.dagger_episodes,
-                                              policy_kwargs={
-                                                  "activation": cfg.policy.activation,
-                                                  "bounded_mean": cfg.policy.bounded_mean},
                                               log=control.log,
                                               workers=min(n_envs, os.cpu_count() or 1),
                                               progress=planner_progress)

@@ -38,6 +38,10 @@ class Rollouts:
         """Boolean mask (N,): the rows of episodes the expert succeeded in."""
         return np.asarray(self.success, dtype=bool)[self.episode]
 
+    def successful_episodes(self) -> Rollouts:
+        """:meth:`subset` of the episodes the expert succeeded in."""
+        return self.subset([i for i, ok in enumerate(self.success) if ok])
+
     def subset(self, episodes: list[int]) -> Rollouts:
         """These episodes (ascending indices), renumbered from 0; for one-env rollouts (one
         reward array per episode, as the planner's)."""
@@ -137,7 +141,7 @@ def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, 
                epochs: int, batch_size: int, lr: float, log_std: float, seed: int,
                expert: str = "task", successful_only: bool = False, log=print,
                workers: int = 1, cache: bool = False, dagger_rounds: int = 0,
-               dagger_episodes: int = 50, policy_kwargs: dict | None = None,
+               dagger_episodes: int = 50,
                progress: Callable[[int, bool], None] | None = None) -> dict:
     """Clone the expert into ``model`` (actor and critic); returns a summary.
 
@@ -181,11 +185,10 @@ def warm_start(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, *, 
     log(f"warm start: cloned, action mse {summary['action_mse']:.4f} "
         f"({time.perf_counter() - t0:.0f} s)")
     if dagger_rounds:
-        kept = [i for i, ok in enumerate(data.success) if ok or not successful_only]
-        summary["dagger"] = dagger(model, vecnorm, scenario, data.subset(kept),
+        demos = data.successful_episodes() if successful_only else data
+        summary["dagger"] = dagger(model, vecnorm, scenario, demos,
                                    rounds=dagger_rounds, episodes=dagger_episodes,
-                                   workers=workers, progress=progress, log=log,
-                                   **(policy_kwargs or {}), **fit_args)
+                                   workers=workers, progress=progress, log=log, **fit_args)
     summary["seconds"] = time.perf_counter() - t0
     return summary
 
@@ -195,8 +198,8 @@ DAGGER_SEEDS = 1_000_000  # DAgger's episodes: seed + this + ... (after the demo
 
 def dagger(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, demos: Rollouts, *,
            rounds: int, episodes: int, epochs: int, batch_size: int, lr: float,
-           log_std: float, seed: int, activation: str = "tanh", bounded_mean: bool = False,
-           workers: int = 1, progress: Callable[[int, bool], None] | None = None,
+           log_std: float, seed: int, workers: int = 1,
+           progress: Callable[[int, bool], None] | None = None,
            on_round: Callable[[dict], None] | None = None, log=print) -> list[dict]:
     """DAgger (Ross, Gordon and Bagnell 2011) with the closed-loop planner as the labeller:
     each round the current clone drives ``episodes`` episodes (seeds ``seed + DAGGER_SEEDS``
@@ -211,7 +214,7 @@ def dagger(model: PPO, vecnorm: VecNormalize | None, scenario: Scenario, demos: 
     labelled, out = None, []
     for r in range(rounds):
         t0 = time.perf_counter()
-        policy = live_policy(model, vecnorm, scenario, activation, bounded_mean)
+        policy = live_policy(model, vecnorm, scenario)
         new = label_policy_episodes(scenario, policy, episodes,
                                     seed + DAGGER_SEEDS + r * episodes, workers=workers,
                                     progress=progress)

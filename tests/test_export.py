@@ -86,7 +86,8 @@ def test_export_matches_sb3_predict(which, request):
     assert last == ("tanh" if which == "trained_bounded" else None)
 
 
-def test_live_policy_is_the_exported_function_in_memory(trained):
+@pytest.mark.parametrize("which", ["trained", "trained_bounded"])
+def test_live_policy_is_the_exported_function_in_memory(which, request):
     """``live_policy`` (the model in training, as DAgger rolls it out in worker processes)
     computes what its exported file computes, and survives the trip to a worker."""
     from stable_baselines3 import PPO
@@ -95,12 +96,11 @@ def test_live_policy_is_the_exported_function_in_memory(trained):
     import fingergym
     from fingergym.policies.export import live_policy
 
-    run_dir, _, policy = trained
+    run_dir, _, policy = request.getfixturevalue(which)
     vecnorm = VecNormalize.load(str(run_dir / "final_vecnormalize.pkl"),
                                 DummyVecEnv([fingergym.make_env]))
     model = PPO.load(run_dir / "final.zip", device="cpu")
-    live = pickle.loads(pickle.dumps(live_policy(model, vecnorm, fingergym.load_scenario(),
-                                                 "tanh", bounded_mean=False)))
+    live = pickle.loads(pickle.dumps(live_policy(model, vecnorm, fingergym.load_scenario())))
     obs = _observations()
     np.testing.assert_allclose(live(obs), policy(obs), atol=1e-6)
     assert live.observation_layout.same_names(policy.observation_layout)
