@@ -1,6 +1,7 @@
 """Time-to-80%: train a config with several seeds (time-boxed), then report, per seed, the first
 periodic held-out evaluation >= 80% (wall-clock and env steps) and that snapshot's success on
-50 further held-out episodes; the median and spread over seeds; the learning curves as a PNG.
+50 further held-out episodes, the same for ``best`` and for the run's last snapshot; the median
+and spread over seeds; the learning curves as a PNG.
 
     # a task's default recipe without an expert, 3 seeds, 60 min each, one at a time: the lift
     # (no expert; fingergym.planning cannot plan it) -> configs/train_expertfree.yaml
@@ -23,11 +24,14 @@ snapshot) when its time box ends. Results are appended to ``bench/results.json``
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +124,8 @@ def report_run(run_dir: Path, episodes: int, validation: int = 0) -> dict:
     out = {"run_dir": str(run_dir), "evals": len(rows),
            "steps": rows[-1]["timesteps"] if rows else 0,
            "wall_s": rows[-1]["wall_s"] if rows else 0.0,
-           "first_80": first, "held_out_first_80": None, "held_out_best": None}
+           "first_80": first, "held_out_first_80": None, "held_out_best": None,
+           "held_out_final": None}
     if (run_dir / "summary.json").exists():  # the run's own end (after its last evaluation)
         end = json.loads((run_dir / "summary.json").read_text())
         out["steps"] = max(out["steps"], end.get("timesteps") or 0)
@@ -139,7 +144,17 @@ def report_run(run_dir: Path, episodes: int, validation: int = 0) -> dict:
         out["held_out_first_80"] = held_out(run_dir, f"step_{first['timesteps']}", episodes)
     if (run_dir / "best.zip").exists():
         out["held_out_best"] = held_out(run_dir, "best", episodes)
+    last = final_snapshot(run_dir)
+    if last:  # the run's end: what a run that selects nothing would ship
+        out["held_out_final"] = {"snapshot": last, **held_out(run_dir, last, episodes)}
     return out
+
+
+def final_snapshot(run_dir: Path) -> str | None:
+    """The snapshot a run ended with: ``final`` (it reached its step count) or ``interrupted``
+    (time box, Ctrl-C), whichever was written last; None if neither."""
+    ends = [z for z in (run_dir / "final.zip", run_dir / "interrupted.zip") if z.exists()]
+    return max(ends, key=lambda z: z.stat().st_mtime).stem if ends else None
 
 
 def summarize(label: str, runs: list[dict], key: str = "first_80") -> dict:
@@ -229,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="also re-evaluate every checkpoint on N episodes from the run's "
                    "training-time evaluation seed and time the first >= 80%% there (a finer "
                    "selection than 20 episodes; the held-out seeds stay untouched)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="runs evaluated at the same time, one process each (default: one per "
+                   "CPU core)")
     p.add_argument("--plot", type=Path, default=None, help="learning curves PNG (all labels "
                    "in bench/results.json)")
     p.add_argument("--plot-labels", nargs="+", default=None, metavar="LABEL",
@@ -263,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
                                      train_args(args)))
             time.sleep(5)
             active = [a for a in active if a.poll() is None]
-    runs = [report_run(d, args.episodes, args.validation) for d in dirs]
+    report = functools.partial(report_run, episodes=args.episodes, validation=args.validation)
+    with ProcessPoolExecutor(max(1, min(args.workers, len(dirs)))) as pool:
+        runs = list(pool.map(report, dirs))  # one run per process; in the order of dirs
     summary = summarize(args.label, runs)
     if args.validation > 0:
         summary["validated"] = summarize(args.label, runs, "first_80_validated")
@@ -274,14 +294,16 @@ def main(argv: list[str] | None = None) -> int:
                            "train_args": list(train_args(args)), "set": args.set}
     RESULTS.write_text(json.dumps(results, indent=1))
     print(f"| {args.label} | seed | first eval >= 80%: min (steps) | held out at that point "
-          f"| best, held out |")
+          f"| best, held out | end of the run (steps), held out |")
     for r in runs:
-        f, h, b = r["first_80"], r["held_out_first_80"], r["held_out_best"]
+        f, h, b, e = r["first_80"], r["held_out_first_80"], r["held_out_best"], \
+            r.get("held_out_final")
         first = (f"{f['wall_s'] / 60:.1f} ({f['timesteps']})" if f
                  else f"not in {r['wall_s'] / 60:.0f} min ({r['steps']})")
         at = f"{h['success_rate']:.0%}" if h else "-"
         best = f"{b['success_rate']:.0%}" if b else "-"
-        print(f"| | {Path(r['run_dir']).name} | {first} | {at} | {best} |")
+        end = f"{e['success_rate']:.0%} ({r['steps']})" if e else "-"
+        print(f"| | {Path(r['run_dir']).name} | {first} | {at} | {best} | {end} |")
     if args.validation > 0:
         print(f"| {args.label} | seed | first >= 80% on {args.validation} validation episodes: "
               f"min (steps) | held out at that point |")

@@ -129,6 +129,14 @@ def test_tiny_run_resume_and_export(tmp_path, capsys):
     assert (run_dir / "checkpoints" / "step_768.zip").exists()
     assert len(json.loads((run_dir / "meta.json").read_text())["history"]) == 2
 
+    # the time-to-80% report re-evaluates the checkpoints and the run's last snapshot
+    rep = _time_to_80().report_run(run_dir, episodes=1, validation=1)
+    assert rep["steps"] == 768 and rep["held_out_final"]["snapshot"] == "final"
+    assert rep["held_out_final"]["episodes"] == 1 and rep["held_out_best"]["episodes"] == 1
+    checked = [v["timesteps"] for v in rep["validation"]]
+    assert checked and checked == [256, 512, 768][:len(checked)]  # in order, up to the first 80%
+    assert (rep["first_80_validated"] is None) == (rep["validation"][-1]["success_rate"] < 0.8)
+
     out = tmp_path / "p.safetensors"
     assert main(["export", str(run_dir), "-o", str(out), "--snapshot", "final"]) == 0
     policy = Policy.load(out)
@@ -314,14 +322,20 @@ def test_robot_side_and_trainer_import_no_ray():
     assert out.returncode == 0, out.stderr
 
 
-def test_time_to_80_benchmark_passes_the_default_recipe_choice_to_train(tmp_path):
-    """bench/time_to_80.py times what `fingergym train --task/--expert-free` picks itself."""
+def _time_to_80():
+    """bench/time_to_80.py as a module."""
     import importlib.util
 
     path = Path(__file__).resolve().parents[1] / "bench" / "time_to_80.py"
     spec = importlib.util.spec_from_file_location("time_to_80", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_time_to_80_benchmark_passes_the_default_recipe_choice_to_train(tmp_path):
+    """bench/time_to_80.py times what `fingergym train --task/--expert-free` picks itself."""
+    bench = _time_to_80()
     with pytest.raises(SystemExit) as e:
         bench.main(["--help"])
     assert e.value.code == 0
