@@ -24,6 +24,7 @@ snapshot) when its time box ends. Results are appended to ``bench/results.json``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -282,8 +283,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(5)
             active = [a for a in active if a.poll() is None]
     report = functools.partial(report_run, episodes=args.episodes, validation=args.validation)
-    with ProcessPoolExecutor(max(1, min(args.workers, len(dirs)))) as pool:
-        runs = list(pool.map(report, dirs))  # one run per process; in the order of dirs
+    workers = max(1, min(args.workers, len(dirs)))
+    with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        runs = list((pool.map if pool else map)(report, dirs))  # one run a process, in order
     summary = summarize(args.label, runs)
     if args.validation > 0:
         summary["validated"] = summarize(args.label, runs, "first_80_validated")

@@ -137,6 +137,22 @@ def test_tiny_run_resume_and_export(tmp_path, capsys):
     assert checked and checked == [256, 512, 768][:len(checked)]  # in order, up to the first 80%
     assert (rep["first_80_validated"] is None) == (rep["validation"][-1]["success_rate"] < 0.8)
 
+    # the finer learning curve: the checkpoints at multiples of 512, then the run's end
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location("success_curve", Path(__file__).resolve().parents[1] / "bench"
+                                   / "success_curve.py")
+    curve = module_from_spec(spec)
+    spec.loader.exec_module(curve)
+    assert curve.snapshots(run_dir, 512) == [(512, "step_512"), (768, "final")]
+    png = tmp_path / "curve.png"
+    assert curve.main([str(run_dir), "--every", "512", "--episodes", "1", "--workers", "1",
+                       "--plot", str(png)]) == 0
+    assert "(768 steps)" in capsys.readouterr().out and png.stat().st_size > 0
+    with pytest.raises(SystemExit):
+        curve.main([str(tmp_path / "nothing")])  # not a run directory: a one-line error
+    assert "not a run directory" in capsys.readouterr().err
+
     out = tmp_path / "p.safetensors"
     assert main(["export", str(run_dir), "-o", str(out), "--snapshot", "final"]) == 0
     policy = Policy.load(out)
