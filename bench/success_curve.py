@@ -27,13 +27,13 @@ from pathlib import Path
 CURVE_SEED = 30_000  # used by no training, selection or held-out report
 
 
-def snapshots(run_dir: Path, every: int) -> list[tuple[int, str]]:
+def snapshots(run_dir: Path, every: int, start: int = 0) -> list[tuple[int, str]]:
     """(env steps, snapshot name) of the run's checkpoints at multiples of ``every`` (all if
-    0), then its last snapshot at the run's last step."""
+    0) from ``start`` steps on, then its last snapshot at the run's last step."""
     if not (run_dir / "config.yaml").exists():
         raise FileNotFoundError(f"{run_dir}: not a run directory (no config.yaml)")
     steps = sorted(int(z.stem.split("_")[1]) for z in (run_dir / "checkpoints").glob("step_*.zip"))
-    out = [(n, f"step_{n}") for n in steps if every <= 0 or n % every == 0]
+    out = [(n, f"step_{n}") for n in steps if n >= start and (every <= 0 or n % every == 0)]
     ends = [z for z in (run_dir / "final.zip", run_dir / "interrupted.zip") if z.exists()]
     summary = run_dir / "summary.json"
     if ends and summary.exists():
@@ -65,10 +65,10 @@ def evaluate_snapshot(job: tuple[str, int, str, int, int]) -> dict:
 
 
 def curves(run_dirs: list[Path], every: int, seed: int, episodes: int, workers: int,
-           on_row=None) -> list[dict]:
+           on_row=None, start: int = 0) -> list[dict]:
     """Every selected snapshot of every run, ``workers`` at a time; rows in run, step order."""
     jobs = [(str(d), n, which, seed, episodes)
-            for d in run_dirs for n, which in snapshots(d, every)]
+            for d in run_dirs for n, which in snapshots(d, every, start)]
     rows = []
     workers = max(1, min(workers, len(jobs)))
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", type=Path, nargs="+", help="run directories")
     p.add_argument("--every", type=int, default=0,
                    help="only checkpoints at multiples of this many steps (0: all)")
+    p.add_argument("--from-step", type=int, default=0, metavar="N",
+                   help="only snapshots at N env steps or later (extends a curve)")
     p.add_argument("--episodes", type=int, default=100, help="episodes per snapshot (100)")
     p.add_argument("--seed", type=int, default=CURVE_SEED,
                    help=f"first episode seed ({CURVE_SEED})")
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{done}/{total}] {row['run_dir']} {row['snapshot']} ({row['timesteps']} "
                   f"steps): {row['success_rate']:.0%} of {row['episodes']}", flush=True)
 
-    rows = curves(args.runs, args.every, args.seed, args.episodes, args.workers, show)
+    rows = curves(args.runs, args.every, args.seed, args.episodes, args.workers, show,
+                  args.from_step)
     if args.json:
         print(json.dumps(rows))
     if args.plot:

@@ -145,6 +145,7 @@ def test_tiny_run_resume_and_export(tmp_path, capsys):
     curve = module_from_spec(spec)
     spec.loader.exec_module(curve)
     assert curve.snapshots(run_dir, 512) == [(512, "step_512"), (768, "final")]
+    assert curve.snapshots(run_dir, 256, start=500) == [(512, "step_512"), (768, "step_768")]
     png = tmp_path / "curve.png"
     assert curve.main([str(run_dir), "--every", "512", "--episodes", "1", "--workers", "1",
                        "--plot", str(png)]) == 0
