@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -33,11 +32,11 @@ def snapshots(run_dir: Path, every: int, start: int = 0) -> list[tuple[int, str]
     if not (run_dir / "config.yaml").exists():
         raise FileNotFoundError(f"{run_dir}: not a run directory (no config.yaml)")
     steps = sorted(int(z.stem.split("_")[1]) for z in (run_dir / "checkpoints").glob("step_*.zip"))
+    from fingergym.policies.export import end_snapshot
+
     out = [(n, f"step_{n}") for n in steps if n >= start and (every <= 0 or n % every == 0)]
-    ends = [z for z in (run_dir / "final.zip", run_dir / "interrupted.zip") if z.exists()]
-    summary = run_dir / "summary.json"
-    if ends and summary.exists():
-        last = max(ends, key=lambda z: z.stat().st_mtime).stem
+    last, summary = end_snapshot(run_dir), run_dir / "summary.json"
+    if last and summary.exists():
         n = int(json.loads(summary.read_text())["timesteps"])
         if not out or n > out[-1][0]:
             out.append((n, last))
@@ -47,19 +46,9 @@ def snapshots(run_dir: Path, every: int, start: int = 0) -> list[tuple[int, str]
 def evaluate_snapshot(job: tuple[str, int, str, int, int]) -> dict:
     """One snapshot on ``episodes`` episodes from ``seed`` (run in a worker process)."""
     run_dir, steps, which, seed, episodes = job
-    from fingergym.env import make_env
-    from fingergym.policies.config import load_train_config
-    from fingergym.policies.evaluate import evaluate
-    from fingergym.policies.export import export
+    from fingergym.policies.evaluate import evaluate_run_snapshot
 
-    run = Path(run_dir)
-    env = make_env(load_train_config(run / "config.yaml").eval_scenario())
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            res = evaluate(env, export(run, Path(tmp) / "p.safetensors", which),
-                           range(seed, seed + episodes))
-    finally:
-        env.close()
+    res = evaluate_run_snapshot(Path(run_dir), which, range(seed, seed + episodes))
     return {"run_dir": run_dir, "timesteps": steps, "snapshot": which, "episodes": episodes,
             "success_rate": res["success_rate"], "mean_return": res["mean_return"]}
 

@@ -72,21 +72,9 @@ def first_at(rows: list[dict], threshold: float = THRESHOLD) -> dict | None:
 def run_snapshot(run_dir: Path, which: str, first_seed: int, episodes: int) -> dict:
     """Export snapshot ``which`` and run it (numpy runner, as deployed) on the run's own
     evaluation scenario, episodes ``first_seed ...``."""
-    import tempfile
+    from fingergym.policies.evaluate import evaluate_run_snapshot
 
-    from fingergym.env import make_env
-    from fingergym.policies.config import load_train_config
-    from fingergym.policies.evaluate import evaluate
-    from fingergym.policies.export import export
-
-    scenario = load_train_config(run_dir / "config.yaml").eval_scenario()  # the run's task
-    env = make_env(scenario)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            policy = export(run_dir, Path(tmp) / "p.safetensors", which)
-            res = evaluate(env, policy, range(first_seed, first_seed + episodes))
-    finally:
-        env.close()
+    res = evaluate_run_snapshot(run_dir, which, range(first_seed, first_seed + episodes))
     return {k: res[k] for k in ("episodes", "success_rate", "mean_return", "min_return")}
 
 
@@ -145,17 +133,12 @@ def report_run(run_dir: Path, episodes: int, validation: int = 0) -> dict:
         out["held_out_first_80"] = held_out(run_dir, f"step_{first['timesteps']}", episodes)
     if (run_dir / "best.zip").exists():
         out["held_out_best"] = held_out(run_dir, "best", episodes)
-    last = final_snapshot(run_dir)
+    from fingergym.policies.export import end_snapshot
+
+    last = end_snapshot(run_dir)
     if last:  # the run's end: what a run that selects nothing would ship
         out["held_out_final"] = {"snapshot": last, **held_out(run_dir, last, episodes)}
     return out
-
-
-def final_snapshot(run_dir: Path) -> str | None:
-    """The snapshot a run ended with: ``final`` (it reached its step count) or ``interrupted``
-    (time box, Ctrl-C), whichever was written last; None if neither."""
-    ends = [z for z in (run_dir / "final.zip", run_dir / "interrupted.zip") if z.exists()]
-    return max(ends, key=lambda z: z.stat().st_mtime).stem if ends else None
 
 
 def summarize(label: str, runs: list[dict], key: str = "first_80") -> dict:

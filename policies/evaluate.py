@@ -94,6 +94,23 @@ def evaluate(env: FingerGymEnv, policy: PolicyFn, seeds: Iterable[int],
             "per_episode": rows}
 
 
+def evaluate_run_snapshot(run_dir: Path, which: str, seeds: Iterable[int]) -> dict:
+    """Snapshot ``which`` of a run, exported as deployed (numpy runner), on episodes ``seeds``
+    of the run's own evaluation scenario; :func:`evaluate`'s result."""
+    import tempfile
+
+    from fingergym.policies.config import load_train_config
+    from fingergym.policies.export import export
+
+    run_dir = Path(run_dir)
+    env = make_env(load_train_config(run_dir / "config.yaml").eval_scenario())  # the run's task
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return evaluate(env, export(run_dir, Path(tmp) / "p.safetensors", which), seeds)
+    finally:
+        env.close()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", type=Path, default=None,
                         help="exported policy file (default: the task's shipped policy)")

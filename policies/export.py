@@ -57,6 +57,13 @@ def snapshot_names(run_dir: Path) -> list[str]:
     return top + steps
 
 
+def end_snapshot(run_dir: Path) -> str | None:
+    """The snapshot a run ended with: ``final`` (it reached its step count) or ``interrupted``
+    (time box, Ctrl-C), whichever was written last; None if neither."""
+    ends = [z for z in (run_dir / "final.zip", run_dir / "interrupted.zip") if z.exists()]
+    return max(ends, key=lambda z: z.stat().st_mtime).stem if ends else None
+
+
 def actor_state(snapshot: Path) -> dict[str, np.ndarray]:
     """The actor's tensors from an SB3 zip, read with ``torch.load(weights_only=True)``."""
     import torch
